@@ -1,0 +1,35 @@
+# rnnlab: `make demo` trains the default model; `make test` runs the test suite.
+# Both create .venv on first use and are safe to run again.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# torch is pinned here: this exact CPU build installs from local disk, while an
+# unpinned "torch" would download a multi-GB CUDA build.
+TORCH  := torch==2.13.0
+
+.PHONY: install demo test test-all bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/rnnlab train --preset grimm-char --run-dir runs/demo --overwrite
+	$(BIN)/rnnlab eval runs/demo --split valid
+	$(BIN)/rnnlab generate runs/demo --length 30 200 --temperature 0 0.5 1.0 2.0 --seed 0
+	$(BIN)/rnnlab generate runs/demo --prompt "The sleeping beauty is" --length 200 --temperature 0.5 --seed 0
+
+test: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

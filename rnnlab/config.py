@@ -1,0 +1,279 @@
+"""Configuration as plain data: dataclasses with defaults, TOML presets on top,
+then `--set section.key=value` overrides, then validation.
+
+The dotted names (`model.hidden`, `train.lr`, ...) are a public interface:
+scripts and other tools address them, so rename nothing lightly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import tomli_w
+
+from rnnlab.errors import UserError
+
+CELLS = ("rnn", "lstm", "gru", "phased_lstm")
+
+
+@dataclass
+class ModelConfig:
+    cell: str = "lstm"  # rnn | lstm | gru | phased_lstm
+    hidden: int = 128  # units per recurrent layer
+    layers: int = 2  # stacked recurrent layers
+    embed: int = 0  # embedding size; 0 means "same as hidden"
+    dropout: float = 0.0  # on non-recurrent connections only (Zaremba et al. 2014)
+    tie_weights: bool = False  # decoder reuses the embedding matrix (needs embed == hidden)
+    init: float = 0.0  # > 0: every weight ~ uniform(-init, init); 0: PyTorch's defaults
+    nonlinearity: str = "tanh"  # rnn cell only: tanh | relu
+    gru_z: str = "old"  # gru: "old": h = (1-z)n + z h_prev (Cho 2014, PyTorch); "new": h = z n + (1-z) h_prev
+    bias: str = "double"  # double: b_ih and b_hh (PyTorch); single: b_ih only
+    impl: str = "fused"  # fused: torch.nn.LSTM/GRU/RNN kernels; explicit: the cell equations, step by step
+    backend: str = "torch"  # torch | numpy
+
+
+@dataclass
+class DataConfig:
+    path: str = ""  # a text file, or a directory with train.txt/valid.txt[/test.txt]; "" = bundled Grimm
+    level: str = "char"  # char | word
+    valid_fraction: float = 0.1  # single-file corpora: the last fraction of the text is validation
+    test_fraction: float = 0.0  # single-file corpora: a fraction after validation kept as test
+    strip_gutenberg: bool = True  # drop the Project Gutenberg header and licence
+    lowercase: bool = False
+    min_count: int = 1  # tokens seen fewer times in train become <unk>
+    max_vocab: int = 0  # 0 = no limit; otherwise keep the most frequent
+    batcher: str = "stream"  # stream: contiguous streams, state carried (truncated BPTT); window: random windows
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    batch_size: int = 64
+    seq_len: int = 30  # truncated-BPTT length (tokens per segment)
+    epochs: int = 1000  # upper bound; max_steps / max_minutes usually stop first
+    max_steps: int = 0  # 0 = no step limit
+    max_minutes: float = 0.0  # 0 = no time limit
+    optimizer: str = "adam"  # sgd | adagrad | rmsprop | adam
+    lr: float = 2e-3
+    momentum: float = 0.0  # sgd / rmsprop
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    clip: float = 5.0  # max global gradient norm; 0 = no clipping
+    schedule: str = "constant"  # constant | zaremba | plateau | cosine
+    lr_decay: float = 2.0  # zaremba / plateau: lr is divided by this
+    decay_after: int = 4  # zaremba: divide every epoch after this epoch
+    min_lr: float = 0.0  # cosine: final lr
+    eval_every: int = 0  # evaluate every N steps; 0 = at each epoch end
+    eval_batch_size: int = 16
+    eval_seq_len: int = 256
+    checkpoint_every: int = 500  # steps between 'last' checkpoints; 0 = only at the end
+    checkpoint_minutes: float = 0.0  # also checkpoint after this many minutes; 0 = off
+    samples: int = 4  # samples printed at evenly spaced points during training
+    sample_length: int = 120
+    max_faults: int = 10  # non-finite losses tolerated before aborting
+    threads: int = 0  # torch intra-op threads; 0 = leave PyTorch's choice
+    device: str = "cpu"  # cpu | cuda | auto
+
+
+@dataclass
+class GenerateConfig:
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    length: int = 200
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    name: str = "run"
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "generate": GenerateConfig}
+TOP_LEVEL = {"name": str, "description": str}
+
+
+def all_keys() -> list[tuple[str, object, str]]:
+    """(dotted key, default, type name) for every setting, for `rnnlab config`."""
+    rows = [(k, "", t.__name__) for k, t in TOP_LEVEL.items()]
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            rows.append((f"{section}.{f.name}", f.default, hints[f.name].__name__))
+    return rows
+
+
+def _suggest(key: str, options) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(key: str, value, typ):
+    """Convert a TOML value or a command-line string to the field's type."""
+    if isinstance(value, str) and typ is not str:
+        text = value.strip()
+        if typ is bool:
+            if text.lower() in ("true", "1", "yes", "on"):
+                return True
+            if text.lower() in ("false", "0", "no", "off"):
+                return False
+            raise UserError(f"{key} expects true or false, got '{value}'")
+        try:
+            return typ(float(text)) if typ is int and "e" in text.lower() else typ(text)
+        except ValueError:
+            raise UserError(f"{key} expects {typ.__name__}, got '{value}'") from None
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise UserError(f"{key} expects {typ.__name__}, got {value!r}")
+    return value
+
+
+def apply(cfg: Config, key: str, value) -> None:
+    """Set one dotted key, with type conversion and a suggestion for typos."""
+    if key in TOP_LEVEL:
+        setattr(cfg, key, _coerce(key, value, TOP_LEVEL[key]))
+        return
+    section, _, name = key.partition(".")
+    if section not in SECTIONS or not name:
+        known = [k for k, _, _ in all_keys()]
+        raise UserError(f"unknown setting '{key}'{_suggest(key, known)}")
+    cls = SECTIONS[section]
+    hints = typing.get_type_hints(cls)
+    if name not in hints:
+        known = [f"{section}.{n}" for n in hints] + [k for k, _, _ in all_keys()]
+        raise UserError(f"unknown setting '{key}'{_suggest(key, known)}")
+    setattr(getattr(cfg, section), name, _coerce(key, value, hints[name]))
+
+
+def merge(cfg: Config, data: dict, source: str) -> None:
+    """Overlay a nested dict (from TOML) onto a config."""
+    for key, value in data.items():
+        if isinstance(value, dict):
+            if key not in SECTIONS:
+                raise UserError(f"{source}: unknown section [{key}]{_suggest(key, SECTIONS)}")
+            for name, v in value.items():
+                apply(cfg, f"{key}.{name}", v)
+        else:
+            apply(cfg, key, value)
+
+
+def _read_toml(path: Path, source: str) -> dict:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"config file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{source} is not valid TOML: {e}") from None
+
+
+def preset_names() -> list[str]:
+    files = resources.files("rnnlab.presets").iterdir()
+    return sorted(f.name[: -len(".toml")] for f in files if f.name.endswith(".toml"))
+
+
+def preset_path(name: str) -> Path:
+    if name not in preset_names():
+        raise UserError(f"unknown preset '{name}'{_suggest(name, preset_names())}; see 'rnnlab presets'")
+    return Path(str(resources.files("rnnlab.presets") / f"{name}.toml"))
+
+
+def preset_description(name: str) -> str:
+    return _read_toml(preset_path(name), f"preset {name}").get("description", "")
+
+
+def load_config(preset: str | None = None, config_file: str | None = None, overrides=()) -> Config:
+    """defaults <- preset <- config file <- --set overrides, then validate."""
+    cfg = Config()
+    if preset is None and config_file is None:
+        preset = "grimm-char"
+    if preset is not None:
+        merge(cfg, _read_toml(preset_path(preset), f"preset {preset}"), f"preset {preset}")
+        cfg.name = preset
+    if config_file is not None:
+        merge(cfg, _read_toml(Path(config_file), config_file), config_file)
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--set expects key=value, got '{item}'")
+        apply(cfg, key.strip(), value)
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict) -> Config:
+    """Rebuild a resolved config (as stored in a run directory)."""
+    cfg = Config()
+    merge(cfg, data, "stored config")
+    validate(cfg)
+    return cfg
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+def _choice(key: str, value: str, options) -> None:
+    _check(value in options, f"{key} must be one of {', '.join(options)}; got '{value}'{_suggest(value, options)}")
+
+
+def validate(cfg: Config) -> None:
+    m, d, t, g = cfg.model, cfg.data, cfg.train, cfg.generate
+    _choice("model.cell", m.cell, CELLS)
+    _choice("model.nonlinearity", m.nonlinearity, ("tanh", "relu"))
+    _choice("model.gru_z", m.gru_z, ("old", "new"))
+    _choice("model.bias", m.bias, ("double", "single"))
+    _choice("model.impl", m.impl, ("fused", "explicit"))
+    _choice("model.backend", m.backend, ("torch", "numpy"))
+    _check(m.hidden > 0, f"model.hidden must be positive, got {m.hidden}")
+    _check(m.layers > 0, f"model.layers must be positive, got {m.layers}")
+    _check(m.embed >= 0, f"model.embed must be >= 0 (0 = same as hidden), got {m.embed}")
+    _check(0.0 <= m.dropout < 1.0, f"model.dropout must be in [0, 1), got {m.dropout}")
+    _check(m.init >= 0.0, f"model.init must be >= 0, got {m.init}")
+    if m.tie_weights:
+        _check(m.embed in (0, m.hidden), "model.tie_weights needs model.embed equal to model.hidden (or 0)")
+    _choice("data.level", d.level, ("char", "word"))
+    _choice("data.batcher", d.batcher, ("stream", "window"))
+    _check(0.0 < d.valid_fraction < 1.0, f"data.valid_fraction must be in (0, 1), got {d.valid_fraction}")
+    _check(0.0 <= d.test_fraction < 1.0 - d.valid_fraction, "data.test_fraction must be >= 0 and leave room for training text")
+    _check(d.min_count >= 1, f"data.min_count must be >= 1, got {d.min_count}")
+    _check(d.max_vocab >= 0, f"data.max_vocab must be >= 0, got {d.max_vocab}")
+    _choice("train.optimizer", t.optimizer, ("sgd", "adagrad", "rmsprop", "adam"))
+    _choice("train.schedule", t.schedule, ("constant", "zaremba", "plateau", "cosine"))
+    _choice("train.device", t.device, ("cpu", "cuda", "auto"))
+    for key in ("batch_size", "seq_len", "epochs", "eval_batch_size", "eval_seq_len", "max_faults"):
+        _check(getattr(t, key) > 0, f"train.{key} must be positive, got {getattr(t, key)}")
+    for key in ("max_steps", "eval_every", "checkpoint_every", "samples", "threads", "decay_after"):
+        _check(getattr(t, key) >= 0, f"train.{key} must be >= 0, got {getattr(t, key)}")
+    for key in ("max_minutes", "checkpoint_minutes", "momentum", "weight_decay", "clip", "min_lr"):
+        _check(getattr(t, key) >= 0, f"train.{key} must be >= 0, got {getattr(t, key)}")
+    _check(t.lr > 0, f"train.lr must be positive, got {t.lr}")
+    _check(t.lr_decay >= 1.0, f"train.lr_decay must be >= 1 (the lr is divided by it), got {t.lr_decay}")
+    _check(t.sample_length > 0, f"train.sample_length must be positive, got {t.sample_length}")
+    validate_generation(g.temperature, g.top_k, g.top_p, g.length, prefix="generate.")
+
+
+def validate_generation(temperature: float, top_k: int, top_p: float, length: int, prefix: str = "") -> None:
+    _check(temperature >= 0, f"{prefix}temperature must be >= 0 (0 = greedy), got {temperature}")
+    _check(top_k >= 0, f"{prefix}top_k must be >= 0 (0 = off), got {top_k}")
+    _check(0 < top_p <= 1, f"{prefix}top_p must be in (0, 1], got {top_p}")
+    _check(length > 0, f"{prefix}length must be positive, got {length}")

@@ -1,0 +1,1 @@
+"""Corpora, tokenisation, vocabularies and batching."""

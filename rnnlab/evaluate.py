@@ -1,0 +1,42 @@
+"""Evaluation of a language model on a token stream: loss (nats/token),
+perplexity, bits per token (bits/char for character models) and top-1 accuracy.
+
+The split is cut into `batch_size` contiguous streams and the recurrent state
+is carried across segments, so every token is predicted from all the text
+before it in its stream.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rnnlab.data.batching import StreamBatcher
+
+
+def metrics_from_totals(nll: float, correct: int, tokens: int) -> dict:
+    loss = nll / max(tokens, 1)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 700.0)), "bpc": loss / math.log(2),
+            "accuracy": correct / max(tokens, 1), "tokens": tokens}
+
+
+@torch.no_grad()
+def evaluate(model, data: np.ndarray, batch_size: int = 16, seq_len: int = 256, device="cpu") -> dict:
+    was_training = model.training
+    model.eval()
+    batcher = StreamBatcher(data, min(batch_size, max(1, (len(data) - 1) // 2)), seq_len)
+    state = model.init_state(batcher.batch_size)
+    state = tuple(s.to(device) for s in state)
+    nll, correct, tokens = 0.0, 0, 0
+    for x, y in batcher:
+        x, y = x.to(device), y.to(device)
+        logits, state = model(x, state)
+        logits = logits.float().reshape(-1, logits.shape[-1])
+        nll += F.cross_entropy(logits, y.reshape(-1), reduction="sum").item()
+        correct += (logits.argmax(-1) == y.reshape(-1)).sum().item()
+        tokens += y.numel()
+    model.train(was_training)
+    return metrics_from_totals(nll, correct, tokens)

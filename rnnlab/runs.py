@@ -1,0 +1,114 @@
+"""Run directories: everything one training run leaves behind.
+
+    RUN_DIR/config.toml      the fully resolved configuration
+    RUN_DIR/vocab.json       the vocabulary ({"level": ..., "tokens": [...]})
+    RUN_DIR/metrics.jsonl    one JSON object per line: train / valid / test measurements, faults
+    RUN_DIR/samples.jsonl    text sampled during training
+    RUN_DIR/summary.json     final figures (written when training ends)
+    RUN_DIR/checkpoints/     'last' and 'best' (see rnnlab.checkpoint)
+    RUN_DIR/plots/           PNG plots
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+from pathlib import Path
+
+import torch
+
+from rnnlab import checkpoint
+from rnnlab.config import Config, config_from_dict
+from rnnlab.data.vocab import Vocab
+from rnnlab.errors import UserError
+from rnnlab.models import build_model
+
+MODEL_PREFIX = "model."
+
+
+def prepare(run_dir: Path, overwrite: bool = False) -> Path:
+    run_dir = Path(run_dir)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise UserError(f"run directory {run_dir} is not empty: use --resume to continue it or --overwrite to replace it")
+        if not is_run(run_dir):
+            raise UserError(f"refusing to overwrite {run_dir}: it is not an rnnlab run directory")
+        shutil.rmtree(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"run directory {run_dir} is not writable: {e.strerror or e}") from None
+    return run_dir
+
+
+def is_run(run_dir: Path) -> bool:
+    return (Path(run_dir) / "config.toml").is_file()
+
+
+def read_config(run_dir: Path) -> Config:
+    if not Path(run_dir).is_dir():
+        raise UserError(f"run directory not found: {run_dir}")
+    if not is_run(run_dir):
+        raise UserError(f"{run_dir} is not a run directory (no config.toml)")
+    try:
+        data = tomllib.loads((Path(run_dir) / "config.toml").read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{run_dir}/config.toml is unreadable: {e}") from None
+    return config_from_dict(data)
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not Path(path).is_file():
+        return []
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def truncate_jsonl(path: Path, max_step: int) -> None:
+    """Drop records written after `max_step` (by a run killed after its last checkpoint)."""
+    if Path(path).is_file():
+        kept = [r for r in read_jsonl(path) if r.get("step", 0) <= max_step]
+        checkpoint.write_atomic(Path(path), "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+
+def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {MODEL_PREFIX + k: v for k, v in model.state_dict().items()}
+
+
+def load_model_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: str) -> None:
+    state = {k[len(MODEL_PREFIX):]: v for k, v in tensors.items() if k.startswith(MODEL_PREFIX)}
+    expected = model.state_dict()
+    if set(state) != set(expected):
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        raise UserError(f"checkpoint in {where} does not match its config (missing {missing[:3]}, unexpected {extra[:3]})")
+    for k, v in state.items():
+        if v.shape != expected[k].shape:
+            raise UserError(f"checkpoint in {where}: {k} has shape {tuple(v.shape)}, config expects {tuple(expected[k].shape)}")
+    model.load_state_dict(state)
+
+
+def load_run(run_dir: Path, tag: str = "best", device="cpu", impl: str | None = None):
+    """(model, vocab, config, meta) of a finished or running run, for eval/generate/serve.
+
+    Whatever backend trained it, the weights load into the PyTorch model: both
+    backends share parameter names and shapes.
+    """
+    cfg = read_config(run_dir)
+    if tag == "best" and not checkpoint.exists(run_dir, "best"):
+        tag = "last"
+    tensors, meta = checkpoint.load(run_dir, tag)
+    vocab = Vocab.from_json(meta["vocab"])
+    cfg.model.backend = "torch"
+    if impl:
+        cfg.model.impl = impl
+    model = build_model(cfg.model, len(vocab))
+    load_model_tensors(model, tensors, str(run_dir))
+    return model.to(device).eval(), vocab, cfg, meta
