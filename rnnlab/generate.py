@@ -15,6 +15,7 @@ import torch
 
 from rnnlab.config import validate_generation
 from rnnlab.data.vocab import EOS, Vocab
+from rnnlab.models.lm import positions
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -28,6 +29,16 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> t
         cumulative = sorted_logits.softmax(-1).cumsum(-1)
         drop = cumulative - sorted_logits.softmax(-1) >= top_p  # mass before this token already ≥ p
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+def never_sample(logits: torch.Tensor, vocab: Vocab) -> torch.Tensor:
+    """A character model's <unk> stands for "a character not seen in training";
+    it is not text, so it is never produced (word models may produce <unk>, as
+    their corpora do)."""
+    if vocab.level == "char":
+        logits = logits.clone()
+        logits[..., vocab.unk] = float("-inf")
     return logits
 
 
@@ -61,12 +72,13 @@ def sample_tokens(model, vocab: Vocab, prompt: str = "", length: int = 200, temp
     generator.manual_seed(seed if seed is not None else torch.seed())
     ids = prompt_ids(vocab, prompt).to(device)
     x = ids[:, None].expand(-1, num)  # [T, num]
-    logits, state = model(x)  # the prompt, once
+    logits, state = model(x, None, positions(0, x))  # the prompt, once
     try:
-        for _ in range(length):
-            token = choose(logits[-1], temperature, top_k, top_p, generator)
+        for i in range(length):
+            token = choose(never_sample(logits[-1], vocab), temperature, top_k, top_p, generator)
             yield token
-            logits, state = model(token[None, :], state)  # one step, state carried
+            # one step, state carried; the position matters to a Phased LSTM's time gate
+            logits, state = model(token[None, :], state, positions(len(ids) + i, token[None, :]))
     finally:
         model.train(was_training)
 
@@ -106,4 +118,4 @@ def teacher_forced(model, vocab: Vocab, text: str, device="cpu") -> str:
     ids = torch.as_tensor(vocab.encode(list(text) if vocab.level == "char" else text.split()), device=device)
     logits, _ = model(ids[:, None])
     model.train(was_training)
-    return vocab.decode(logits[:, 0].argmax(-1).tolist())
+    return vocab.decode(never_sample(logits[:, 0], vocab).argmax(-1).tolist())

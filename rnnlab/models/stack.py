@@ -63,7 +63,8 @@ class RecurrentStack(nn.Module):
             l0 = self.layers[0]
             kwargs = {"nonlinearity": l0.nonlinearity} if self.cell == "rnn" else {}
             with torch.device("meta"):  # its own parameters are never used
-                template = FUSED[self.cell](l0.input_size, self.hidden, self.num_layers, dropout=self.dropout, **kwargs)
+                dropout = self.dropout if self.num_layers > 1 else 0.0  # between layers only
+                template = FUSED[self.cell](l0.input_size, self.hidden, self.num_layers, dropout=dropout, **kwargs)
             object.__setattr__(self, "_template", template)
         self._template.train(self.training)
         return self._template
