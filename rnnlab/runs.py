@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tomllib
 from pathlib import Path
@@ -25,10 +26,13 @@ from rnnlab.errors import UserError
 from rnnlab.models import build_model
 
 MODEL_PREFIX = "model."
+LOGS = ("metrics.jsonl", "samples.jsonl")  # appended during training, cut back on resume
 
 
 def prepare(run_dir: Path, overwrite: bool = False) -> Path:
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} exists and is not a directory")
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise UserError(f"run directory {run_dir} is not empty: use --resume to continue it or --overwrite to replace it")
@@ -50,8 +54,10 @@ def is_run(run_dir: Path) -> bool:
 
 
 def read_config(run_dir: Path) -> Config:
-    if not Path(run_dir).is_dir():
+    if not Path(run_dir).exists():
         raise UserError(f"run directory not found: {run_dir}")
+    if not Path(run_dir).is_dir():
+        raise UserError(f"{run_dir} is not a run directory (it is a file)")
     if not is_run(run_dir):
         raise UserError(f"{run_dir} is not a run directory (no config.toml)")
     try:
@@ -67,9 +73,19 @@ def append_jsonl(path: Path, record: dict) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines log; a last line cut short by a kill is ignored."""
     if not Path(path).is_file():
         return []
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    lines = [line for line in text.split("\n") if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if i < len(lines) - 1 or text.endswith("\n"):
+                raise UserError(f"{path} is corrupted at record {i + 1}") from None
+    return records
 
 
 def truncate_jsonl(path: Path, max_step: int) -> None:
@@ -77,6 +93,35 @@ def truncate_jsonl(path: Path, max_step: int) -> None:
     if Path(path).is_file():
         kept = [r for r in read_jsonl(path) if r.get("step", 0) <= max_step]
         checkpoint.write_atomic(Path(path), "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+
+def log_sizes(run_dir: Path) -> dict[str, int]:
+    """Byte length of each log, flushed to disk: stored in a checkpoint, so that
+    resuming it cuts away exactly what was logged after it."""
+    sizes = {}
+    for name in LOGS:
+        path = Path(run_dir) / name
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                sizes[name] = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+    return sizes
+
+
+def truncate_logs(run_dir: Path, sizes: dict[str, int] | None, step: int) -> None:
+    """Forget what a killed run logged after the checkpoint being resumed (it is recomputed)."""
+    for name in LOGS:
+        path = Path(run_dir) / name
+        if not path.is_file():
+            continue
+        size = (sizes or {}).get(name)
+        if size is not None and path.stat().st_size >= size:
+            os.truncate(path, size)
+        else:  # a checkpoint without sizes: fall back to the step numbers
+            truncate_jsonl(path, step)
 
 
 def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import re
 import warnings
 from importlib import resources
@@ -26,7 +27,9 @@ def read_text(path: str | Path) -> str:
 
     Decoding policy: bytes that are not valid UTF-8 are replaced by U+FFFD
     (the replacement character) and a warning says how many there were; a
-    leading byte-order mark is dropped. Reading never crashes on bad bytes.
+    leading byte-order mark is dropped, and a file that starts with a UTF-16
+    byte-order mark is read as UTF-16. Windows line ends become "\\n".
+    Reading never crashes on bad bytes.
     """
     p = Path(path)
     if p.is_dir():
@@ -39,12 +42,13 @@ def read_text(path: str | Path) -> str:
         raise UserError(f"corpus file is not readable (permission denied): {p}") from None
     except OSError as e:
         raise UserError(f"cannot read corpus file {p}: {e.strerror}") from None
+    encoding = "utf-16" if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8"
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode(encoding)
     except UnicodeDecodeError:
-        text = raw.decode("utf-8", errors="replace")
-        bad = text.count("\ufffd")
-        warnings.warn(f"{p}: {bad} invalid UTF-8 byte sequence(s) replaced by U+FFFD", stacklevel=2)
+        text = raw.decode(encoding, errors="replace")
+        bad = text.count("\ufffd") - raw.decode(encoding, errors="ignore").count("\ufffd")
+        warnings.warn(f"{p}: {bad} invalid {encoding.upper()} byte sequence(s) replaced by U+FFFD", stacklevel=2)
     text = text.removeprefix("\ufeff").replace("\r\n", "\n")
     if not text.strip():
         raise UserError(f"corpus file is empty: {p}")

@@ -30,9 +30,17 @@ def tokenize(text: str, level: str) -> list[str]:
 
 
 def detokenize(tokens: list[str], level: str) -> str:
+    """Inverse of `tokenize` (for words: up to whitespace, one space between words)."""
     if level == "char":
         return "".join(tokens)
-    return " ".join(tokens).replace(f" {EOS} ", "\n").replace(f" {EOS}", "\n").replace(f"{EOS} ", "\n")
+    lines, words = [], []
+    for t in tokens:
+        if t == EOS:
+            lines.append(" ".join(words) + "\n")
+            words = []
+        else:
+            words.append(t)
+    return "".join(lines) + " ".join(words)
 
 
 class Vocab:
