@@ -140,18 +140,18 @@ def load_model_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor],
     model.load_state_dict(state)
 
 
-def load_run(run_dir: Path, tag: str = "best", device="cpu", impl: str | None = None):
+def load_run(run_dir: Path, tag: str = "best", device="cpu", impl: str | None = None, backend: str = "torch"):
     """(model, vocab, config, meta) of a finished or running run, for eval/generate/serve.
 
-    Whatever backend trained it, the weights load into the PyTorch model: both
-    backends share parameter names and shapes.
+    Whatever backend trained it, the weights load into the model of `backend`
+    (PyTorch by default): both backends share parameter names and shapes.
     """
     cfg = read_config(run_dir)
     if tag == "best" and not checkpoint.exists(run_dir, "best"):
         tag = "last"
     tensors, meta = checkpoint.load(run_dir, tag)
     vocab = Vocab.from_json(meta["vocab"])
-    cfg.model.backend = "torch"
+    cfg.model.backend = backend
     if impl:
         cfg.model.impl = impl
     model = build_model(cfg.model, len(vocab))
