@@ -1,0 +1,306 @@
+"""`rnnlab serve RUN_DIR`: a local web page for sampling text from a trained run.
+
+    GET  /              the playground page (rnnlab/static/playground.html)
+    GET  /api/info      the model: name, cell, size, parameters, validation score, defaults, limits
+    POST /api/generate  JSON {"prompt", "temperature", "top_k", "top_p", "length", "seed"} (all optional)
+                        → newline-delimited JSON as tokens are sampled: {"text": piece} per token,
+                          then {"done": true, "tokens": n, "seconds": s}; bad parameters → 400 {"error": ...}
+
+Starlette serves the app and uvicorn runs it, bound to 127.0.0.1 unless told
+otherwise. Each request samples in a thread of its own with its own copy of
+the model: the fused recurrent path swaps parameters into a template module
+during a forward pass, so two requests must never share one model. At most
+`max_workers` requests sample at once; more wait their turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import math
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import torch
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.routing import Route
+
+from rnnlab.data.vocab import UNK
+from rnnlab.errors import UserError
+from rnnlab.generate import generate
+from rnnlab.runs import load_run
+
+MAX_LENGTH = 2000  # tokens per request
+MAX_PROMPT = 2000  # characters
+MAX_TEMPERATURE = 5.0
+FIELDS = ("prompt", "temperature", "top_k", "top_p", "length", "seed")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class BadRequest(Exception):
+    """A request parameter is missing its type or range; answered with 400."""
+
+
+@dataclass
+class Params:
+    prompt: str
+    temperature: float
+    top_k: int
+    top_p: float
+    length: int
+    seed: int | None
+
+
+def _number(body: dict, key: str, default: float, low: float, high: float, low_open: bool = False) -> float:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadRequest(f"{key} must be a number, got {json.dumps(value)}")
+    if value > high or value < low or (low_open and value == low):
+        raise BadRequest(f"{key} must be in {'(' if low_open else '['}{low:g}, {high:g}], got {value:g}")
+    return float(value)
+
+
+def _integer(body: dict, key: str, default: int | None, low: int, high: int) -> int | None:
+    value = body.get(key, default)
+    if value is None and default is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequest(f"{key} must be an integer, got {json.dumps(value)}")
+    if not low <= value <= high:
+        raise BadRequest(f"{key} must be between {low} and {high}, got {value}")
+    return value
+
+
+class Playground:
+    """One loaded run and everything the web page asks of it."""
+
+    def __init__(self, run_dir: Path, checkpoint: str = "best", device: str = "cpu", max_workers: int = 4):
+        self.run_dir = Path(run_dir)
+        self.model, self.vocab, self.cfg, meta = load_run(self.run_dir, checkpoint, device)
+        self.device = device
+        self.slots = threading.BoundedSemaphore(max_workers)
+        g = self.cfg.generate
+        self.defaults = {"prompt": "", "temperature": min(g.temperature, MAX_TEMPERATURE),
+                         "top_k": min(g.top_k, len(self.vocab)), "top_p": g.top_p, "length": min(g.length, MAX_LENGTH),
+                         "seed": None}
+        self.info = {
+            "run": self.run_dir.resolve().name, "name": self.cfg.name, "description": self.cfg.description,
+            "level": self.vocab.level, "cell": self.cfg.model.cell, "layers": self.cfg.model.layers,
+            "hidden": self.cfg.model.hidden, "parameters": self.model.num_parameters(), "vocab_size": len(self.vocab),
+            "checkpoint": checkpoint, "step": meta.get("step"),
+            "valid": _valid_score(_valid_loss(self.run_dir, meta, checkpoint), self.vocab.level),
+            "defaults": self.defaults,
+            "limits": {"length": [1, MAX_LENGTH], "temperature": [0, MAX_TEMPERATURE], "top_k": [0, len(self.vocab)],
+                       "top_p": [0, 1], "prompt_chars": MAX_PROMPT},
+        }
+
+    def parse(self, body) -> tuple[Params, list[str]]:
+        """Validated parameters and warnings (words a word model does not know)."""
+        if not isinstance(body, dict):
+            raise BadRequest("the request body must be a JSON object")
+        unknown = sorted(set(body) - set(FIELDS))
+        if unknown:
+            raise BadRequest(f"unknown parameter {unknown[0]!r}; expected some of {', '.join(FIELDS)}")
+        prompt = body.get("prompt", "")
+        if not isinstance(prompt, str):
+            raise BadRequest(f"prompt must be a string, got {json.dumps(prompt)}")
+        if len(prompt) > MAX_PROMPT:
+            raise BadRequest(f"prompt is too long: {len(prompt)} characters, at most {MAX_PROMPT}")
+        d = self.defaults
+        params = Params(prompt,
+                        _number(body, "temperature", d["temperature"], 0.0, MAX_TEMPERATURE),
+                        _integer(body, "top_k", d["top_k"], 0, len(self.vocab)),
+                        _number(body, "top_p", d["top_p"], 0.0, 1.0, low_open=True),
+                        _integer(body, "length", d["length"], 1, MAX_LENGTH),
+                        _integer(body, "seed", None, 0, 2**63 - 1))
+        warnings = []
+        if self.vocab.level == "char":
+            try:
+                self.vocab.encode_prompt(prompt)  # refuses characters the model has never seen
+            except UserError as e:
+                raise BadRequest(str(e)) from None
+        else:
+            words = prompt.split()
+            missing = sorted({w for w in words if w not in self.vocab.stoi})
+            if missing:
+                warnings.append(f"words not in the vocabulary, read as {UNK}: {', '.join(missing[:10])}")
+                params.prompt = " ".join(w if w in self.vocab.stoi else UNK for w in words)
+        return params, warnings
+
+    def _work(self, params: Params, emit, stop: threading.Event) -> None:
+        """Sample in this thread, handing each piece of text to `emit` as it comes."""
+
+        class Stopped(Exception):
+            pass
+
+        tokens = 0
+
+        def on_token(_, piece: str) -> None:
+            nonlocal tokens
+            if stop.is_set():  # the client went away
+                raise Stopped
+            tokens += 1
+            emit({"text": piece})
+
+        try:
+            with self.slots:
+                if stop.is_set():
+                    return
+                model = copy.deepcopy(self.model)
+                start = time.perf_counter()
+                generate(model, self.vocab, params.prompt, params.length, params.temperature, params.top_k,
+                         params.top_p, seed=params.seed, device=self.device, on_token=on_token)
+                emit({"done": True, "tokens": tokens, "seconds": round(time.perf_counter() - start, 4)})
+        except Stopped:
+            pass
+        except Exception as e:  # reported to the client, which has already received a 200
+            emit({"error": f"generation failed: {type(e).__name__}: {e}"})
+        finally:
+            emit(None)
+
+    async def stream(self, params: Params, warnings: list[str]):
+        loop, queue, stop = asyncio.get_running_loop(), asyncio.Queue(), threading.Event()
+
+        def emit(item) -> None:
+            try:
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+            except RuntimeError:  # the event loop is gone: the server is shutting down
+                stop.set()
+
+        for w in warnings:
+            yield json.dumps({"warning": w}) + "\n"
+        threading.Thread(target=self._work, args=(params, emit, stop), name="rnnlab-sample", daemon=True).start()
+        try:
+            while (item := await queue.get()) is not None:
+                yield json.dumps(item) + "\n"
+        finally:
+            stop.set()
+
+
+def _valid_loss(run_dir: Path, meta: dict, checkpoint: str) -> float | None:
+    """Validation loss of the loaded weights: the 'best' checkpoint's is its best_valid;
+    the 'last' one's is the final evaluation when training has finished."""
+    if checkpoint == "last":
+        try:
+            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+            if summary["steps"] == meta.get("step"):
+                return summary["final"]["valid"]["loss"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        return None  # a checkpoint taken mid-training has not been evaluated
+    return meta.get("best_valid")
+
+
+def _valid_score(loss, level: str) -> dict | None:
+    if loss is None or not math.isfinite(loss):
+        return None
+    if level == "char":
+        return {"measure": "bits/char", "value": loss / math.log(2)}
+    return {"measure": "perplexity", "value": math.exp(min(loss, 700.0))}
+
+
+def _error(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(run_dir: Path, checkpoint: str = "best", device: str = "cpu", max_workers: int = 4,
+               allowed_hosts: list[str] | None = None) -> Starlette:
+    """The playground app. `allowed_hosts`: accepted Host headers (None: any), which
+    stops DNS-rebinding pages from reaching a server bound to localhost."""
+    playground = Playground(run_dir, checkpoint, device, max_workers)
+    page = (resources.files("rnnlab.static") / "playground.html").read_text(encoding="utf-8")
+
+    async def index(request: Request) -> HTMLResponse:
+        return HTMLResponse(page)
+
+    async def info(request: Request) -> JSONResponse:
+        return JSONResponse(playground.info)
+
+    async def sample(request: Request):
+        # JSON only: a cross-site form (text/plain, no CORS preflight) must not be able to start work here.
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return _error("send the parameters as JSON with 'Content-Type: application/json'")
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            return _error("the request body is not valid JSON")
+        try:
+            params, warnings = playground.parse(body)
+        except BadRequest as e:
+            return _error(str(e))
+        return StreamingResponse(playground.stream(params, warnings), media_type="application/x-ndjson",
+                                 headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+
+    routes = [Route("/", index), Route("/api/info", info), Route("/api/generate", sample, methods=["POST"])]
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
+    app = Starlette(routes=routes, middleware=middleware)
+    app.state.playground = playground
+    return app
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket, or one clear error (port taken, unknown host)."""
+    if not 0 <= port <= 65535:
+        raise UserError(f"--port must be between 0 and 65535, got {port}")
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as e:
+        # os.strerror drops create_server's "(while attempting to bind ...)"; name-lookup errors have errno < 0.
+        reason = os.strerror(e.errno) if e.errno and e.errno > 0 else (e.strerror or str(e))
+        raise UserError(f"cannot listen on {host}:{port}: {reason}") from None
+
+
+@contextmanager
+def running(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Run `app` in a background thread (for tests and notebooks); yields its base URL."""
+    import uvicorn
+
+    sock = listen(host, port)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="rnnlab-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8000, checkpoint: str = "best",
+          device: str = "cpu", threads: int = 1) -> None:
+    import uvicorn
+
+    # Sampling is one small step per token; with several clients, one thread each beats shared intra-op threads.
+    torch.set_num_threads(threads)
+    sock = listen(host, port)  # first: a taken port fails before the model loads
+    app = create_app(run_dir, checkpoint, device, allowed_hosts=["127.0.0.1", "localhost"] if host in LOOPBACK[:2] else None)
+    if host not in LOOPBACK:
+        print(f"rnnlab: warning: listening on {host}: anyone who can reach this machine can use the model", file=sys.stderr)
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    p = app.state.playground.info
+    print(f"rnnlab playground: {p['name']} ({p['cell']} {p['layers']}x{p['hidden']}, {p['parameters']} parameters) "
+          f"from {run_dir}\n  open http://{shown}:{bound_port}/  (Ctrl-C to stop)", file=sys.stderr)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

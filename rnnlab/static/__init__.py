@@ -1,0 +1,1 @@
+"""Web pages served by `rnnlab serve` (package data)."""

@@ -1,0 +1,191 @@
+"""End to end in headless Chromium: the playground page generates text, and
+the HTML report renders.
+
+Chromium is Debian's `chromium` package. When it is missing and we are root
+with apt-get, it is installed (time-boxed; set RNNLAB_NO_BROWSER_INSTALL=1 to
+forbid that); when it cannot be installed or cannot start, the tests are
+skipped with the reason. The page is driven through the DevTools protocol
+over a pipe (--remote-debugging-pipe: null-terminated JSON on fds 3 and 4),
+which needs no extra Python package.
+"""
+
+import io
+import json
+import os
+import select
+import shlex
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+from rnnlab.generate import generate  # noqa: E402
+from rnnlab.report.build import build_report  # noqa: E402
+from rnnlab.runs import load_run  # noqa: E402
+from rnnlab.serve import create_app, running  # noqa: E402
+
+INSTALL_TIMEOUT = 900
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--hide-scrollbars"]
+
+
+def _find() -> str | None:
+    return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+
+
+def _install() -> str:
+    """Install Debian's chromium; returns why not when it cannot."""
+    if os.environ.get("RNNLAB_NO_BROWSER_INSTALL"):
+        return "chromium is not installed and RNNLAB_NO_BROWSER_INSTALL is set"
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        return "chromium is not installed and cannot be (needs root and apt-get)"
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    deadline = time.monotonic() + INSTALL_TIMEOUT
+    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True,
+                                  timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            return f"installing chromium took longer than {INSTALL_TIMEOUT} s"
+        if done.returncode != 0:
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["(no output)"]
+            return f"'{' '.join(command)}' failed: {last[0]}"
+    return ""
+
+
+@pytest.fixture(scope="session")
+def chromium(tmp_path_factory) -> str:
+    binary = _find()
+    if binary is None:
+        reason = _install()
+        binary = _find()
+        if binary is None:
+            pytest.skip(reason or "chromium could not be installed")
+    profile = tmp_path_factory.mktemp("chromium-probe")
+    try:
+        probe = subprocess.run([binary, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", "about:blank"],
+                               capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.skip("chromium did not start within 120 s")
+    if probe.returncode != 0 or "<html" not in probe.stdout:
+        errors = [ln for ln in probe.stderr.splitlines() if "dbus" not in ln] or ["(no message)"]
+        pytest.skip(f"chromium cannot start here (exit {probe.returncode}): {errors[-1][:200]}")
+    return binary
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class DevTools:
+    """Just enough of the Chrome DevTools protocol: open a page, evaluate JavaScript."""
+
+    def __init__(self, binary: str, profile):
+        cmd_read, self._cmd = os.pipe()  # we write commands, Chromium reads them on fd 3
+        self._res, res_write = os.pipe()  # Chromium answers on fd 4
+        args = shlex.join([binary, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"])
+        self.proc = subprocess.Popen(["bash", "-c", f"exec {args} 3<&{cmd_read} 4>&{res_write}"],
+                                     pass_fds=(cmd_read, res_write), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(cmd_read)
+        os.close(res_write)
+        self._buffer, self._id, self.session = b"", 0, None
+
+    def send(self, method: str, timeout: float = 30, **params):
+        self._id += 1
+        message = {"id": self._id, "method": method, "params": params}
+        if self.session:
+            message["sessionId"] = self.session
+        os.write(self._cmd, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" in self._buffer:
+                raw, self._buffer = self._buffer.split(b"\0", 1)
+                answer = json.loads(raw)
+                if answer.get("id") == self._id:
+                    if "error" in answer:
+                        raise RuntimeError(f"{method}: {answer['error']}")
+                    return answer["result"]
+            if not select.select([self._res], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                raise TimeoutError(f"no answer to {method} within {timeout} s")
+            chunk = os.read(self._res, 1 << 16)
+            if not chunk:
+                raise RuntimeError("chromium closed the DevTools pipe")
+            self._buffer += chunk
+
+    def open(self, url: str) -> None:
+        target = self.send("Target.createTarget", url=url)["targetId"]
+        self.session = self.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+
+    def js(self, expression: str):
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 60):
+        deadline = time.monotonic() + timeout
+        while not (value := self.js(expression)):
+            assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+            time.sleep(0.05)
+        return value
+
+    def close(self) -> None:
+        try:
+            self.session = None
+            self.send("Browser.close", timeout=10)
+        except (RuntimeError, TimeoutError, OSError):
+            pass
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        os.close(self._cmd)
+        os.close(self._res)
+
+
+def test_playground_generates_text_in_the_browser(chromium, tiny_lm_run, tmp_path):
+    with running(create_app(tiny_lm_run)) as url:
+        browser = DevTools(chromium, tmp_path / "profile")
+        try:
+            browser.open(url + "/")
+            browser.wait_for("document.body?.dataset.state === 'ready'")
+            assert "lstm 1×16" in browser.js("document.getElementById('model').textContent")
+            browser.js("""
+                document.getElementById('prompt').value = 'The king';
+                document.getElementById('temperature').value = '0.9';
+                document.getElementById('length').value = '150';
+                document.getElementById('seed').value = '5';
+                document.getElementById('go').click();""")
+            browser.wait_for("document.body.dataset.state === 'done'")
+            text = browser.js("document.getElementById('generated').textContent")
+            status = browser.js("document.getElementById('status').textContent")
+        finally:
+            browser.close()
+    model, vocab, _, _ = load_run(tiny_lm_run)
+    assert text == generate(model, vocab, "The king", 150, 0.9, seed=5)[0]
+    assert status.startswith("150 tokens in")
+
+
+def test_report_screenshot_is_not_blank(chromium, tiny_lm_run, tmp_path):
+    report = build_report([tiny_lm_run], tmp_path / "report.html", sample_length=60, progress=False)
+    shot = tmp_path / "report.png"
+    done = subprocess.run([chromium, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+                           "--window-size=1200,900", report.as_uri()], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and shot.is_file(), done.stderr[-500:]
+    image = np.asarray(Image.open(io.BytesIO(shot.read_bytes())).convert("RGB")).astype(int)
+    assert image.shape[:2] == (900, 1200)
+    dark = (image.min(axis=2) < 200).mean()  # text, table rules, plot lines
+    colour = ((image.max(axis=2) - image.min(axis=2)) > 60).mean()  # the plot's coloured lines
+    assert dark > 0.01 and colour > 0.0005, (dark, colour)

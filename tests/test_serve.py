@@ -1,0 +1,194 @@
+"""`rnnlab serve`: the HTTP API of the playground, against a real uvicorn server."""
+
+import json
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+
+httpx = pytest.importorskip("httpx")  # the test extra; the server needs starlette and uvicorn too
+pytest.importorskip("starlette")
+pytest.importorskip("uvicorn")
+
+from rnnlab.cli import build_parser, main  # noqa: E402
+from rnnlab.errors import UserError  # noqa: E402
+from rnnlab.generate import generate  # noqa: E402
+from rnnlab.runs import load_run, read_jsonl  # noqa: E402
+from rnnlab.serve import create_app, listen, running  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # As `rnnlab serve` does: one intra-op thread per sampling thread (many times faster on a busy machine).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_lm_run):
+    with running(create_app(tiny_lm_run, max_workers=4)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def model(tiny_lm_run):
+    return load_run(tiny_lm_run)
+
+
+def stream(url: str, body: dict) -> tuple[list[dict], httpx.Response]:
+    with httpx.stream("POST", f"{url}/api/generate", json=body, timeout=60) as r:
+        assert r.status_code == 200, r.read()
+        return [json.loads(line) for line in r.iter_lines() if line], r
+
+
+def expected(model, prompt: str, length: int, temperature: float, seed: int) -> str:
+    m, vocab, _, _ = model
+    return generate(m, vocab, prompt, length, temperature, seed=seed)[0]
+
+
+def test_info_describes_the_model(server, tiny_lm_run):
+    info = httpx.get(f"{server}/api/info").json()
+    summary = json.loads((tiny_lm_run / "summary.json").read_text())
+    assert (info["cell"], info["hidden"], info["layers"]) == ("lstm", 16, 1)
+    assert info["parameters"] == summary["parameters"] and info["vocab_size"] == summary["vocab_size"]
+    best = min(r["bpc"] for r in read_jsonl(tiny_lm_run / "metrics.jsonl") if r.get("split") == "valid")
+    assert info["valid"]["measure"] == "bits/char" and math.isclose(info["valid"]["value"], best, rel_tol=1e-9)
+    assert info["limits"]["length"] == [1, 2000] and info["limits"]["top_k"] == [0, summary["vocab_size"]]
+
+
+def test_last_checkpoint_shows_the_final_evaluation(tiny_lm_run):
+    info = create_app(tiny_lm_run, checkpoint="last").state.playground.info
+    summary = json.loads((tiny_lm_run / "summary.json").read_text())
+    assert info["checkpoint"] == "last" and info["step"] == summary["steps"]
+    assert math.isclose(info["valid"]["value"], summary["final"]["valid"]["bpc"], rel_tol=1e-9)
+
+
+def test_page_has_the_form(server):
+    r = httpx.get(server + "/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    for element in ('id="prompt"', 'id="temperature"', 'id="top_k"', 'id="top_p"', 'id="length"', 'id="generated"'):
+        assert element in r.text
+
+
+def test_generate_streams_the_seeded_sample(server, model):
+    body = {"prompt": "The king said", "temperature": 0.8, "top_k": 20, "top_p": 0.95, "length": 50, "seed": 7}
+    events, response = stream(server, body)
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    assert "content-length" not in response.headers  # streamed, not buffered
+    pieces = [e["text"] for e in events if "text" in e]
+    assert len(pieces) == 50 and events[-1]["done"] and events[-1]["tokens"] == 50
+    m, vocab, _, _ = model
+    assert "".join(pieces) == generate(m, vocab, "The king said", 50, 0.8, 20, 0.95, seed=7)[0]
+
+
+def test_tokens_arrive_while_the_model_is_still_sampling(server):
+    start = time.perf_counter()
+    with httpx.stream("POST", f"{server}/api/generate", json={"length": 1500, "seed": 0}, timeout=60) as r:
+        lines = r.iter_lines()
+        first = json.loads(next(lines))
+        first_at = time.perf_counter() - start
+        done = [json.loads(line) for line in lines if line][-1]
+    assert "text" in first and done["done"]
+    assert first_at < done["seconds"] / 2, (first_at, done["seconds"])  # streamed, not sent at the end
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"length": 0}, "length must be between 1 and 2000"),
+    ({"length": 2001}, "length must be between 1 and 2000"),
+    ({"length": 2.5}, "length must be an integer"),
+    ({"temperature": -0.1}, "temperature must be in [0, 5]"),
+    ({"temperature": 5.5}, "temperature must be in [0, 5]"),
+    ({"temperature": "hot"}, "temperature must be a number"),
+    ({"temperature": True}, "temperature must be a number"),
+    ({"top_p": 0}, "top_p must be in (0, 1]"),
+    ({"top_p": 1.5}, "top_p must be in (0, 1]"),
+    ({"top_k": -1}, "top_k must be between 0 and"),
+    ({"top_k": 100000}, "top_k must be between 0 and"),
+    ({"seed": -3}, "seed must be between 0"),
+    ({"prompt": "x" * 2001}, "prompt is too long"),
+    ({"prompt": 42}, "prompt must be a string"),
+    ({"prompt": "snow ☃ white"}, "characters the model has never seen"),
+    ({"lenght": 10}, "unknown parameter 'lenght'"),
+])
+def test_bad_parameters_are_400_with_a_message(server, body, message):
+    r = httpx.post(f"{server}/api/generate", json=body)
+    assert r.status_code == 400
+    assert message in r.json()["error"]
+
+
+@pytest.mark.parametrize("content, message", [(b"{not json", "not valid JSON"), (b"[1, 2]", "must be a JSON object"),
+                                              (b'{"temperature": NaN}', "temperature must be a number")])
+def test_malformed_bodies_are_400(server, content, message):
+    r = httpx.post(f"{server}/api/generate", content=content, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and message in r.json()["error"]
+
+
+def test_only_json_requests_start_sampling(server):
+    r = httpx.post(f"{server}/api/generate", content=b'{"length": 5}', headers={"Content-Type": "text/plain"})
+    assert r.status_code == 400 and "Content-Type: application/json" in r.json()["error"]
+
+
+def test_foreign_host_names_are_refused_when_asked(tiny_lm_run):
+    with running(create_app(tiny_lm_run, allowed_hosts=["127.0.0.1", "localhost"])) as url:
+        assert httpx.get(f"{url}/api/info").status_code == 200
+        assert httpx.get(f"{url}/api/info", headers={"Host": "attacker.example"}).status_code == 400
+
+
+def test_wrong_method_and_path(server):
+    assert httpx.get(f"{server}/api/generate").status_code == 405
+    assert httpx.get(f"{server}/nope").status_code == 404
+
+
+def test_concurrent_clients_get_their_own_samples(server, model):
+    """Six simultaneous requests: each stream equals the sample computed alone
+    with its seed, so requests neither block nor corrupt each other."""
+    seeds = range(6)
+    with ThreadPoolExecutor(len(seeds)) as pool:
+        results = list(pool.map(lambda s: stream(server, {"prompt": "Once", "length": 80, "temperature": 1.0,
+                                                          "seed": s})[0], seeds))
+    texts = ["".join(e["text"] for e in events if "text" in e) for events in results]
+    assert texts == [expected(model, "Once", 80, 1.0, s) for s in seeds]
+    assert len(set(texts)) == len(texts)
+
+
+def test_a_client_that_leaves_stops_its_sampler(server):
+    with httpx.stream("POST", f"{server}/api/generate", json={"length": 2000, "temperature": 1.0}, timeout=60) as r:
+        lines = r.iter_lines()
+        first = [next(lines) for _ in range(3)]
+    assert all("text" in json.loads(line) for line in first)
+    deadline = time.monotonic() + 20
+    while any(t.name == "rnnlab-sample" for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the sampling thread kept running after the client left"
+        time.sleep(0.05)
+
+
+def test_word_model_maps_unknown_words_and_warns(tmp_path, tiny_text):
+    from rnnlab.config import load_config
+    from rnnlab.train import train
+
+    from conftest import TINY
+
+    cfg = load_config("grimm-char", None, TINY + [f"data.path={tiny_text}", "data.level=word", "train.max_steps=10"])
+    train(cfg, tmp_path / "word", progress=False)
+    with running(create_app(tmp_path / "word")) as url:
+        assert httpx.get(f"{url}/api/info").json()["valid"]["measure"] == "perplexity"
+        events, _ = stream(url, {"prompt": "the zebra sat", "length": 12, "seed": 0})
+    assert "zebra" in events[0]["warning"]
+    words = "".join(e["text"] for e in events if "text" in e).split()
+    assert 1 <= len(words) <= 12 and events[-1]["done"]
+
+
+def test_serve_defaults_to_localhost_and_errors_are_one_line(tmp_path, capsys):
+    assert build_parser().parse_args(["serve", "run"]).host == "127.0.0.1"
+    assert main(["serve", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rnnlab: error:") and "\n" not in err
+    taken = listen("127.0.0.1", 0)
+    with pytest.raises(UserError, match="cannot listen on 127.0.0.1"):
+        listen("127.0.0.1", taken.getsockname()[1])
+    taken.close()
