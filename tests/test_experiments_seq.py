@@ -1,0 +1,136 @@
+"""Sequence-task experiments: quick runs through the CLI, the batching
+strategies' equivalence, the palindrome NumPy backend and `plot kgate`."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
+
+from rnnlab.cli import main
+from rnnlab.data.tasks import VarlenSpec, varlen
+from rnnlab.errors import UserError
+from rnnlab.experiments import SequenceClassifier
+from rnnlab.experiments.palindrome import PalindromeConfig, chrono_init, first_below, parse_lengths, train_one
+from rnnlab.experiments.varlen import batches, collate
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _read(out, name):
+    rows = json.loads((out / f"{name}.json").read_text())
+    md = (out / f"{name}.md").read_text()
+    assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.csv").exists()
+    return rows, md
+
+
+def test_palindrome_quick(tmp_path, capsys):
+    out = tmp_path / "pal"
+    assert main(["experiment", "palindrome", "--quick", "--out", str(out), "--no-progress"]) == 0
+    rows, md = _read(out, "palindrome")
+    assert {(r["cell"], r["length"]) for r in rows} == {(c, T) for c in ("rnn", "lstm") for T in (5, 8)}
+    for r in rows:
+        assert {"cell", "length", "accuracy", "seeds"} <= set(r) and 0 <= r["accuracy"] <= 1 and r["seeds"] == 1
+    lstm5 = next(r for r in rows if r["cell"] == "lstm" and r["length"] == 5)
+    assert lstm5["accuracy"] > 0.5  # chance is 0.1
+    assert "rnnlab experiment palindrome --quick" in md and "| cell | length | accuracy" in md
+    assert "| cell | length |" in capsys.readouterr().out
+
+
+def test_palindrome_numpy_backend_learns():
+    cfg = PalindromeConfig(hidden=16, batch_size=32, check_samples=200, test_samples=500, backend="numpy")
+    cfg.budget.max_steps, cfg.budget.lr = 120, 1e-2
+    result = train_one("lstm", 3, 0, cfg)
+    assert result["accuracy"] > 0.5 and result["steps"] <= 120
+
+
+def test_chrono_init_sets_carry_biases():
+    b_ih, b_hh = torch.zeros(4 * 5), torch.ones(4 * 5)
+    u = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0])
+    chrono_init("lstm", b_ih, b_hh, 10, u)
+    assert torch.allclose(b_ih[5:10], torch.log1p(u * 8)) and torch.equal(b_ih[:5], -b_ih[5:10])
+    assert torch.equal(b_hh[:10], torch.zeros(10)) and torch.equal(b_hh[10:], torch.ones(10))
+    g = np.zeros(3 * 5, dtype=np.float32)
+    chrono_init("gru", g, None, 10, u.numpy())
+    assert np.allclose(g[5:10], np.log1p(u.numpy() * 8)) and not g[:5].any() and not g[10:].any()
+
+
+def test_parse_lengths_and_first_below():
+    assert parse_lengths("5:40:5") == [5, 10, 15, 20, 25, 30, 35, 40]
+    assert parse_lengths("3,7") == [3, 7]
+    for bad in ("a:b", "1:4", ""):
+        with pytest.raises(UserError):
+            parse_lengths(bad)
+    rows = [{"cell": "rnn", "length": L, "accuracy": a} for L, a in [(5, 1.0), (10, 0.4), (15, 0.6), (20, 0.1)]]
+    assert first_below(rows, "rnn") == 10 and first_below(rows, "lstm") is None
+
+
+def test_frequency_quick(tmp_path):
+    out = tmp_path / "freq"
+    assert main(["experiment", "frequency", "--quick", "--out", str(out), "--no-progress"]) == 0
+    rows, md = _read(out, "frequency")
+    assert {(r["cell"], r["sampling"]) for r in rows} == {(c, s) for c in ("lstm", "phased_lstm")
+                                                          for s in ("regular", "irregular")}
+    assert all(0 <= r["accuracy"] <= 1 and r["steps"] == 30 for r in rows)
+    assert "Phased LSTM − LSTM" in md
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_batching_strategies_compute_the_same_predictions(cell):
+    torch.manual_seed(0)
+    model = SequenceClassifier(cell, 0, 8, 2, vocab=6).eval()
+    seqs, _ = varlen(12, np.random.default_rng(0), VarlenSpec(median=10, min_len=1, max_len=40, vocab=6))
+    idx = np.arange(12)
+    with torch.no_grad():
+        alone = torch.cat([model(torch.as_tensor(s)[:, None]) for s in seqs])
+        x, kwargs, valid, processed = collate(seqs, idx, "pad")
+        padded = model(x, **kwargs)
+        packed_x, kw, pvalid, pprocessed = collate(seqs, idx, "pack")
+        packed = model(packed_x, **kw)
+    assert torch.allclose(padded, alone, atol=1e-6) and torch.allclose(packed, alone, atol=1e-6)
+    assert valid == pvalid == pprocessed == sum(len(s) for s in seqs) and processed > valid
+
+
+def test_bucketing_cuts_padding():
+    lengths = np.random.default_rng(0).integers(1, 300, size=1000)
+    rng = np.random.default_rng(1)
+    for strategy in ("pad", "bucket"):
+        order = batches(lengths, 50, strategy, rng)
+        assert sorted(np.concatenate(order).tolist()) == list(range(1000))
+    pad_waste = sum(lengths[b].max() * len(b) - lengths[b].sum() for b in batches(lengths, 50, "pad", rng))
+    bucket_waste = sum(lengths[b].max() * len(b) - lengths[b].sum() for b in batches(lengths, 50, "bucket", rng))
+    assert bucket_waste < 0.1 * pad_waste
+
+
+def test_varlen_quick(tmp_path):
+    out = tmp_path / "varlen"
+    assert main(["experiment", "varlen", "--quick", "--out", str(out), "--no-progress"]) == 0
+    rows, md = _read(out, "varlen")
+    by = {r["strategy"]: r for r in rows}
+    assert set(by) == {"pad", "bucket", "pack"}
+    assert by["pack"]["pad_fraction"] == 0 and by["bucket"]["pad_fraction"] < by["pad"]["pad_fraction"]
+    assert all(r["seqs_per_s"] > 0 and 0 <= r["accuracy"] <= 1 for r in rows)
+    # pad and pack see the same batches and compute the same function: same accuracy.
+    assert by["pad"]["accuracy"] == pytest.approx(by["pack"]["accuracy"], abs=0.02)
+
+
+def test_plot_kgate(tmp_path, capsys):
+    out = tmp_path / "k.png"
+    assert main(["plot", "kgate", "--tau", "4", "--r-on", "0.3", "--s", "1.5", "--out", str(out)]) == 0
+    assert out.stat().st_size > 1000
+    assert main(["plot", "kgate", "--tau", "-1", "--out", str(out)]) == 2
+    assert "--tau must be positive" in capsys.readouterr().err
+
+
+def test_experiment_flag_errors(tmp_path, capsys):
+    assert main(["experiment", "palindrome", "--quick", "--cells", "lstm,bogus", "--out", str(tmp_path)]) == 2
+    assert main(["experiment", "varlen", "--quick", "--epochs", "0", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--cells" in err and "--epochs must be positive" in err
