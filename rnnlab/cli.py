@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="shorthand for --set train.max_steps=N")
     p.add_argument("--max-minutes", type=float, help="shorthand for --set train.max_minutes=M")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="shorthand for --set train.device=D")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="data-parallel training in N local processes (torch.distributed; see docs/distributed.md)")
 
     p = sub.add_parser("eval", help="evaluate a run on a split")
     p.add_argument("run_dir")
@@ -53,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--data", help="evaluate on another corpus path (same vocabulary)")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--backend", default="torch", choices=["torch", "numpy"],
+                   help="compute with PyTorch or the NumPy reference (any run loads into either)")
 
     p = sub.add_parser("generate", help="sample text from a run")
     p.add_argument("run_dir")
@@ -66,15 +72,94 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--json", action="store_true")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--backend", default="torch", choices=["torch", "numpy"],
+                   help="compute with PyTorch or the NumPy reference (any run loads into either)")
 
     sub.add_parser("presets", help="list the presets")
     p = sub.add_parser("config", help="list every setting with its default (or show a preset resolved)")
     p.add_argument("--preset", help="show this preset's resolved configuration as TOML")
     _add_set(p)
+
+    p = sub.add_parser("report", help="one HTML (or markdown) report for runs and experiment directories")
+    p.add_argument("paths", nargs="+", metavar="RUN_OR_EXPERIMENT_DIR")
+    p.add_argument("--out", help="output file (default: report.html, or report.md with --format md)")
+    p.add_argument("--format", choices=["html", "md"], help="html: one self-contained file; md: markdown + PNG files")
+    p.add_argument("--title", help="report title")
+    p.add_argument("--prompt", default="", help="prompt for the samples")
+    p.add_argument("--sample-length", type=int, help="tokens per sample (default 300 characters / 60 words)")
+    p.add_argument("--no-samples", action="store_true", help="skip sampling from the models")
+
+    p = sub.add_parser("serve", help="a local web page to generate text with a run")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    _add_experiment_parsers(sub)
+    _add_numpy_parsers(sub)
     return parser
 
 
+def _add_numpy_parsers(sub) -> None:
+    """Commands of the NumPy reference backend: gradcheck, params, gradflow."""
+    p = sub.add_parser("gradcheck", help="check every hand-written NumPy gradient against finite differences")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("params", help="closed-form parameter count of a recurrent stack, checked against the models")
+    p.add_argument("--cell", required=True, choices=["rnn", "lstm", "gru"])
+    p.add_argument("--input", type=int, required=True, metavar="M", help="input size")
+    p.add_argument("--hidden", type=int, required=True, metavar="N", help="hidden units")
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--bias", choices=["single", "double"], default="single",
+                   help="single: one bias per gate (the textbook count); double: PyTorch's b_ih and b_hh")
+    p = sub.add_parser("gradflow", help="the vanishing-gradient picture: ||dL_T/dh_t|| against T - t")
+    p.add_argument("--cells", default="rnn_tanh,lstm,gru", help="comma list of rnn_tanh, rnn_relu, lstm, gru")
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--steps", type=int, default=50, metavar="T")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="gradflow.png", help="PNG file (default gradflow.png)")
+    p.add_argument("--json", action="store_true")
+
+
+def _add_experiment_parsers(sub) -> None:
+    """`rnnlab experiment NAME` (sequence tasks) and `rnnlab plot kgate`."""
+    p = sub.add_parser("experiment", help="sequence-task experiments: palindrome, frequency, varlen")
+    names = p.add_subparsers(dest="experiment", metavar="NAME", required=True)
+    helps = {"palindrome": "accuracy vs length on the palindrome task, per cell",
+             "frequency": "LSTM vs Phased LSTM on regularly / irregularly sampled sine waves",
+             "varlen": "pad vs bucket vs pack batching of variable-length sequences"}
+    for name, text in helps.items():
+        e = names.add_parser(name, help=text)
+        e.add_argument("--out", help=f"output directory (default: runs/experiments/{name})")
+        e.add_argument("--seeds", type=int, help="seeds per setting (mean and spread are reported)")
+        e.add_argument("--quick", action="store_true", help="a tiny version (seconds), as the tests run it")
+        e.add_argument("--hidden", type=int, help="hidden units")
+        e.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: PyTorch's choice)")
+        e.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if name == "palindrome":
+            e.add_argument("--cells", help="comma list of cells (default rnn,lstm,gru)")
+            e.add_argument("--lengths", help="start:stop:step (stop included) or a comma list (default 5:40:5)")
+            e.add_argument("--backend", choices=["torch", "numpy"], default="torch")
+            e.add_argument("--max-steps", type=int, help="step budget per training run")
+        elif name == "frequency":
+            e.add_argument("--cells", help="comma list of cells (default lstm,phased_lstm)")
+            e.add_argument("--max-steps", type=int, help="step budget, the same for every cell")
+        else:
+            e.add_argument("--epochs", type=int, help="training epochs per strategy")
+    p = sub.add_parser("plot", help="figures that need no run: kgate (the Phased LSTM time gate)")
+    kinds = p.add_subparsers(dest="plot", metavar="KIND", required=True)
+    k = kinds.add_parser("kgate", help="the Phased LSTM time gate k(t), with tau, shift and r_on marked")
+    k.add_argument("--tau", type=float, default=5.0, help="period (default 5)")
+    k.add_argument("--r-on", type=float, default=0.2, help="open ratio (default 0.2)")
+    k.add_argument("--s", "--shift", dest="shift", type=float, default=1.0, help="phase shift (default 1)")
+    k.add_argument("--alpha", type=float, default=0.0, help="leak while closed (1e-3 in training; default 0)")
+    k.add_argument("--periods", type=float, default=3.0, help="periods to draw (default 3)")
+    k.add_argument("--out", default="kgate.png", help="PNG file (default kgate.png)")
+
+
 def cmd_train(args) -> int:
+    from rnnlab import distributed
     from rnnlab.config import load_config
     from rnnlab.train import resume, train
 
@@ -83,14 +168,27 @@ def cmd_train(args) -> int:
         overrides.append(f"train.max_steps={args.max_steps}")
     if args.max_minutes is not None:
         overrides.append(f"train.max_minutes={args.max_minutes}")
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    relaunch = args.nproc != 1 and not distributed.launched()  # under torchrun, --nproc is ignored
     if args.resume:
-        summary = resume(Path(args.resume), overrides, progress=not args.no_progress)
+        if relaunch:
+            return distributed.launch(args.nproc, args.argv)
+        with distributed.guard():
+            summary = resume(Path(args.resume), overrides, progress=not args.no_progress)
         run_dir = Path(args.resume)
     else:
         cfg = load_config(args.preset, args.config, overrides)
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg.name)
-        print(f"run directory: {run_dir}", file=sys.stderr)
-        summary = train(cfg, run_dir, progress=not args.no_progress, overwrite=args.overwrite)
+        if relaunch:  # all processes must agree on the (time-stamped) directory
+            distributed.preflight(cfg.train.batch_size, args.nproc, run_dir, args.overwrite)
+            return distributed.launch(args.nproc, [*args.argv, "--run-dir", str(run_dir)])
+        if distributed.is_main():
+            print(f"run directory: {run_dir}", file=sys.stderr)
+        with distributed.guard():
+            summary = train(cfg, run_dir, progress=not args.no_progress, overwrite=args.overwrite)
+    if not distributed.is_main():
+        return 0
     final = summary["final"]
     for split in ("valid", "test"):
         if split in final:
@@ -111,12 +209,14 @@ def cmd_eval(args) -> int:
     from rnnlab.data.corpus import load_corpus
     from rnnlab.evaluate import evaluate
     from rnnlab.runs import load_run
+    from rnnlab.train import resolve_device
 
-    model, vocab, cfg, meta = load_run(Path(args.run_dir), args.checkpoint)
+    device = resolve_device(args.device)
+    model, vocab, cfg, meta = load_run(Path(args.run_dir), args.checkpoint, device, backend=args.backend)
     if args.data:
         cfg.data.path = args.data
     corpus = load_corpus(cfg.data, vocab)
-    m = evaluate(model, corpus.split(args.split), cfg.train.eval_batch_size, cfg.train.eval_seq_len)
+    m = evaluate(model, corpus.split(args.split), cfg.train.eval_batch_size, cfg.train.eval_seq_len, device)
     result = {"split": args.split, **m, "step": meta["step"], "checkpoint": args.checkpoint}
     if args.json:
         print(json.dumps(result))
@@ -130,8 +230,10 @@ def cmd_eval(args) -> int:
 def cmd_generate(args) -> int:
     from rnnlab.generate import generate
     from rnnlab.runs import load_run
+    from rnnlab.train import resolve_device
 
-    model, vocab, cfg, _ = load_run(Path(args.run_dir), args.checkpoint)
+    device = resolve_device(args.device)
+    model, vocab, cfg, _ = load_run(Path(args.run_dir), args.checkpoint, device, backend=args.backend)
     g = cfg.generate
     temperatures = args.temperature if args.temperature is not None else [g.temperature]
     lengths = args.length if args.length is not None else [g.length]
@@ -142,7 +244,7 @@ def cmd_generate(args) -> int:
     rows = []
     for length in lengths:
         for temperature in temperatures:
-            texts = generate(model, vocab, args.prompt, length, temperature, top_k, top_p, args.num, args.seed)
+            texts = generate(model, vocab, args.prompt, length, temperature, top_k, top_p, args.num, args.seed, device)
             rows.append({"temperature": temperature, "length": length, "prompt": args.prompt, "samples": texts})
     if args.json:
         print(json.dumps(rows))
@@ -175,13 +277,102 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    import shlex
+
+    from rnnlab.report.build import build_report
+
+    if args.sample_length is not None and args.sample_length < 1:
+        raise UserError(f"--sample-length must be positive, got {args.sample_length}")
+    out = Path(args.out) if args.out else Path("report.md" if args.format == "md" else "report.html")
+    command = shlex.join(["rnnlab", *getattr(args, "argv", sys.argv[1:])])  # shown in the report, to redo it
+    out = build_report(args.paths, out, args.format, title=args.title, samples=not args.no_samples,
+                       prompt=args.prompt, sample_length=args.sample_length, command=command)
+    print(f"report written to {out}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from rnnlab.train import resolve_device
+
+    try:
+        from rnnlab.serve import serve
+    except ModuleNotFoundError as e:
+        raise UserError(f"rnnlab serve needs {e.name}: pip install 'rnnlab[serve]'") from None
+
+    serve(Path(args.run_dir), args.host, args.port, args.checkpoint, resolve_device(args.device))
+    return 0
+
+
+def cmd_experiment(args) -> int:
+    from rnnlab.experiments import main as run_experiment
+
+    return run_experiment(args)
+
+
+def cmd_plot(args) -> int:
+    from rnnlab.report.kgate import plot_kgate
+
+    print(plot_kgate(args.tau, args.r_on, args.shift, Path(args.out), args.alpha, args.periods))
+    return 0
+
+
+def cmd_gradcheck(args) -> int:
+    from rnnlab.numpy import format_table, run_gradcheck
+
+    rows = run_gradcheck(seed=args.seed)
+    print(json.dumps(rows) if args.json else format_table(rows))
+    return 0 if max(r["max_rel_error"] for r in rows) <= 1e-6 else 1
+
+
+def cmd_params(args) -> int:
+    import torch
+
+    from rnnlab.numpy import count_params
+
+    if min(args.input, args.hidden, args.layers) < 1:
+        raise UserError("--input, --hidden and --layers must be positive")
+    count, formula = count_params(args.cell, args.input, args.hidden, args.layers, args.bias)
+    module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[args.cell](
+        args.input, args.hidden, args.layers)
+    actual = sum(p.numel() for n, p in module.named_parameters() if args.bias == "double" or "bias_hh" not in n)
+    print(f"{args.cell}, input {args.input}, hidden {args.hidden}, {args.layers} layer(s), {args.bias} bias:")
+    print(f"  {formula}")
+    print(f"  counted in torch.nn.{type(module).__name__}: {actual:,} ({'matches' if actual == count else 'MISMATCH'})")
+    return 0 if actual == count else 1
+
+
+def cmd_gradflow(args) -> int:
+    from rnnlab.numpy import gradient_flow, plot_gradient_flow
+
+    cells = tuple(c.strip() for c in args.cells.split(",") if c.strip())
+    bad = [c for c in cells if c not in ("rnn", "rnn_tanh", "rnn_relu", "lstm", "gru")]
+    if bad or not cells:
+        raise UserError(f"--cells takes a comma list of rnn_tanh, rnn_relu, lstm, gru; got '{args.cells}'")
+    rows = gradient_flow(cells, hidden=args.hidden, T=args.steps, seed=args.seed)
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    plot_gradient_flow(rows, Path(args.out))
+    distances = sorted({r["distance"] for r in rows})
+    shown = [d for d in distances if d in (0, 1, 2, 5, 10, 20, 30, 40, 50, 100) or d == distances[-1]]
+    print("T-t  " + "  ".join(f"{c:>10}" for c in cells))
+    table = {(r["cell"], r["distance"]): r["grad_norm"] for r in rows}
+    for d in shown:
+        print(f"{d:>3}  " + "  ".join(f"{table.get((c, d), float('nan')):>10.3e}" for c in cells))
+    print(f"wrote {args.out}")
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "generate": cmd_generate, "presets": cmd_presets,
-            "config": cmd_config}
+            "config": cmd_config, "gradcheck": cmd_gradcheck, "params": cmd_params, "gradflow": cmd_gradflow,
+            "report": cmd_report, "serve": cmd_serve, "experiment": cmd_experiment, "plot": cmd_plot}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --nproc` re-runs it in N processes
     if args.command is None:
         parser.print_help()
         return 0

@@ -12,9 +12,9 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rnnlab.data.batching import StreamBatcher
+from rnnlab.models.lm import positions
 
 
 def metrics_from_totals(nll: float, correct: int, tokens: int) -> dict:
@@ -31,12 +31,12 @@ def evaluate(model, data: np.ndarray, batch_size: int = 16, seq_len: int = 256, 
     state = model.init_state(batcher.batch_size)
     state = tuple(s.to(device) for s in state)
     nll, correct, tokens = 0.0, 0, 0
-    for x, y in batcher:
+    for i, (x, y) in enumerate(batcher):
         x, y = x.to(device), y.to(device)
-        logits, state = model(x, state)
-        logits = logits.float().reshape(-1, logits.shape[-1])
-        nll += F.cross_entropy(logits, y.reshape(-1), reduction="sum").item()
-        correct += (logits.argmax(-1) == y.reshape(-1)).sum().item()
+        # The model's own loss function; in eval mode an adaptive head scores its full distribution.
+        out, state = model(x, state, positions(i * seq_len, x), targets=y)
+        nll += out.loss.item() * y.numel()
+        correct += out.correct.item()
         tokens += y.numel()
     model.train(was_training)
     return metrics_from_totals(nll, correct, tokens)

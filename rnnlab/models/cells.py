@@ -128,3 +128,8 @@ class GRULayer(RecurrentLayer):
 
 # model.cell -> explicit layer class. Other cells register here.
 CELL_TYPES: dict[str, type[RecurrentLayer]] = {"rnn": RNNLayer, "lstm": LSTMLayer, "gru": GRULayer}
+
+# Imported here, after RecurrentLayer exists, because phased.py builds on it.
+from rnnlab.models.phased import PhasedLSTMLayer  # noqa: E402
+
+CELL_TYPES["phased_lstm"] = PhasedLSTMLayer

@@ -7,7 +7,8 @@
 With weight tying (Press & Wolf 2017, Inan et al. 2017) W is E itself and
 `decoder.weight` does not exist. Parameter names are the contract shared with
 the NumPy backend: `embedding.weight`, `rnn.layers.{l}.*`, `decoder.weight`,
-`decoder.bias`.
+`decoder.bias`. With `model.softmax = "adaptive"` the decoder is an adaptive
+softmax instead (rnnlab/models/softmax.py, PyTorch only).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rnnlab.config import ModelConfig
+from rnnlab.config import ModelConfig, parse_cutoffs
+from rnnlab.models.softmax import AdaptiveSoftmax, Loss, full_loss
 from rnnlab.models.stack import RecurrentStack
 
 
@@ -38,6 +40,11 @@ class Decoder(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return F.linear(h, self.matrix, self.bias)
 
+    logits = forward
+
+    def loss(self, h: torch.Tensor, targets: torch.Tensor) -> Loss:
+        return full_loss(self(h), targets)
+
 
 class LanguageModel(nn.Module):
     def __init__(self, vocab_size: int, cfg: ModelConfig):
@@ -47,28 +54,59 @@ class LanguageModel(nn.Module):
         self.embedding = nn.Embedding(vocab_size, embed)
         self.rnn = RecurrentStack(cfg.cell, embed, cfg.hidden, cfg.layers, cfg.dropout, cfg.impl,
                                   cfg.bias, cfg.nonlinearity, cfg.gru_z)
-        self.decoder = Decoder(cfg.hidden, vocab_size, self.embedding if cfg.tie_weights else None)
+        if cfg.softmax == "adaptive":  # see rnnlab/models/softmax.py
+            self.decoder = AdaptiveSoftmax(cfg.hidden, vocab_size, parse_cutoffs(cfg.cutoffs), cfg.div_value)
+        else:
+            self.decoder = Decoder(cfg.hidden, vocab_size, self.embedding if cfg.tie_weights else None)
         self.drop = nn.Dropout(cfg.dropout)
         if cfg.init > 0:
             for p in self.parameters():
                 nn.init.uniform_(p, -cfg.init, cfg.init)
+            for layer in self.rnn.layers:  # Phased LSTM periods must stay positive
+                if hasattr(layer, "reset_time_parameters"):
+                    layer.reset_time_parameters()
+        if cfg.forget_bias and cfg.cell in ("lstm", "phased_lstm"):
+            # Gers et al. 2000, Jozefowicz et al. 2015: a positive forget-gate bias lets
+            # the cell keep its memory from the first step; gate rows are (i, f, g, o).
+            with torch.no_grad():
+                for layer in self.rnn.layers:
+                    layer.bias_ih[cfg.hidden : 2 * cfg.hidden] += cfg.forget_bias
 
     def init_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
         return self.rnn.init_state(batch_size)
 
     def features(self, x: torch.Tensor, state=None, times=None):
         """x: [T, B] token ids → top-layer outputs [T, B, H] (after dropout), final state."""
-        h, state = self.rnn(self.drop(self.embedding(x)), state, times)
+        if self.rnn.impl == "fast" and not (self.training and self.drop.p > 0):
+            h, state = self.rnn.forward_ids(x, self.embedding.weight, state)  # may fold the lookup away
+        else:
+            h, state = self.rnn(self.drop(self.embedding(x)), state, times)
         return self.drop(h), state
 
-    def forward(self, x: torch.Tensor, state=None, times=None):
-        """x: [T, B] token ids → logits [T, B, V], final state."""
+    def forward(self, x: torch.Tensor, state=None, times=None, targets=None):
+        """x: [T, B] token ids → logits [T, B, V], final state. With targets
+        [T, B] → (Loss, final state): the loss function training and evaluation
+        share, going through forward so DistributedDataParallel sees it (an
+        adaptive head then never forms the [T, B, V] logits)."""
         h, state = self.features(x, state, times)
-        return self.decoder(h), state
+        if targets is None:
+            return self.decoder.logits(h), state
+        return self.decoder.loss(h, targets), state
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
 
+def positions(start: int, x: torch.Tensor) -> torch.Tensor:
+    """Timestamps [T, B] of a token batch x [T, B] whose first step is stream
+    position `start`: the times a Phased LSTM gates on (other cells ignore them)."""
+    T, B = x.shape[:2]
+    return (start + torch.arange(T, dtype=torch.float32, device=x.device))[:, None].expand(T, B)
+
+
 def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
+    if cfg.backend == "numpy":  # same parameters, NumPy's hand-written forward and backward
+        from rnnlab.models.numpy_backend import NumpyBackedLanguageModel
+
+        return NumpyBackedLanguageModel(vocab_size, cfg)
     return LanguageModel(vocab_size, cfg)

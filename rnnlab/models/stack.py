@@ -1,6 +1,7 @@
 """L stacked recurrent layers, run either explicitly (the cell equations, step
-by step in Python) or fused (PyTorch's `nn.RNN/LSTM/GRU` kernels, fed the very
-same parameter tensors through `torch.func.functional_call`).
+by step in Python), fused (the kernels behind PyTorch's `nn.RNN/LSTM/GRU`,
+`torch.lstm` & co., called directly with the very same parameter tensors) or,
+for LSTMs, fast (rnnlab/models/fastlstm.py: a hand-written backward pass).
 
 Both paths own identical parameters (`layers.{l}.weight_ih`, ...), so
 switching `model.impl` never touches the weights. State is a tuple of
@@ -14,11 +15,14 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.func import functional_call
 
 from rnnlab.models.cells import CELL_TYPES
+from rnnlab.models.fastlstm import lstm_stack
 
 FUSED = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+# The functions nn.RNN/LSTM/GRU.forward end in. Calling them directly skips
+# the module machinery (functional_call on an nn.LSTM costs ~0.1 ms a call).
+KERNELS = {"lstm": torch.lstm, "gru": torch.gru, "rnn_tanh": torch.rnn_tanh, "rnn_relu": torch.rnn_relu}
 
 
 class RecurrentStack(nn.Module):
@@ -34,9 +38,8 @@ class RecurrentStack(nn.Module):
         )
         self.gru_z, self.single_bias = gru_z, bias == "single"
         self.impl = impl if cell in FUSED else "explicit"
-        # The nn.RNN/LSTM/GRU whose kernel the fused path borrows. Set with
-        # object.__setattr__ so it is not registered as a submodule.
-        object.__setattr__(self, "_template", None)
+        if self.impl == "fast" and cell != "lstm":
+            self.impl = "fused"  # the hand-written backward exists for the LSTM only
 
     def init_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
         p = self.layers[0].weight_hh
@@ -45,9 +48,22 @@ class RecurrentStack(nn.Module):
     def forward(self, x: torch.Tensor, state: tuple | None = None, times: torch.Tensor | None = None):
         if state is None:
             state = self.init_state(x.shape[1])
+        if x.shape[0] == 1 and not torch.is_grad_enabled():
+            return self._forward_explicit(x, state, times)  # one step (sampling): the cell equations cost least
         if self.impl == "fused":
             return self._forward_fused(x, state)
+        if self.impl == "fast":
+            return lstm_stack(self.layers, x, state, self.dropout, self.training)
         return self._forward_explicit(x, state, times)
+
+    def forward_ids(self, ids: torch.Tensor, embedding: torch.Tensor, state: tuple | None = None, times=None):
+        """The stack over embedding[ids] (ids [T, B], embedding [V, I]); the
+        fast LSTM folds the lookup into its first input projection."""
+        if state is None:
+            state = self.init_state(ids.shape[1])
+        if self.impl == "fast" and (ids.shape[0] > 1 or torch.is_grad_enabled()):
+            return lstm_stack(self.layers, ids, state, self.dropout, self.training, embedding=embedding)
+        return self(F.embedding(ids, embedding), state, times)
 
     def _forward_explicit(self, x, state, times):
         finals = []
@@ -57,17 +73,6 @@ class RecurrentStack(nn.Module):
             x, s = layer(x, tuple(s[l] for s in state), times=times)
             finals.append(s)
         return x, tuple(torch.stack([f[k] for f in finals]) for k in range(self.n_states))
-
-    def _fused_module(self) -> nn.Module:
-        if self._template is None:
-            l0 = self.layers[0]
-            kwargs = {"nonlinearity": l0.nonlinearity} if self.cell == "rnn" else {}
-            with torch.device("meta"):  # its own parameters are never used
-                dropout = self.dropout if self.num_layers > 1 else 0.0  # between layers only
-                template = FUSED[self.cell](l0.input_size, self.hidden, self.num_layers, dropout=dropout, **kwargs)
-            object.__setattr__(self, "_template", template)
-        self._template.train(self.training)
-        return self._template
 
     def fused_parameters(self) -> dict[str, torch.Tensor]:
         """Our parameters under nn.LSTM's names (weight_ih_l0, ...)."""
@@ -84,6 +89,12 @@ class RecurrentStack(nn.Module):
         return params
 
     def _forward_fused(self, x, state):
-        hx = state if self.n_states == 2 else state[0]
-        out, hx = functional_call(self._fused_module(), self.fused_parameters(), (x, hx))
-        return out, (hx if self.n_states == 2 else (hx,))
+        params = list(self.fused_parameters().values())  # nn.LSTM's flat order: w_ih, w_hh, b_ih, b_hh per layer
+        dropout = self.dropout if self.num_layers > 1 else 0.0  # between layers only
+        args = (params, True, self.num_layers, dropout, self.training, False, False)
+        if self.n_states == 2:
+            out, h, c = torch.lstm(x, state, *args)
+            return out, (h, c)
+        kernel = KERNELS[f"rnn_{self.layers[0].nonlinearity}" if self.cell == "rnn" else self.cell]
+        out, h = kernel(x, state[0], *args)
+        return out, (h,)

@@ -1,0 +1,219 @@
+"""What every benchmark shares: the machine's description and attainable
+GEMM throughput, interleaved timing with medians, model FLOP counts, and the
+results files (JSON + a markdown table with the exact command).
+
+Interleaving: the machine is shared, so the paths being compared run in
+alternating blocks inside one process; whatever else the machine is doing
+slows both alike, and every figure is a median over blocks or repeats.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def data_path(name: str) -> Path | None:
+    """../shared/data/NAME relative to the repository root, or None (the caller skips)."""
+    path = (DATA / name).resolve()
+    return path if path.exists() else None
+
+
+def machine() -> dict:
+    flags = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = line
+                break
+        model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                      if ln.startswith("model name")), platform.processor())
+    except OSError:
+        model = platform.processor()
+    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "avx512": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_bf16" in flags,
+            "python": platform.python_version()}
+
+
+def load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def gemm_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 2.0) -> float:
+    """Median GFLOP/s of an n×n×n matmul: the machine's attainable rate, the
+    yardstick for each path's achieved model FLOP/s."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    times, deadline = [], time.perf_counter() + seconds
+    while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 50):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def gemm_throughput(quick: bool) -> dict:
+    # bf16 gets a small matrix: without native bf16 it can be 100x slower.
+    return {"fp32_gflops": round(gemm_gflops(torch.float32, 1024, 1.0 if quick else 3.0), 1),
+            "bf16_gflops": round(gemm_gflops(torch.bfloat16, 256, 1.0 if quick else 3.0), 1)}
+
+
+def lstm_lm_flops(vocab: int, embed: int, hidden: int, layers: int, decoder_macs: float) -> float:
+    """Training FLOPs per token of an embedding → LSTM stack → decoder model:
+    2 per multiply-add, ×3 for forward + backward (input and weight gradients).
+    decoder_macs: multiply-adds per token of the output layer."""
+    lstm = sum(4 * hidden * ((embed if l == 0 else hidden) + hidden) for l in range(layers))
+    return 3 * 2 * (lstm + decoder_macs)
+
+
+class Clock:
+    """Accumulates wall time, CPU time and tokens for one path across
+    interleaved blocks. With one thread, CPU time is what the path would take
+    on an idle core: on a loaded machine it is the steadier of the two."""
+
+    def __init__(self):
+        self.seconds, self.cpu_seconds, self.tokens, self.block_rates = 0.0, 0.0, 0, []
+
+    def add(self, seconds: float, tokens: int, cpu_seconds: float = 0.0) -> None:
+        self.seconds += seconds
+        self.cpu_seconds += cpu_seconds
+        self.tokens += tokens
+        self.block_rates.append(tokens / seconds)
+
+    def time(self, fn, tokens: int) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        self.add(time.perf_counter() - wall, tokens, time.process_time() - cpu)
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_rate(self) -> float:
+        return self.tokens / self.cpu_seconds if self.cpu_seconds else 0.0
+
+    @property
+    def median_rate(self) -> float:
+        return statistics.median(self.block_rates) if self.block_rates else 0.0
+
+
+def interleave(paths: dict, steps: int, block: int, tokens_per_step: int, bar=None) -> dict[str, Clock]:
+    """Run every path's `steps(n)` for `steps` steps in alternating blocks of
+    `block`, the order flipping each round (ABBA) so no path always goes first."""
+    clocks = {name: Clock() for name in paths}
+    order, done = list(paths.items()), 0
+    while done < steps:
+        n = min(block, steps - done)
+        for name, path in order:
+            clocks[name].time(lambda: path.steps(n), n * tokens_per_step)
+            if bar is not None:
+                bar.update(n)
+        order.reverse()
+        done += n
+    return clocks
+
+
+def block_ratio(fast: Clock, slow: Clock) -> float:
+    """Median over interleaved block pairs of fast/slow throughput."""
+    return statistics.median(f / s for f, s in zip(fast.block_rates, slow.block_rates))
+
+
+def median(values) -> float:
+    return statistics.median(values)
+
+
+def command_line() -> str:
+    return " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.argv])
+
+
+def write_results(name: str, results: dict, table: list[list], headers: list[str], notes: list[str]) -> Path:
+    """benchmarks/results/NAME.json and NAME.md (table, notes, exact command);
+    a --quick run writes NAME-quick.* so it never replaces a full run's figures."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if results.get("quick"):
+        name += "-quick"
+    results = {"benchmark": name, "command": command_line(), "date": time.strftime("%Y-%m-%d %H:%M"),
+               "machine": machine(), **results}
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    lines = [f"# {name}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in table]
+    lines += ["", *notes, "", "Command (from the repository root):", "", "```", results["command"], "```", ""]
+    (RESULTS / f"{name}.md").write_text("\n".join(lines), encoding="utf-8")
+    return RESULTS / f"{name}.json"
+
+
+def print_table(table: list[list], headers: list[str]) -> None:
+    rows = [headers, *[[str(c) for c in row] for row in table]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(headers))]
+    for k, row in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        if k == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+# ------------------------------------------------------------------ README
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- performance table: generated by `python benchmarks/harness.py` -->", "<!-- end of performance table -->"
+
+
+def performance_table() -> str:
+    """The README's Performance table, from the full runs' results files."""
+    def load(name):
+        path = RESULTS / f"{name}.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+    rows = ["| benchmark (same run, medians) | plain PyTorch loop | rnnlab | ratio | quality: plain → rnnlab | target |",
+            "|---|---|---|---|---|---|"]
+    word, char, gen = load("speed_word"), load("speed_char"), load("generation")
+    if word:
+        b, r = word["baseline"], word["rnnlab"]
+        rows.append(f"| [word LM](benchmarks/results/speed_word.md), Brown, 2×200 LSTM, batch 20×35, "
+                    f"{word['epochs_per_repeat']:g} epoch | {b['tokens_per_s']:,.0f} tokens/s | {r['tokens_per_s']:,.0f} tokens/s "
+                    f"| **{word['ratio']:.2f}×** (CPU time {word['cpu_time_ratio']:.2f}×) | valid ppl {b['valid_perplexity']:.1f} → "
+                    f"{r['valid_perplexity']:.1f} ({word['perplexity_gap']:+.1%}) | ≥ 3.0×, ppl ≤ +2% |")
+    if char:
+        b, r = char["baseline"], char["rnnlab"]
+        rows.append(f"| [char LM](benchmarks/results/speed_char.md), Grimm, 2×128 LSTM, batch 64×30, "
+                    f"{char['steps_per_repeat']} steps | {b['chars_per_s']:,.0f} chars/s | {r['chars_per_s']:,.0f} chars/s "
+                    f"| **{char['ratio']:.2f}×** (CPU time {char['cpu_time_ratio']:.2f}×) | bits/char {b['valid_bpc']:.3f} → "
+                    f"{r['valid_bpc']:.3f} ({char['bpc_gap']:+.3f}) | ≥ 1.5×, ±0.02 |")
+    for m in (gen or {}).get("models", []):
+        rows.append(f"| [generation](benchmarks/results/generation.md), {m['model']}, {m['tokens']} {m['unit']} "
+                    f"| prefix re-run: {m['naive_tokens_per_s']:,.0f} {m['unit']}/s | state carried: "
+                    f"{m['streaming_tokens_per_s']:,.0f} {m['unit']}/s | **{m['ratio']:.1f}×** | same sample: "
+                    f"{'yes' if m['same_tokens'] else 'no'} | ≥ 20× |")
+    return "\n".join(rows)
+
+
+def update_readme() -> bool:
+    """Rewrite the table between the README's markers (if the README has them)."""
+    if not README.is_file():
+        return False
+    text = README.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        return False
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    README.write_text(f"{head}{START}\n{performance_table()}\n{END}{tail}", encoding="utf-8")
+    return True
+
+
+if __name__ == "__main__":
+    print(performance_table())
+    print("README.md updated" if update_readme() else "README.md has no performance markers; nothing written")
