@@ -98,7 +98,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     _add_experiment_parsers(sub)
     _add_numpy_parsers(sub)
+    _add_data_parsers(sub)
     return parser
+
+
+def _add_data_parsers(sub) -> None:
+    """`rnnlab data list|fetch` (dataset recipes) and `rnnlab inspect` (what a word model learned)."""
+    p = sub.add_parser("data", help="dataset recipes: list them, or download and prepare one")
+    kinds = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    kinds.add_parser("list", help="known datasets and whether they are in the cache")
+    f = kinds.add_parser("fetch", help="download (once), check and prepare a dataset; prints the path to use as data.path")
+    f.add_argument("name", help="dataset name (see 'rnnlab data list')")
+    f.add_argument("--cache-dir", help="cache directory (default $RNNLAB_DATA or ~/.cache/rnnlab)")
+    p = sub.add_parser("inspect", help="a word model's embeddings: nearest neighbours, 2-D map")
+    p.add_argument("run_dir", help="a run directory (rnnlab train, or a neural n-gram run)")
+    what = p.add_subparsers(dest="inspect_command", metavar="WHAT", required=True)
+    n = what.add_parser("neighbors", help="the words whose embeddings are closest (cosine) to each WORD")
+    n.add_argument("words", nargs="+", metavar="WORD")
+    n.add_argument("-k", type=int, default=5, help="neighbours per word (default 5)")
+    n.add_argument("--top", type=int, default=10000, help="search among the TOP most frequent words (0: all; default 10000)")
+    e = what.add_parser("embeddings", help="2-D map (PCA or t-SNE) of the most frequent words' embeddings")
+    e.add_argument("--top", type=int, default=500, help="words to plot (default 500)")
+    e.add_argument("--method", choices=["pca", "tsne"], default="pca")
+    e.add_argument("--out", help="PNG file (default RUN_DIR/plots/embeddings.png)")
 
 
 def _add_numpy_parsers(sub) -> None:
@@ -122,10 +144,26 @@ def _add_numpy_parsers(sub) -> None:
     p.add_argument("--json", action="store_true")
 
 
+def _add_word_experiment_parsers(names) -> None:
+    from rnnlab.experiments.ngram import add_arguments as add_ngram_arguments
+
+    e = names.add_parser("lm-study", help="LSTM and GRU language models with and without dropout (Zaremba et al. 2014)")
+    e.add_argument("--data", required=True, help="corpus directory with train/valid/test.txt, or a dataset name (ptb, brown, ...)")
+    e.add_argument("--models", default="lstm,lstm-dropout,gru,gru-dropout", help="comma list of presets (default: the four)")
+    e.add_argument("--epochs", type=int, help="epochs per model (default: each preset's)")
+    e.add_argument("--out", default="runs/experiments/lm-study", help="output directory (finished runs there are kept)")
+    e.add_argument("--quick", action="store_true", help="tiny models for a few steps (seconds), as the tests run it")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_set(e)
+    e = names.add_parser("ngram", help="Bengio et al.'s neural n-gram model (linear vs tanh, sizes) against a Kneser-Ney trigram")
+    add_ngram_arguments(e)
+
+
 def _add_experiment_parsers(sub) -> None:
     """`rnnlab experiment NAME` (sequence tasks) and `rnnlab plot kgate`."""
-    p = sub.add_parser("experiment", help="sequence-task experiments: palindrome, frequency, varlen")
+    p = sub.add_parser("experiment", help="experiments: palindrome, frequency, varlen, lm-study, ngram")
     names = p.add_subparsers(dest="experiment", metavar="NAME", required=True)
+    _add_word_experiment_parsers(names)
     helps = {"palindrome": "accuracy vs length on the palindrome task, per cell",
              "frequency": "LSTM vs Phased LSTM on regularly / irregularly sampled sine waves",
              "varlen": "pad vs bucket vs pack batching of variable-length sequences"}
@@ -305,9 +343,56 @@ def cmd_serve(args) -> int:
 
 
 def cmd_experiment(args) -> int:
+    import shlex
+
+    command = "rnnlab " + shlex.join(args.argv)
+    if args.experiment == "ngram":
+        from rnnlab.experiments.ngram import main_from_args
+
+        main_from_args(args, command)
+        return 0
+    if args.experiment == "lm-study":
+        from rnnlab.experiments import markdown_table
+        from rnnlab.experiments.lm_study import COLUMNS, run
+
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        if not models:
+            raise UserError("--models takes a comma list of presets, e.g. lstm,gru")
+        if args.epochs is not None and args.epochs < 1:
+            raise UserError(f"--epochs must be positive, got {args.epochs}")
+        rows, paths = run(args.data, Path(args.out), models, args.epochs, args.quick, args.overrides, command,
+                          progress=not args.no_progress)
+        print(markdown_table(rows, COLUMNS))
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+        return 0
     from rnnlab.experiments import main as run_experiment
 
     return run_experiment(args)
+
+
+def cmd_data(args) -> int:
+    from rnnlab.data.recipes import describe, fetch
+
+    if args.data_command == "list":
+        for name, level, description, cached in describe():
+            print(f"{name:16s} {level:5s} {'cached ' if cached else 'not yet'}  {description}")
+        return 0
+    print(fetch(args.name, args.cache_dir, log=lambda text: print(text, file=sys.stderr)))
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from rnnlab.report.embeddings import nearest_neighbors, plot_embeddings, run_embedding
+
+    embedding, tokens = run_embedding(args.run_dir)
+    if args.inspect_command == "neighbors":
+        for word in args.words:
+            found = nearest_neighbors(embedding, tokens, word, args.k, args.top or None)
+            print(f"{word}: " + ", ".join(f"{w} ({cos:.2f})" for w, cos in found))
+        return 0
+    out = Path(args.out) if args.out else Path(args.run_dir) / "plots" / "embeddings.png"
+    print(plot_embeddings(embedding, tokens, args.top, args.method, out))
+    return 0
 
 
 def cmd_plot(args) -> int:
@@ -366,7 +451,8 @@ def cmd_gradflow(args) -> int:
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "generate": cmd_generate, "presets": cmd_presets,
             "config": cmd_config, "gradcheck": cmd_gradcheck, "params": cmd_params, "gradflow": cmd_gradflow,
-            "report": cmd_report, "serve": cmd_serve, "experiment": cmd_experiment, "plot": cmd_plot}
+            "report": cmd_report, "serve": cmd_serve, "experiment": cmd_experiment, "plot": cmd_plot,
+            "data": cmd_data, "inspect": cmd_inspect}
 
 
 def main(argv: list[str] | None = None) -> int:

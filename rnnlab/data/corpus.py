@@ -3,7 +3,9 @@
 `data.path` is either one text file, split by fraction (train | valid | test,
 in that order, so the default validation set is the last 10% of the text), or
 a directory holding `train.txt`, `valid.txt` and optionally `test.txt`
-(PTB/Mikolov format). Also accepted: `ptb.train.txt`-style names.
+(PTB/Mikolov format). Also accepted: `ptb.train.txt`-style names, and the
+name of a dataset recipe (`ptb`, `wikitext-2`, `tinyshakespeare`, `brown`;
+see `rnnlab data list`), downloaded once into the cache by `rnnlab.data.recipes`.
 """
 
 from __future__ import annotations
@@ -46,7 +48,11 @@ def read_split_texts(cfg: DataConfig) -> tuple[dict[str, str], str]:
     path = Path(cfg.path).expanduser() if cfg.path else bundled_path()
     source = str(path) if cfg.path else "bundled:grimm"
     if not path.exists():
-        raise UserError(f"corpus not found: {path}")
+        from rnnlab.data.recipes import RECIPES, fetch
+
+        if cfg.path not in RECIPES:
+            raise UserError(f"corpus not found: {path} (nor is it a dataset name: {', '.join(RECIPES)})")
+        path = fetch(cfg.path, log=print)  # a recipe: from the cache, or downloaded once (one-line error offline)
     if path.is_dir():
         texts = {}
         for split in ("train", "valid", "test"):
