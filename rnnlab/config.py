@@ -75,6 +75,10 @@ class TrainConfig:
     nesterov: bool = False
     weight_decay: float = 0.0
     clip: float = 5.0  # max global gradient norm; 0 = no clipping
+    # The loss that is differentiated: "mean" over all tokens, or "sum_time": summed over the
+    # seq_len steps and averaged over the batch, as in Zaremba et al. (2014), whose lr and clip
+    # (lr 1, clip 5) assume it; it scales the gradient by seq_len. Reported losses are per token.
+    loss: str = "mean"
     schedule: str = "constant"  # constant | zaremba | plateau | cosine
     lr_decay: float = 2.0  # zaremba / plateau: lr is divided by this
     decay_after: int = 4  # zaremba: divide every epoch after this epoch
@@ -90,9 +94,11 @@ class TrainConfig:
     threads: int = 0  # torch intra-op threads; 0 = leave PyTorch's choice
     device: str = "cpu"  # cpu | cuda | auto
     dtype: str = "float32"  # float32 | float64 (weights, state and optimizer)
-    # bf16 autocast of the matmuls (weights, optimizer and loss stay float32). It pays only
-    # on CPUs with native bf16 (AVX512-BF16 / AMX); on AVX2-only CPUs it is far slower.
-    bf16: bool = False
+    # bf16 autocast of the matmuls and the recurrent kernel (weights, optimizer, loss and
+    # evaluation stay float32). It pays only on CPUs with native bf16 (AVX512-BF16 / AMX),
+    # where it halves the step time; on AVX2-only CPUs it is far slower.
+    # off | on (refused without native bf16) | auto (on where native, else off)
+    bf16: str = "off"
     dist_timeout: float = 60.0  # seconds a process of a distributed run waits for the others
 
 
@@ -297,7 +303,10 @@ def validate(cfg: Config) -> None:
     _choice("train.schedule", t.schedule, ("constant", "zaremba", "plateau", "cosine"))
     _choice("train.device", t.device, ("cpu", "cuda", "auto"))
     _choice("train.dtype", t.dtype, ("float32", "float64"))
-    _check(not t.bf16 or t.dtype == "float32", "train.bf16 autocasts float32 matmuls; it needs train.dtype=float32")
+    _choice("train.loss", t.loss, ("mean", "sum_time"))
+    _choice("train.bf16", t.bf16, ("off", "on", "auto"))
+    _check(t.bf16 != "on" or t.dtype == "float32", "train.bf16 autocasts float32 matmuls; it needs train.dtype=float32")
+    _check(t.bf16 != "on" or m.backend == "torch", "train.bf16=on needs model.backend=torch")
     _check(t.dist_timeout > 0, f"train.dist_timeout must be positive, got {t.dist_timeout}")
     for key in ("batch_size", "seq_len", "epochs", "eval_batch_size", "eval_seq_len", "max_faults"):
         _check(getattr(t, key) > 0, f"train.{key} must be positive, got {getattr(t, key)}")

@@ -48,6 +48,21 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def native_bf16(device: torch.device) -> bool:
+    return torch.cuda.is_bf16_supported() if device.type == "cuda" else torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def use_bf16(cfg: Config, device: torch.device) -> bool:
+    """Resolve train.bf16: auto means on wherever it pays (native bf16, float32 weights, the torch backend)."""
+    t = cfg.train
+    if t.bf16 == "on" and not native_bf16(device):
+        raise UserError("train.bf16=on needs a CPU with native bf16 (AVX512-BF16 or AMX); on this one bf16 matmuls "
+                        "are emulated, ~50x slower than float32; use train.bf16=auto or off")
+    if t.bf16 == "auto":
+        return native_bf16(device) and t.dtype == "float32" and cfg.model.backend == "torch"
+    return t.bf16 == "on"
+
+
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True,
                  overwrite: bool = False, echo=lambda text: tqdm.write(text, file=sys.stderr)):
@@ -59,9 +74,7 @@ class Trainer:
             self.progress, self.echo = False, lambda text: None
         if t.threads:
             torch.set_num_threads(t.threads)
-        if t.bf16 and self.device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            raise UserError("train.bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); on this one bf16 matmuls "
-                            "are emulated, ~50x slower than float32 (benchmarks/results/speed_word.md)")
+        self.bf16 = use_bf16(cfg, self.device)
         torch.manual_seed(t.seed)
         stored = None
         if resume:
@@ -202,11 +215,11 @@ class Trainer:
         set_lr(self.optimizer, lr)
         state = self.state if self.state is not None else None
         times = positions(self.index * t.seq_len, x) if state is not None else None  # token positions
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.bf16):
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             out, new_state = self.ddp(x, state, times, targets=y)  # the model's loss head (full or adaptive softmax)
         loss = out.loss
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * x.shape[0] if t.loss == "sum_time" else loss).backward()  # sum_time: Zaremba's convention
         norm = torch.nn.utils.clip_grad_norm_(self.params, t.clip if t.clip > 0 else math.inf)
         loss_value = distributed.mean(loss.item())  # the global batch's loss, so every process skips alike
         if not (math.isfinite(loss_value) and math.isfinite(norm.item())):
@@ -325,7 +338,7 @@ class Trainer:
                 "parameters": self.model.num_parameters(), "vocab_size": len(self.vocab), "steps": self.step,
                 "epochs": self.epoch + self.index / self.batcher.steps_per_epoch, "wall_seconds": self.elapsed,
                 "tokens_per_s": self.step * tokens_per_step / max(self.elapsed, 1e-9), "faults": self.faults,
-                "best_valid_loss": self.best_valid, "final": results}
+                "bf16": self.bf16, "best_valid_loss": self.best_valid, "final": results}
 
 
 def _postfix(loss: float, level: str, rate: float) -> str:

@@ -89,7 +89,24 @@ def test_cutoffs_must_fit_the_vocabulary():
 @pytest.mark.skipif(torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has native bf16")
 def test_bf16_refused_without_native_support(tmp_path):
     with pytest.raises(UserError, match="native bf16"):
-        train(load_config("grimm-char", None, TINY + ["train.bf16=true", "train.max_steps=1"]), tmp_path / "r", progress=False)
+        train(load_config("grimm-char", None, TINY + ["train.bf16=on", "train.max_steps=1"]), tmp_path / "r", progress=False)
+
+
+def test_bf16_auto_follows_the_cpu_and_learns_as_float32_does(tmp_path):
+    """auto: bf16 autocast exactly where the CPU has it natively, and there it
+    learns what float32 learns (evaluation is float32 either way)."""
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    settings = TINY + ["train.max_steps=200", "model.hidden=32", "train.batch_size=16"]
+    runs = {mode: train(load_config("grimm-char", None, settings + [f"train.bf16={mode}"]), tmp_path / mode, progress=False)
+            for mode in ("auto", "off")}
+    assert runs["auto"]["bf16"] is native and runs["off"]["bf16"] is False
+    bpc = {mode: r["final"]["valid"]["bpc"] for mode, r in runs.items()}
+    assert bpc["off"] < 4.0  # character unigrams: ~4.1 bits; uniform: 6.5
+    assert abs(bpc["auto"] - bpc["off"]) < 0.05, bpc
+    numpy_cfg = load_config("grimm-char", None, TINY + ["train.bf16=auto", "model.backend=numpy", "train.max_steps=1"])
+    assert train(numpy_cfg, tmp_path / "n", progress=False)["bf16"] is False  # autocast means nothing to NumPy
+    with pytest.raises(UserError, match="must be one of off, on, auto"):
+        load_config("grimm-char", None, ["train.bf16=yes"])
 
 
 @pytest.fixture

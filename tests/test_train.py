@@ -107,3 +107,25 @@ def test_word_level_corpus_directory(tmp_path):
     assert "test" in summary["final"]
     assert summary["vocab_size"] == 9  # <unk> <eos> the cat sat on mat dog log
     assert summary["final"]["test"]["perplexity"] < 4
+
+
+def test_sum_time_loss_is_the_mean_loss_scaled_by_seq_len(tiny_text, tmp_path):
+    """Zaremba's convention (loss summed over the T steps, averaged over the batch)
+    is plain SGD on the mean loss with an lr T times larger: same weights after training."""
+    from safetensors.numpy import load_file
+
+    T = 16
+    common = ["train.optimizer=sgd", "train.clip=0", "train.max_steps=6", "train.schedule=constant", f"train.seq_len={T}"]
+    runs = {"sum": config(tiny_text, *common, "train.loss=sum_time", "train.lr=0.05"),
+            "mean": config(tiny_text, *common, "train.loss=mean", f"train.lr={0.05 * T}")}
+    weights = {}
+    for name, c in runs.items():
+        summary = train(c, tmp_path / name, progress=False)
+        pointer = json.loads((tmp_path / name / "checkpoints" / "last.json").read_text())
+        weights[name] = load_file(tmp_path / name / "checkpoints" / pointer["dir"] / "tensors.safetensors")
+        assert math.isfinite(summary["final"]["valid"]["loss"])
+    model_keys = [k for k in weights["sum"] if k.startswith("model.")]
+    assert model_keys
+    for k in model_keys:
+        a, b = weights["sum"][k], weights["mean"][k]
+        assert abs(a - b).max() <= 1e-5 * max(1.0, abs(b).max()), k

@@ -20,10 +20,12 @@ The factors g⊙i(1−i), c_{t-1}⊙f(1−f), ... are computed for all steps at 
 before the backward loop, so each step is one small GEMM and five pointwise
 ops; W_ih, the biases and the layer input get their gradients from autograd
 through the input projection (two large GEMMs). nn.LSTM's oneDNN kernel does
-the same arithmetic. With the fold below, the grimm-char job (batch 64) trains
-~15% faster this way on an AVX2 core; at batch 20 (the word model) the
-per-step Python cost outweighs the gain and the fused kernel is faster
-(benchmarks/results/speed_char.md, speed_word.md).
+the same arithmetic. Which is faster depends on the CPU: with the fold below,
+the grimm-char job (batch 64) trained ~15% faster this way on an AVX2 core,
+but on the AVX-512 machine of benchmarks/results/speed_char.md it reaches
+0.85x the plain nn.LSTM loop's chars/s against 0.98x for the fused kernel,
+so presets use `fused`; at batch 20 (the word model) the per-step Python cost
+outweighs the gain everywhere.
 
 `lstm_stack` also folds the embedding into the first layer when a batch has
 more tokens than the vocabulary has types: W_ih E[x] + b = (E W_ih^T + b)[x],
