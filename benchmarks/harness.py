@@ -129,6 +129,28 @@ def interleave(paths: dict, steps: int, block: int, tokens_per_step: int, bar=No
     return clocks
 
 
+def time_option(base, ours, steps: int, tokens_per_step: int, repeats: int, threads: int, bar=None) -> dict:
+    """One speed option: `repeats` pairs of timed blocks (baseline at the process's
+    thread count, then ours at `threads`); medians of rate and of the ratios."""
+    default = torch.get_num_threads()
+    ratios, cpu_ratios, rates = [], [], []
+    for _ in range(repeats):
+        b, o = Clock(), Clock()
+        b.time(lambda: base.steps(steps), steps * tokens_per_step)
+        torch.set_num_threads(threads or default)
+        try:
+            o.time(lambda: ours.steps(steps), steps * tokens_per_step)
+        finally:
+            torch.set_num_threads(default)
+        ratios.append(o.rate / b.rate)
+        cpu_ratios.append(o.cpu_rate / b.cpu_rate)
+        rates.append(o.rate)
+        if bar is not None:
+            bar.update(2 * steps)
+    return {"rate": round(median(rates)), "ratio_vs_baseline": round(median(ratios), 2),
+            "cpu_time_ratio_vs_baseline": round(median(cpu_ratios), 2), "steps": steps, "repeats": repeats}
+
+
 def block_ratio(fast: Clock, slow: Clock) -> float:
     """Median over interleaved block pairs of fast/slow throughput."""
     return statistics.median(f / s for f, s in zip(fast.block_rates, slow.block_rates))

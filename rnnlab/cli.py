@@ -175,6 +175,9 @@ def _add_experiment_parsers(sub) -> None:
         e.add_argument("--hidden", type=int, help="hidden units")
         e.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: PyTorch's choice)")
         e.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if name != "varlen":
+            e.add_argument("--jobs", type=int, default=0,
+                           help="training runs in parallel, one process and torch thread each (default 0: one per core)")
         if name == "palindrome":
             e.add_argument("--cells", help="comma list of cells (default rnn,lstm,gru)")
             e.add_argument("--lengths", help="start:stop:step (stop included) or a comma list (default 5:40:5)")

@@ -33,8 +33,13 @@ def _read(out, name):
 
 def test_palindrome_quick(tmp_path, capsys):
     out = tmp_path / "pal"
-    assert main(["experiment", "palindrome", "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert main(["experiment", "palindrome", "--quick", "--out", str(out), "--no-progress", "--jobs", "2"]) == 0
     rows, md = _read(out, "palindrome")
+    # the same runs in one process give the same numbers: every run is seeded by its own arguments
+    serial = tmp_path / "serial"
+    assert main(["experiment", "palindrome", "--quick", "--out", str(serial), "--no-progress", "--jobs", "1"]) == 0
+    assert [r["per_seed"] for r in json.loads((serial / "palindrome.json").read_text())] == [r["per_seed"] for r in rows]
+    assert "2 processes x 1 torch thread" in md
     assert {(r["cell"], r["length"]) for r in rows} == {(c, T) for c in ("rnn", "lstm") for T in (5, 8)}
     for r in rows:
         assert {"cell", "length", "accuracy", "seeds"} <= set(r) and 0 <= r["accuracy"] <= 1 and r["seeds"] == 1

@@ -10,8 +10,11 @@ says what data to draw, what to vary and what to report.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
+import multiprocessing
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ from torch.nn.utils.rnn import PackedSequence
 from rnnlab.config import TrainConfig
 from rnnlab.models.stack import RecurrentStack
 from rnnlab.optim import build_optimizer
+from tqdm import tqdm
 
 EXPERIMENTS = ("palindrome", "frequency", "varlen")
 
@@ -135,6 +139,39 @@ def accuracy(model: nn.Module, batches) -> float:
     return correct / max(total, 1)
 
 
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # workers share the cores: one thread each
+
+
+def _call(train_one: Callable, cfg, job: tuple) -> dict:
+    return train_one(*job, cfg)
+
+
+def run_jobs(train_one: Callable, jobs: list[tuple], cfg, workers: int = 1, progress: bool = True) -> list[dict]:
+    """train_one(*job, cfg) for every job, results in job order. Jobs are independent
+    training runs, each seeded by its own arguments, so `workers` > 1 (separate
+    processes, one torch thread each) gives the same results, sooner."""
+    workers = min(workers if workers > 0 else (os.cpu_count() or 1), len(jobs))
+    bar = tqdm(total=len(jobs), unit="run", disable=not progress, dynamic_ncols=True)
+    results = []
+    try:
+        if workers <= 1:
+            for job in jobs:
+                bar.set_description(" ".join(map(str, job)))
+                results.append(train_one(*job, cfg, on_step=lambda step, loss: bar.set_postfix_str(
+                    f"step {step} loss {loss:.3f}", refresh=False)))
+                bar.update(1)
+        else:
+            bar.set_description(f"{workers} processes")
+            with multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
+                for result in pool.imap(functools.partial(_call, train_one, cfg), jobs):
+                    results.append(result)
+                    bar.update(1)
+    finally:
+        bar.close()
+    return results
+
+
 def write_results(out: Path, name: str, rows: list[dict], columns: list[str], command: str,
                   plot: Callable[[Path], None] | None = None, notes: str = "") -> dict[str, Path]:
     """Write NAME.json (rows), NAME.csv, NAME.md (table, plot, command) and NAME.png."""
@@ -203,7 +240,11 @@ def main(args) -> int:
         cfg.epochs = _positive("--epochs", args.epochs)
     out = Path(args.out) if args.out else Path("runs") / "experiments" / name
     command = "rnnlab " + shlex.join(getattr(args, "argv", None) or ["experiment", name])
-    rows, paths = run(cfg, out, command, progress=not args.no_progress)
+    if name == "varlen":  # strategies share initial weights and train in turn: one process
+        rows, paths = run(cfg, out, command, progress=not args.no_progress)
+    else:
+        workers = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
+        rows, paths = run(cfg, out, command, progress=not args.no_progress, workers=workers)
     print(markdown_table(rows, COLUMNS))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0

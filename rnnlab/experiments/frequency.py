@@ -17,10 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from rnnlab.data.tasks import FrequencySpec, frequency
-from rnnlab.experiments import Budget, SequenceClassifier, accuracy, fit, write_results
+from rnnlab.experiments import Budget, SequenceClassifier, accuracy, fit, run_jobs, write_results
 
 COLUMNS = ["cell", "sampling", "accuracy", "std", "seeds", "steps", "seconds"]
 SAMPLINGS = ("regular", "irregular")
@@ -74,18 +73,13 @@ def train_one(cell: str, sampling: str, seed: int, cfg: FrequencyConfig, on_step
     return result
 
 
-def run(cfg: FrequencyConfig, out: Path, command: str, progress: bool = True) -> tuple[list[dict], dict]:
+def run(cfg: FrequencyConfig, out: Path, command: str, progress: bool = True,
+        workers: int = 1) -> tuple[list[dict], dict]:
     jobs = [(c, s, seed) for s in cfg.samplings for c in cfg.cells for seed in range(cfg.seeds)]
     results: dict[tuple, list[dict]] = {}
     start = time.perf_counter()
-    bar = tqdm(total=len(jobs), unit="run", disable=not progress, dynamic_ncols=True)
-    for cell, sampling, seed in jobs:
-        bar.set_description(f"{cell} {sampling} seed={seed}")
-        r = train_one(cell, sampling, seed, cfg,
-                      on_step=lambda step, loss: bar.set_postfix_str(f"step {step} loss {loss:.3f}", refresh=False))
-        results.setdefault((cell, sampling), []).append(r)
-        bar.update(1)
-    bar.close()
+    for job, r in zip(jobs, run_jobs(train_one, jobs, cfg, workers, progress)):
+        results.setdefault(job[:2], []).append(r)
     rows = []
     for (cell, sampling), rs in results.items():
         acc = np.array([r["accuracy"] for r in rs])
@@ -94,7 +88,7 @@ def run(cfg: FrequencyConfig, out: Path, command: str, progress: bool = True) ->
                      "per_seed": acc.tolist()})
     wall = time.perf_counter() - start
     paths = write_results(out, "frequency", rows, COLUMNS, command, lambda p: plot(rows, cfg, p),
-                          notes=summary(rows, cfg, wall))
+                          notes=summary(rows, cfg, wall, workers))
     return rows, paths
 
 
@@ -106,7 +100,7 @@ def gap(rows: list[dict], sampling: str) -> float | None:
     return None
 
 
-def summary(rows: list[dict], cfg: FrequencyConfig, wall: float) -> str:
+def summary(rows: list[dict], cfg: FrequencyConfig, wall: float, workers: int = 1) -> str:
     s, b = cfg.spec, cfg.budget
     lines = []
     for sampling in cfg.samplings:
@@ -121,7 +115,8 @@ def summary(rows: list[dict], cfg: FrequencyConfig, wall: float) -> str:
               f"{b.max_steps} steps on the same fresh-sample stream. Phased LSTM init: τ = exp(U{cfg.tau_log_range}) ms, "
               f"s = U(0, τ), r_on = {cfg.r_on:g}. Accuracy on {cfg.test_samples} fresh test waves, mean over "
               f"{cfg.seeds} seed(s); `seconds` is one training run.",
-              "", f"Wall time: {wall / 60:.1f} min ({torch.get_num_threads()} torch threads)."]
+              "", f"Wall time: {wall / 60:.1f} min ("
+              f"{f'{workers} processes x 1 torch thread' if workers > 1 else f'{torch.get_num_threads()} torch threads'})."]
     return "\n".join(lines)
 
 

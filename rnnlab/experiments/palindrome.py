@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from rnnlab.data.tasks import DIGITS, palindromes
 from rnnlab.errors import UserError
-from rnnlab.experiments import Budget, SequenceClassifier, accuracy, fit, write_results
+from rnnlab.experiments import Budget, SequenceClassifier, accuracy, fit, run_jobs, write_results
 
 COLUMNS = ["cell", "length", "accuracy", "std", "min", "max", "seeds", "reached", "steps", "seconds"]
 
@@ -172,18 +171,13 @@ def train_one_numpy(cell: str, length: int, seed: int, cfg: PalindromeConfig, on
             "accuracy": correct / sum(len(y) for _, y in test)}
 
 
-def run(cfg: PalindromeConfig, out: Path, command: str, progress: bool = True) -> tuple[list[dict], dict]:
+def run(cfg: PalindromeConfig, out: Path, command: str, progress: bool = True,
+        workers: int = 1) -> tuple[list[dict], dict]:
     jobs = [(c, T, s) for c in cfg.cells for T in cfg.lengths for s in range(cfg.seeds)]
     results: dict[tuple, list[dict]] = {}
     start = time.perf_counter()
-    bar = tqdm(total=len(jobs), unit="run", disable=not progress, dynamic_ncols=True)
-    for cell, length, seed in jobs:
-        bar.set_description(f"{cell} T={length} seed={seed}")
-        r = train_one(cell, length, seed, cfg,
-                      on_step=lambda step, loss: bar.set_postfix_str(f"step {step} loss {loss:.3f}", refresh=False))
-        results.setdefault((cell, length), []).append(r)
-        bar.update(1)
-    bar.close()
+    for job, r in zip(jobs, run_jobs(train_one, jobs, cfg, workers, progress)):
+        results.setdefault(job[:2], []).append(r)
     rows = []
     for (cell, length), rs in results.items():
         acc = np.array([r["accuracy"] for r in rs])
@@ -194,7 +188,7 @@ def run(cfg: PalindromeConfig, out: Path, command: str, progress: bool = True) -
                      "seconds": float(np.mean([r["seconds"] for r in rs])), "per_seed": acc.tolist()})
     wall = time.perf_counter() - start
     paths = write_results(out, "palindrome", rows, COLUMNS, command, lambda p: plot(rows, cfg, p),
-                          notes=summary(rows, cfg, wall))
+                          notes=summary(rows, cfg, wall, workers))
     return rows, paths
 
 
@@ -204,7 +198,7 @@ def first_below(rows: list[dict], cell: str, level: float = 0.5) -> int | None:
     return min(below) if below else None
 
 
-def summary(rows: list[dict], cfg: PalindromeConfig, wall: float) -> str:
+def summary(rows: list[dict], cfg: PalindromeConfig, wall: float, workers: int = 1) -> str:
     b = cfg.budget
     lines = ["Where each cell falls below 50% accuracy (chance is 10%):", ""]
     for cell in cfg.cells:
@@ -219,7 +213,8 @@ def summary(rows: list[dict], cfg: PalindromeConfig, wall: float) -> str:
               f"the seeds that hit that target. Accuracy: {cfg.test_samples} fresh "
               f"palindromes per length, mean over {cfg.seeds} seed(s); std/min/max over seeds. "
               f"`steps` and `seconds` are per training run (mean over seeds).",
-              "", f"Wall time: {wall / 60:.1f} min ({torch.get_num_threads()} torch threads)."]
+              "", f"Wall time: {wall / 60:.1f} min ("
+              f"{f'{workers} processes x 1 torch thread' if workers > 1 else f'{torch.get_num_threads()} torch threads'})."]
     return "\n".join(lines)
 
 
