@@ -99,6 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_experiment_parsers(sub)
     _add_numpy_parsers(sub)
     _add_data_parsers(sub)
+    p = sub.add_parser("sweep", help="train one preset at every point of a grid of settings; table and plot",
+                       epilog="examples:\n  rnnlab sweep --preset lstm --set data.path=../shared/data/brown "
+                              "--grid model.embed=16,32,64,128\n  rnnlab sweep --grid train.seq_len=5,10,20,40,80   "
+                              "# truncated BPTT length on grimm-char",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--preset", help="a named preset (default grimm-char)")
+    source.add_argument("--config", help="a TOML configuration file")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="a setting and its values (repeatable: every combination is trained)")
+    _add_set(p)
+    p.add_argument("--out", default="runs/sweep", help="output directory (finished runs there are kept)")
+    p.add_argument("--quick", action="store_true", help="tiny models for a few steps (seconds), as the tests run it")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -373,6 +387,20 @@ def cmd_experiment(args) -> int:
     return run_experiment(args)
 
 
+def cmd_sweep(args) -> int:
+    import shlex
+
+    from rnnlab.experiments import markdown_table
+    from rnnlab.experiments.sweep import parse_grid, run
+
+    rows, paths = run(args.preset, args.config, args.grid, Path(args.out), args.overrides, args.quick,
+                      "rnnlab " + shlex.join(args.argv), progress=not args.no_progress)
+    keys = [k for k, _ in parse_grid(args.grid)]
+    print(markdown_table(rows, keys + ["valid", "test", "epochs", "train_minutes", "parameters"]))
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def cmd_data(args) -> int:
     from rnnlab.data.recipes import describe, fetch
 
@@ -455,7 +483,7 @@ def cmd_gradflow(args) -> int:
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "generate": cmd_generate, "presets": cmd_presets,
             "config": cmd_config, "gradcheck": cmd_gradcheck, "params": cmd_params, "gradflow": cmd_gradflow,
             "report": cmd_report, "serve": cmd_serve, "experiment": cmd_experiment, "plot": cmd_plot,
-            "data": cmd_data, "inspect": cmd_inspect}
+            "data": cmd_data, "inspect": cmd_inspect, "sweep": cmd_sweep}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -100,3 +100,32 @@ def test_data_list_and_offline_fetch(tmp_path, monkeypatch, capsys):
     assert "cannot download dataset 'wikitext-2'" in capsys.readouterr().err
     assert main(["train", "--set", "data.path=no-such-corpus", "--run-dir", str(tmp_path / "run")]) == 2
     assert "nor is it a dataset name" in capsys.readouterr().err
+
+
+def test_sweep_embedding_sizes(word_corpus, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["sweep", "--preset", "lstm", "--set", f"data.path={word_corpus}", "--grid", "model.embed=8,16",
+            "--grid", "train.seq_len=5,10", "--quick", "--set", "train.max_steps=60", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    rows = json.loads((out / "sweep.json").read_text())
+    assert [(r["model.embed"], r["train.seq_len"]) for r in rows] == [("8", "5"), ("8", "10"), ("16", "5"), ("16", "10")]
+    for r in rows:
+        assert r["measure"] == "perplexity" and 1 < r["valid"] < UNIFORM and r["parameters"] > 0
+        assert json.loads((out / r["run"] / "summary.json").read_text())["steps"] == 60
+    assert rows[0]["parameters"] < rows[2]["parameters"]  # a larger embedding has more weights
+    assert (out / "sweep.png").stat().st_size > 1000 and "| model.embed | train.seq_len |" in (out / "sweep.md").read_text()
+    capsys.readouterr()
+    assert main(args) == 0  # finished points are kept
+    assert capsys.readouterr().out.count("not retrained") == 4
+
+
+def test_sweep_bad_grids(tmp_path, capsys):
+    out = str(tmp_path / "s")
+    assert main(["sweep", "--out", out]) == 2
+    assert "at least one --grid" in capsys.readouterr().err
+    assert main(["sweep", "--grid", "model.hidden", "--out", out]) == 2
+    assert main(["sweep", "--grid", "model.hiden=8,16", "--out", out]) == 2
+    assert "model.hidden" in capsys.readouterr().err  # the closest name is suggested
+    assert main(["sweep", "--grid", "model.hidden=8,-1", "--out", out]) == 2  # checked before anything trains
+    assert not (tmp_path / "s").exists()
+    assert main(["sweep", "--grid", "model.hidden=8", "--set", "model.hidden=4", "--out", out]) == 2
