@@ -138,10 +138,7 @@ def main(argv=None) -> int:
                  "sequence at batch 1 here. Ratio = re-run time / streaming time; same sample: the streaming and "
                  "same-model re-run produced identical tokens.",
                  "The headline ratio (last line, ratio=...) is the character model's, against the same model."]
-        path = harness.write_results("generation", {"quick": args.quick, "models": rows, "ratio": ratio}, table, headers, notes)
-        print(f"\nwrote {path}")
-        if not args.quick and harness.update_readme():
-            print("updated the Performance table in README.md")
+        harness.publish("generation", {"quick": args.quick, "models": rows, "ratio": ratio}, table, headers, notes, args.quick)
     print(f"ratio={ratio:.2f}")
     return 0
 

@@ -151,6 +151,22 @@ def time_option(base, ours, steps: int, tokens_per_step: int, repeats: int, thre
             "cpu_time_ratio_vs_baseline": round(median(cpu_ratios), 2), "steps": steps, "repeats": repeats}
 
 
+def ablation_notes(rows: list[dict], unit: str, steps: int, repeats: int) -> list[str]:
+    """The markdown lines for an ablation table (rows from `time_option`, rate under `unit`)."""
+    key = unit.replace("/", "_per_")
+    return ["", f"Each option alone ({unit} against baseline blocks run beside it; {steps} steps x {repeats} repeats, "
+            "medians):", "", f"| option | --set | {unit} | ratio vs baseline | CPU-time ratio |", "|---|---|---|---|---|",
+            *(f"| {r['option']} | {' '.join(r['set']) or '(preset)'} | {r[key]} | {r['ratio_vs_baseline']} | "
+              f"{r['cpu_time_ratio_vs_baseline']} |" for r in rows)]
+
+
+def publish(name: str, results: dict, table: list[list], headers: list[str], notes: list[str], quick: bool) -> None:
+    """Write NAME.{json,md}; a full run also refreshes the README's Performance table."""
+    print(f"\nwrote {write_results(name, results, table, headers, notes)}")
+    if not quick and update_readme():
+        print("updated the Performance table in README.md")
+
+
 def block_ratio(fast: Clock, slow: Clock) -> float:
     """Median over interleaved block pairs of fast/slow throughput."""
     return statistics.median(f / s for f, s in zip(fast.block_rates, slow.block_rates))

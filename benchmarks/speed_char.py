@@ -223,15 +223,8 @@ def main(argv=None) -> int:
                  "chars/CPU-s counts the process's CPU time instead of wall time: with one thread, the rate on an "
                  "otherwise idle core."]
         if ablation_rows:
-            notes += ["", f"Each option alone (chars/s against baseline blocks run beside it; {ablation_steps} steps x "
-                      f"{ablation_repeats} repeats, medians):", "",
-                      "| option | --set | chars/s | ratio vs baseline | CPU-time ratio |", "|---|---|---|---|---|"]
-            notes += [f"| {r['option']} | {' '.join(r['set']) or '(preset)'} | {r['chars_per_s']} | "
-                      f"{r['ratio_vs_baseline']} | {r['cpu_time_ratio_vs_baseline']} |" for r in ablation_rows]
-        path = harness.write_results("speed_char", results, table, headers, notes)
-        print(f"\nwrote {path}")
-        if not args.quick and harness.update_readme():
-            print("updated the Performance table in README.md")
+            notes += harness.ablation_notes(ablation_rows, "chars/s", ablation_steps, ablation_repeats)
+        harness.publish("speed_char", results, table, headers, notes, args.quick)
     print(f"ratio={ratio:.2f}")
     return 0
 

@@ -172,6 +172,18 @@ def run_jobs(train_one: Callable, jobs: list[tuple], cfg, workers: int = 1, prog
     return results
 
 
+def train_unless_finished(name: str, cfg, run_dir: Path, progress: bool = True) -> None:
+    """Train `cfg` into run_dir, unless a finished run (summary.json) is already
+    there: re-running a study or sweep only fills its gaps."""
+    from rnnlab.train import train
+
+    if (run_dir / "summary.json").is_file():
+        print(f"{name}: finished run found in {run_dir}, not retrained")
+        return
+    print(f"{name}: training into {run_dir}")
+    train(cfg, run_dir, progress=progress, overwrite=True)
+
+
 def write_results(out: Path, name: str, rows: list[dict], columns: list[str], command: str,
                   plot: Callable[[Path], None] | None = None, notes: str = "") -> dict[str, Path]:
     """Write NAME.json (rows), NAME.csv, NAME.md (table, plot, command) and NAME.png."""

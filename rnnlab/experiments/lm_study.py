@@ -17,10 +17,9 @@ import math
 from pathlib import Path
 
 from rnnlab.config import load_config
-from rnnlab.experiments import write_results
+from rnnlab.experiments import train_unless_finished, write_results
 from rnnlab.report.plots import COLORS, new_figure, save
 from rnnlab.runs import read_jsonl
-from rnnlab.train import train
 
 MODELS = ("lstm", "lstm-dropout", "gru", "gru-dropout")
 COLUMNS = ["model", "train_ppl", "valid_ppl", "test_ppl", "epochs", "train_minutes", "parameters"]
@@ -77,17 +76,11 @@ def run(data: str, out: Path, models=MODELS, epochs: int | None = None, quick: b
     out = Path(out)
     runs = {}
     for model in models:
-        run_dir = out / model
-        runs[model] = run_dir
-        if (run_dir / "summary.json").is_file():
-            print(f"{model}: finished run found in {run_dir}, not retrained")
-            continue
+        runs[model] = out / model
         settings = [f"data.path={data}", *(QUICK if quick else []), *overrides]
         if epochs is not None:
             settings.append(f"train.epochs={epochs}")
-        cfg = load_config(model, None, settings)
-        print(f"{model}: training into {run_dir}")
-        train(cfg, run_dir, progress=progress, overwrite=True)
+        train_unless_finished(model, load_config(model, None, settings), runs[model], progress)
     rows = [row_for(model, run_dir) for model, run_dir in runs.items()]
     for model, run_dir in runs.items():
         plot_model(model, run_dir)

@@ -27,9 +27,8 @@ from pathlib import Path
 
 from rnnlab.config import load_config
 from rnnlab.errors import UserError
-from rnnlab.experiments import write_results
+from rnnlab.experiments import train_unless_finished, write_results
 from rnnlab.report.plots import COLORS, new_figure, save
-from rnnlab.train import train
 
 # --quick: the same grid on a tiny model for a few steps (seconds; for tests).
 QUICK = ["model.hidden=16", "model.layers=1", "train.batch_size=8", "train.max_steps=40", "train.eval_every=0",
@@ -119,11 +118,7 @@ def run(preset: str | None, config_file: str | None, grid_items: list[str], out:
     rows = []
     for settings, cfg in zip(settings_per_point, configs):
         run_dir = out / ",".join(settings)
-        if (run_dir / "summary.json").is_file():
-            print(f"{run_dir.name}: finished run found, not retrained")
-        else:
-            print(f"{run_dir.name}: training into {run_dir}")
-            train(cfg, run_dir, progress=progress, overwrite=True)
+        train_unless_finished(run_dir.name, cfg, run_dir, progress)
         rows.append(_row(settings, run_dir))
     columns = [k for k, _ in grid] + ["valid", "test", "valid_accuracy", "epochs", "train_minutes", "parameters"]
     best = min(rows, key=lambda r: r["valid"])
