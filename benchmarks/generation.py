@@ -30,28 +30,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import harness  # noqa: E402
 from rnnlab.config import load_config  # noqa: E402
 from rnnlab.data.corpus import load_corpus  # noqa: E402
-from rnnlab.generate import choose, never_sample, prompt_ids, sample_tokens  # noqa: E402
+from rnnlab.generate import choose, never_sample, prompt_ids, sample_tokens, uniforms  # noqa: E402
 from rnnlab.models import build_model  # noqa: E402
 
 PROMPTS = {"char": "The king said to his daughter", "word": "the king said"}
 
 
 def streaming(model, vocab, prompt: str, length: int, seed: int) -> list[int]:
-    return [int(t) for t in sample_tokens(model, vocab, prompt, length, temperature=1.0, seed=seed)]
+    return [int(t[0]) for t in sample_tokens(model, vocab, prompt, length, temperature=1.0, seed=seed)]
 
 
 @torch.no_grad()
 def naive(model, vocab, prompt: str, length: int, seed: int, impl: str | None = None) -> list[int]:
     """For every new token, the whole prefix from a zero state through the
     model's own recurrent path (or `impl`); output layer on the last position."""
-    generator = torch.Generator().manual_seed(seed)
+    u = uniforms(torch.Generator().manual_seed(seed), 1)
     own, model.rnn.impl = model.rnn.impl, impl or model.rnn.impl
     try:
         ids = prompt_ids(vocab, prompt).tolist()
         out = []
         for _ in range(length):
             h, _ = model.features(torch.tensor(ids)[:, None])
-            token = int(choose(never_sample(model.decoder.logits(h[-1]), vocab), 1.0, 0, 1.0, generator)[0])
+            token = int(choose(never_sample(model.decoder.logits(h[-1]), vocab), 1.0, 0, 1.0, next(u))[0])
             ids.append(token)
             out.append(token)
         return out
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
         notes = [f"{args.length} tokens after a short prompt, one stream, temperature 1, medians of {repeats} "
                  "interleaved repeats; torch threads "
                  f"{torch.get_num_threads()}, load average {harness.load_average()} (the machine is shared).",
-                 "State carried: rnnlab.generate.sample_tokens (the prompt once, then one NumPy LSTM step per token, "
+                 "State carried: rnnlab.generate.sample_tokens (the prompt once, then one NumPy step per token, "
                  "rnnlab/models/stepper.py). Prefix re-run: for every token the whole prefix from a zero state, "
                  "output layer on the last position only; 'same model' runs the model as configured "
                  "(model(prefix)), 'nn.LSTM kernel' forces the fused oneDNN kernel, the fastest way to run a long "

@@ -1,20 +1,25 @@
-"""One token at a time for sampling: the LSTM language model's step in NumPy.
+"""One token at a time for sampling: the language model's step in NumPy.
 
 Generation feeds one token per stream per step. At that size a step is ~25
-tiny operations (two gate products per layer, the gate nonlinearities, the
-cell update, the output layer) and the cost is not arithmetic but dispatch:
+tiny operations (a gate product per layer, the gate nonlinearities, the state
+update, the output layer) and the cost is not arithmetic but dispatch:
 PyTorch spends several microseconds launching each operation, NumPy about
-one. So sampling runs the very same equations as `LSTMLayer.step`,
+one. So sampling runs the very same equations as the cells' `step`
+(rnnlab/models/cells.py) in NumPy on the model's weights (the gate
+matrices rearranged once when sampling starts, every buffer allocated once):
 
-    a = [x, h_{t-1}] · [W_ih; W_hh]ᵀ + b_ih + b_hh,  rows (i, f, g, o)
-    c_t = σ(a_f) ⊙ c_{t-1} + σ(a_i) ⊙ tanh(a_g)      h_t = σ(a_o) ⊙ tanh(c_t)
+    LSTM  a = [x, h_{t-1}, 1] · W,  W = [W_ih; W_hh; b]ᵀ, gate columns (i, f, o | g)
+          c_t = σ(a_f) ⊙ c_{t-1} + σ(a_i) ⊙ tanh(a_g)      h_t = σ(a_o) ⊙ tanh(c_t)
+    GRU   a = [x, h_{t-1}, 1] · W, columns (r, z | W_in x + b_in | W_hn h + b_hn)
+          n = tanh(a_nx + σ(a_r) ⊙ a_nh)     h_t = n + σ(a_z) ⊙ (h_{t-1} − n)   (gru_z="old")
+    RNN   h_t = φ([x, h_{t-1}, 1] · W)
 
-in NumPy on the model's own weights (a snapshot taken when sampling starts),
-and hands the logits back as a tensor, so `rnnlab.generate.choose` samples
-exactly as before (benchmarks/results/generation.md).
-
-Only what it covers takes this path: LSTM cells, the PyTorch model on the CPU,
-no gradient. An adaptive output layer stays in PyTorch (its log_prob).
+The bias is a weight row (the constant 1 in the input), the columns of the
+sigmoid gates are negated so that σ(a) = 1 / (1 + e^{a'}) needs no negation,
+and a layer's h lives in its own input buffer, where the next step reads it.
+An adaptive softmax output is its head plus each cluster's log-softmax
+(`_adaptive`). The Phased LSTM (its time gate) and models on an accelerator
+keep the PyTorch step.
 """
 
 from __future__ import annotations
@@ -25,49 +30,121 @@ import torch
 from rnnlab.models.softmax import AdaptiveSoftmax
 
 
-class LSTMStepper:
-    """step(tokens [B], state) → (logits [1, B, V], state), like model(tokens[None], state)."""
+def _weights(layer, columns: np.ndarray) -> np.ndarray:
+    """[W_ih; W_hh; b_ih + b_hh]ᵀ [I + H + 1, G·H], gate columns in the given order."""
+    w_ih, w_hh = layer.weight_ih.detach().numpy(), layer.weight_hh.detach().numpy()
+    b = layer.bias_ih.detach().numpy()
+    if layer.bias_hh is not None:
+        b = b + layer.bias_hh.detach().numpy()
+    return np.concatenate([w_ih.T, w_hh.T, b[None]])[:, columns]
 
-    def __init__(self, model):
-        self.model = model
-        with torch.no_grad():
-            self.embedding = model.embedding.weight.detach().numpy()
-            self.weights, self.biases = [], []
-            for layer in model.rnn.layers:
-                self.weights.append(torch.cat([layer.weight_ih, layer.weight_hh], 1).t().contiguous().numpy())
-                bias = layer.bias_ih if layer.bias_hh is None else layer.bias_ih + layer.bias_hh
-                self.biases.append(bias.detach().numpy())
-            self.adaptive = isinstance(model.decoder, AdaptiveSoftmax)
-            if not self.adaptive:
-                self.decoder = model.decoder.matrix.detach().t().numpy()
-                self.decoder_bias = model.decoder.bias.detach().numpy()
-        self.H = model.rnn.hidden
 
-    @staticmethod
-    def supports(model) -> bool:
+class Stepper:
+    """Carries the state of B streams; `stepper(tokens [B])` → logits [B, V] (NumPy)."""
+
+    CELLS = ("lstm", "gru", "rnn")
+
+    @classmethod
+    def supports(cls, model) -> bool:
         rnn = getattr(model, "rnn", None)
-        return (rnn is not None and rnn.cell == "lstm" and hasattr(model, "embedding") and hasattr(model, "decoder")
-                and model.embedding.weight.device.type == "cpu" and not torch.is_grad_enabled()
+        return (rnn is not None and rnn.cell in cls.CELLS and hasattr(model, "embedding") and hasattr(model, "decoder")
+                and model.embedding.weight.device.type == "cpu"
                 and model.embedding.weight.dtype in (torch.float32, torch.float64))
 
-    def __call__(self, tokens: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
-        H = self.H
-        hs, cs = (s.numpy() if torch.is_tensor(s) else s for s in state)  # [L, B, H]
-        x = self.embedding[tokens.numpy()]
-        new_h, new_c = np.empty_like(hs), np.empty_like(cs)
-        for l, (w, b) in enumerate(zip(self.weights, self.biases)):
-            a = np.concatenate([x, hs[l]], 1) @ w
-            a += b
-            gates = np.exp(-a)  # σ(a) = 1 / (1 + e^-a), for all four rows; g is recomputed with tanh
-            gates += 1
-            np.reciprocal(gates, out=gates)
-            c = new_c[l]
-            np.multiply(gates[:, H : 2 * H], cs[l], out=c)
-            c += gates[:, :H] * np.tanh(a[:, 2 * H : 3 * H])
-            x = new_h[l]
-            np.multiply(gates[:, 3 * H :], np.tanh(c), out=x)
-        if self.adaptive:
-            logits = self.model.decoder.logits(torch.from_numpy(x))
+    @torch.no_grad()
+    def __init__(self, model, state: tuple):
+        rnn = model.rnn
+        self.cell, self.H = rnn.cell, rnn.hidden
+        self.relu = rnn.cell == "rnn" and rnn.layers[0].nonlinearity == "relu"
+        self.old_z = rnn.gru_z == "old"
+        dtype = model.embedding.weight.dtype
+        self.dtype = np.float32 if dtype == torch.float32 else np.float64
+        self.embedding = model.embedding.weight.detach().numpy()
+        B, H = state[0].shape[1], self.H
+        self.layers = []
+        for l, layer in enumerate(rnn.layers):
+            I, G = layer.input_size, np.arange(layer.weight_ih.shape[0]).reshape(-1, H)
+            if self.cell == "lstm":  # (i, f, g, o) → (−i, −f, −o | g)
+                w = _weights(layer, G[[0, 1, 3, 2]].ravel())
+                w[:, : 3 * H] *= -1
+            elif self.cell == "gru":  # (r, z, n) → (−r, −z | n from x | n from h)
+                w = _weights(layer, G[[0, 1, 2, 2]].ravel())
+                w[:, : 2 * H] *= -1
+                w[I : I + H, 2 * H : 3 * H] = 0  # n from x: W_in x + b_in
+                w[-1, 2 * H : 3 * H] = layer.bias_ih[2 * H :].detach().numpy()
+                w[:I, 3 * H :] = 0  # n from h: W_hn h + b_hn
+                w[-1, 3 * H :] = 0 if layer.bias_hh is None else layer.bias_hh[2 * H :].detach().numpy()
+            else:
+                w = _weights(layer, G.ravel())
+            xh = np.zeros((B, I + H + 1), self.dtype)
+            xh[:, -1] = 1
+            xh[:, I : I + H] = state[0][l].numpy()
+            a = np.empty((B, w.shape[1]), self.dtype)
+            self.layers.append((xh, w, a, xh[:, :I], xh[:, I : I + H]))
+        self.c = state[1].numpy().astype(self.dtype) if self.cell == "lstm" else None
+        self.work = np.empty((B, 3 * H), self.dtype)
+        self.top = self.layers[-1][0][:, -H - 1 :]  # [h, 1] of the last layer: the decoder's input
+        d = model.decoder
+        self.adaptive = isinstance(d, AdaptiveSoftmax)
+        if self.adaptive:  # head [H + 1, shortlist + clusters]; each cluster: P_k [H, d_k], U_k [d_k, n_k]
+            self.shortlist = d.shortlist_size
+            self.decoder = np.concatenate([d.head.weight.detach().numpy().T, d.head.bias.detach().numpy()[None]])
+            self.tails = [(lo, hi, tail[0].weight.detach().numpy().T, tail[1].weight.detach().numpy().T)
+                          for lo, hi, tail in zip(d.cutoffs, d.cutoffs[1:], d.tail)]
         else:
-            logits = torch.from_numpy(x @ self.decoder + self.decoder_bias)
-        return logits[None], (new_h, new_c)
+            self.decoder = np.concatenate([d.matrix.detach().numpy().T, d.bias.detach().numpy()[None]])
+
+    def __call__(self, tokens: np.ndarray) -> np.ndarray:
+        H, work = self.H, self.work
+        x = self.embedding[tokens]
+        for l, (xh, w, a, x_in, h) in enumerate(self.layers):
+            x_in[...] = x
+            np.dot(xh, w, out=a)
+            if self.cell == "lstm":
+                s, g, c, t = work, a[:, 3 * H :], self.c[l], a[:, : H]
+                np.exp(a[:, : 3 * H], out=s)  # σ(a) = 1 / (1 + e^{−a}); the columns hold −a
+                s += 1
+                np.reciprocal(s, out=s)
+                np.tanh(g, out=g)
+                c *= s[:, H : 2 * H]
+                g *= s[:, :H]
+                c += g
+                np.tanh(c, out=t)
+                np.multiply(s[:, 2 * H :], t, out=h)
+            elif self.cell == "gru":
+                s, n = work[:, : 2 * H], a[:, 2 * H : 3 * H]
+                np.exp(a[:, : 2 * H], out=s)
+                s += 1
+                np.reciprocal(s, out=s)
+                r, z = s[:, :H], s[:, H:]
+                r *= a[:, 3 * H :]
+                n += r
+                np.tanh(n, out=n)
+                if self.old_z:  # h = n + z (h − n)
+                    h -= n
+                    h *= z
+                    h += n
+                else:  # h = h + z (n − h)
+                    n -= h
+                    n *= z
+                    h += n
+            elif self.relu:
+                np.maximum(a, 0, out=h)
+            else:
+                np.tanh(a, out=h)
+            x = h
+        logits = np.dot(self.top, self.decoder)
+        return self._adaptive(x, logits) if self.adaptive else logits
+
+    def _adaptive(self, h: np.ndarray, head: np.ndarray) -> np.ndarray:
+        """Logits of the adaptive softmax (rnnlab/models/softmax.py): softmax of
+        them is p(w | h). Head words keep their head score; a word of cluster k
+        gets the cluster's head score + its log-probability within the cluster."""
+        S = self.shortlist
+        out = np.empty((len(h), self.tails[-1][1]), self.dtype)
+        out[:, :S] = head[:, :S]
+        for k, (lo, hi, proj, words) in enumerate(self.tails):
+            t = np.dot(np.dot(h, proj), words)
+            m = t.max(-1, keepdims=True)
+            out[:, lo:hi] = t - (m + np.log(np.exp(t - m).sum(-1, keepdims=True)) - head[:, S + k : S + k + 1])
+        return out

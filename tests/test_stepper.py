@@ -1,0 +1,97 @@
+"""The NumPy sampling step (rnnlab/models/stepper.py) and the sampler
+(rnnlab/generate.py): the same numbers as the PyTorch model, the same tokens
+as re-running the prefix, and the distribution it claims to sample."""
+
+import numpy as np
+import pytest
+import torch
+
+from rnnlab.config import ModelConfig
+from rnnlab.data.vocab import Vocab
+from rnnlab.generate import choose, generate, never_sample, prompt_ids, sample_tokens, uniforms
+from rnnlab.models import build_model
+from rnnlab.models.stepper import Stepper
+
+CASES = {
+    "lstm": dict(cell="lstm"),
+    "lstm-single-bias": dict(cell="lstm", bias="single"),
+    "gru-old": dict(cell="gru"),
+    "gru-new": dict(cell="gru", gru_z="new"),
+    "rnn-tanh": dict(cell="rnn"),
+    "rnn-relu": dict(cell="rnn", nonlinearity="relu"),
+    "lstm-tied": dict(cell="lstm", embed=24, tie_weights=True),
+    "lstm-adaptive": dict(cell="lstm", softmax="adaptive", cutoffs="10,25"),
+    "gru-adaptive-1layer": dict(cell="gru", layers=1, softmax="adaptive", cutoffs="20"),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("case", CASES)
+def test_stepper_matches_the_model_step_by_step(case, dtype):
+    """Same weights, same tokens, three streams: the stepper's distribution
+    equals the model's at every step (log-softmax, since an adaptive head's
+    stepper logits are unnormalised)."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(**{"hidden": 24, "layers": 2, "embed": 16, **CASES[case]})
+    model = build_model(cfg, 40).to(dtype).eval()
+    tokens = torch.randint(0, 40, (12, 3))
+    with torch.no_grad():
+        expected, _ = model(tokens)
+        stepper = Stepper(model, model.init_state(3))
+        got = np.stack([stepper(t.numpy()) for t in tokens])
+    tol = 2e-5 if dtype == torch.float32 else 1e-10
+    np.testing.assert_allclose(torch.from_numpy(got).log_softmax(-1).numpy(),
+                               expected.log_softmax(-1).numpy(), atol=tol, rtol=0)
+
+
+def test_phased_lstm_is_left_to_the_model():
+    model = build_model(ModelConfig(cell="phased_lstm", hidden=8, embed=8), 10)
+    assert not Stepper.supports(model)
+    assert Stepper.supports(build_model(ModelConfig(cell="gru", hidden=8, embed=8), 10))
+
+
+@pytest.mark.parametrize("case", ["lstm", "gru-old", "lstm-adaptive"])
+def test_sampling_with_carried_state_equals_rerunning_the_prefix(case):
+    """At temperature 1 with top-p, under one seed, streaming sampling gives the
+    very tokens that re-running the whole prefix for every token gives."""
+    torch.manual_seed(1)
+    vocab = Vocab.build(list("abcdefghijklmnopqrstuvwxyz .,\n") * 2, "char")
+    model = build_model(ModelConfig(**{"hidden": 32, "embed": 16, **CASES[case]}), len(vocab)).eval()
+    streamed = [int(t[0]) for t in sample_tokens(model, vocab, "the cat", 60, temperature=1.0, top_p=0.95, seed=5)]
+    u = uniforms(torch.Generator().manual_seed(5), 1)
+    ids = prompt_ids(vocab, "the cat").tolist()
+    rerun = []
+    with torch.no_grad():
+        for _ in range(60):
+            logits, _ = model(torch.tensor(ids)[:, None])
+            token = int(choose(never_sample(logits[-1], vocab), 1.0, 0, 0.95, next(u))[0])
+            ids.append(token)
+            rerun.append(token)
+    assert streamed == rerun
+
+
+def test_choose_samples_the_softmax_distribution():
+    """Frequencies over 200,000 draws match softmax(logits / T) (chi-square,
+    p > 1e-4 for a correct sampler) and a zero-probability token never appears."""
+    logits = np.log(np.array([[0.5, 0.2, 1.0, 0.15, 0.1, 0.05]], np.float32))
+    logits[0, 2] = -np.inf
+    n, T = 200_000, 0.7
+    u = uniforms(torch.Generator().manual_seed(0), n, block=1)
+    draws = choose(np.repeat(logits, n, 0), T, 0, 1.0, next(u))
+    counts = np.bincount(draws, minlength=6)
+    p = np.exp(logits[0] / T) / np.exp(logits[0] / T).sum()
+    assert counts[2] == 0
+    keep = p > 0
+    chi2 = (((counts[keep] - n * p[keep]) ** 2) / (n * p[keep])).sum()
+    assert chi2 < 23.5  # 4 degrees of freedom: P(chi2 > 23.5) ≈ 1e-4
+
+
+def test_generation_is_reproducible_and_leaves_grad_mode_alone():
+    """A seed fixes the samples; sampling does not leak torch.no_grad into the
+    caller between tokens (the generator yields outside no_grad blocks)."""
+    torch.manual_seed(0)
+    vocab = Vocab.build(list("hello world\n"), "char")
+    model = build_model(ModelConfig(cell="gru", hidden=16, embed=8), len(vocab))
+    for token in sample_tokens(model, vocab, "he", 5, seed=3):
+        assert torch.is_grad_enabled()
+    assert generate(model, vocab, "he", 30, num=2, seed=3) == generate(model, vocab, "he", 30, num=2, seed=3)
