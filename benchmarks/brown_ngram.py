@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from rnnlab.errors import UserError
     from rnnlab.experiments import markdown_table
-    from rnnlab.experiments.ngram import COLUMNS, DEFAULT_BASE, parse_overrides, run_ngram_experiment
+    from rnnlab.experiments.ngram import COLUMNS, DEFAULT_BASE, parse_overrides, run_ngram_experiment, setup_text
 
     if not Path(args.data).is_dir():
         print(f"brown_ngram: no corpus directory at {args.data} (use --data DIR)", file=sys.stderr)
@@ -94,10 +94,13 @@ def main(argv=None) -> int:
 
     results.mkdir(parents=True, exist_ok=True)
     name = f"brown_ngram{suffix}"
-    (results / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     kn = next(r for r in rows if r["model"] == "kn3")
     neural = [r for r in rows if r["model"] != "kn3"]
     best = min(neural, key=lambda r: r["test_ppl"])
+    for row, detail in zip(rows, details):
+        row["setup"] = detail["setup"] = (setup_text(detail["config"], detail) if "config" in detail
+                                          else "interpolated Kneser-Ney, D=0.75")
+    (results / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     detail_cols = ["model", "valid_ppl", "test_ppl", "train_minutes", "cpu_minutes", "epochs", "params",
                    "valid_accuracy", "test_accuracy"]
     settings = dict(DEFAULT_BASE, **overrides)
@@ -108,7 +111,7 @@ def main(argv=None) -> int:
         *commands,
         "```",
         "",
-        markdown_table(rows, COLUMNS),
+        markdown_table(rows, COLUMNS + ["setup"]),
         "",
         f"Best neural model: **{best['model']}**, test perplexity {best['test_ppl']:.1f} vs {kn['test_ppl']:.1f} "
         f"for the KN trigram ({'beats' if best['test_ppl'] < kn['test_ppl'] else 'does NOT beat'} it, "
@@ -125,13 +128,15 @@ def main(argv=None) -> int:
         "each split is read as one token stream and every token but the first is predicted.",
         "- KN: interpolated Kneser-Ney trigram, discount 0.75 at every order, interpolated down to the uniform "
         "distribution (`rnnlab/ngram/kneser_ney.py`).",
-        f"- Neural n-gram (`rnnlab/ngram/neural.py`): {json.dumps(settings)}; hidden size and activation as in the "
-        "model name. `output=adaptive` is an adaptive softmax over the frequency-sorted vocabulary (head 2,000 words "
-        "+ 2 tail clusters): an exactly normalised distribution over all words, so perplexities are exact.",
-        f"- Budget: {args.minutes:g} min of training per grid model, {args.best_minutes:g} min for the best "
-        "grid model's hidden size with each activation (rows `-long`); wall clock, evaluation excluded; "
-        "learning rate decays linearly to 0 over "
-        "the budget; the weights kept are the best on validation (evaluated every epoch and at the end).",
+        "- Neural n-gram (`rnnlab/ngram/neural.py`): "
+        f"{json.dumps({k: v for k, v in settings.items() if k not in ('context', 'embed', 'dropout')})}; "
+        "context words, embedding size D, dropout and budget as in each row's `setup`; hidden size and "
+        "activation as in the model name. `output=adaptive` is an adaptive softmax over the frequency-sorted "
+        "vocabulary (head 2,000 words + 2 tail clusters): an exactly normalised distribution over all words, "
+        "so perplexities are exact.",
+        "- Budget (`setup`): a number of epochs (both activations then make the same number of updates) or "
+        "minutes of training (wall clock, evaluation excluded); the learning rate decays linearly to 0 over the "
+        "budget; the weights kept are the best on validation (evaluated every epoch and at the end).",
         f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads "
         f"{args.threads}" + ("" if args.render_only else
                              f"; load average {load_before[0]:.1f} at the start, {load_after[0]:.1f} at the end")
@@ -149,17 +154,22 @@ def main(argv=None) -> int:
 
 
 def render_from_runs(data: str, work: Path, command: str) -> tuple[list[dict], list[dict]]:
-    """Rows and details from work/runs/*/summary.json (grid models first, then
-    the -long ones, each group in name order), with the KN row recomputed."""
+    """Rows and details from work/runs/*/summary.json, with the KN row
+    recomputed. Run directories are named mlp-{activation}-h{hidden}[-variant]
+    (rename runs added by hand to give them a variant); rows come by variant
+    (the grid first), then hidden size, then activation."""
     from rnnlab.config import DataConfig
     from rnnlab.data.corpus import load_corpus
     from rnnlab.errors import UserError
     from rnnlab.experiments import write_results
     from rnnlab.experiments.ngram import COLUMNS, kn_row, plot_rows
 
-    summaries = sorted((work / "runs").glob("*/summary.json"),
-                       key=lambda p: (p.parent.name.endswith("-long"), p.parent.name.split("-")[1],
-                                      int(p.parent.name.split("-h")[1].split("-")[0])))
+    def order(path: Path):  # mlp-{activation}-h{hidden}[-variant]: by variant, then size, then activation
+        _, activation, rest = path.parent.name.split("-", 2)
+        hidden, _, variant = rest[1:].partition("-")
+        return variant, int(hidden), activation
+
+    summaries = sorted((work / "runs").glob("*/summary.json"), key=order)
     if not summaries:
         raise UserError(f"no runs in {work / 'runs'}")
     corpus = load_corpus(DataConfig(path=str(data), level="word"))

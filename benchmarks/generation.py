@@ -132,7 +132,8 @@ def main(argv=None) -> int:
                  "interleaved repeats; torch threads "
                  f"{torch.get_num_threads()}, load average {harness.load_average()} (the machine is shared).",
                  "State carried: rnnlab.generate.sample_tokens (the prompt once, then one NumPy step per token, "
-                 "rnnlab/models/stepper.py). Prefix re-run: for every token the whole prefix from a zero state, "
+                 "rnnlab/models/stepper.py; the word model's adaptive softmax is sampled cluster by cluster, a tail "
+                 "cluster computed only when drawn, which picks the same token as the full distribution). Prefix re-run: for every token the whole prefix from a zero state, "
                  "output layer on the last position only; 'same model' runs the model as configured "
                  "(model(prefix)), 'nn.LSTM kernel' forces the fused oneDNN kernel, the fastest way to run a long "
                  "sequence at batch 1 here. Ratio = re-run time / streaming time; same sample: the streaming and "

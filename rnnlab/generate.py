@@ -5,6 +5,11 @@ because the state (h, c) is carried from step to step — the prefix is never
 re-run. Decoding: greedy (temperature 0), temperature, top-k and nucleus
 (top-p) sampling; several samples at once share one batched forward pass;
 word models stop a sample at `<eos>`.
+
+At one token per step the cost is dispatch, not arithmetic, so the step runs
+in NumPy (rnnlab/models/stepper.py) and so does the sampler: inverse-CDF
+sampling with uniforms drawn from a seeded torch generator in blocks.
+Benchmark: benchmarks/generation.py (results in benchmarks/results/generation.md).
 """
 
 from __future__ import annotations
@@ -88,6 +93,32 @@ def choose(logits: np.ndarray, temperature: float, top_k: int, top_p: float, u: 
     return tokens
 
 
+def choose_in_clusters(stepper: Stepper, u: np.ndarray) -> np.ndarray:
+    """Temperature-1 sampling from an adaptive softmax without forming all V
+    probabilities: inverse CDF over the head (shortlist words, then one entry
+    per cluster); if a cluster is drawn, inverse CDF within it with what is left
+    of the same uniform. The vocabulary lists the shortlist, then cluster 1's
+    words, then cluster 2's, ..., so this picks the very token that `choose`
+    picks from the full distribution with the same u (up to rounding), but a
+    tail cluster is computed only when it is drawn."""
+    head = stepper.head()
+    shortlist = head.shape[-1] - len(stepper.tails)
+    tokens = np.empty(len(head), np.int64)
+    for b, row in enumerate(head):
+        cdf = cumsum64(np.exp(row - row.max()))
+        target = u[b] * cdf[-1]
+        j = int(np.searchsorted(cdf, target, side="right"))
+        if j < shortlist:
+            tokens[b] = j
+            continue
+        below = cdf[j - 1] if j else 0.0
+        first, scores = stepper.cluster(j - shortlist, b)
+        inner = cumsum64(np.exp(scores - scores.max()))
+        rest = (target - below) / (cdf[j] - below) * inner[-1]  # < inner[-1] but for rounding
+        tokens[b] = first + min(int(np.searchsorted(inner, rest, side="right")), len(inner) - 1)
+    return tokens
+
+
 def prompt_ids(vocab: Vocab, prompt: str) -> torch.Tensor:
     if prompt:
         ids = vocab.encode_prompt(prompt)
@@ -114,17 +145,26 @@ def sample_tokens(model, vocab: Vocab, prompt: str = "", length: int = 200, temp
         logits, state = model(x, None, positions(0, x))  # the prompt, once
         logits = logits[-1]
         stepper = Stepper(model, state) if Stepper.supports(model) else None  # 3-4x less overhead than torch
+    # An adaptive softmax at temperature 1, unfiltered: sample cluster by cluster (same tokens, less work).
+    by_cluster = (stepper is not None and stepper.adaptive and temperature == 1 and not top_k and top_p == 1.0
+                  and vocab.level == "word")
     try:
-        for i in range(length):
-            token = choose(never_sample(logits, vocab), temperature, top_k, top_p, next(u))
+        token = choose(never_sample(logits, vocab), temperature, top_k, top_p, next(u))
+        yield token
+        for i in range(1, length):
+            if by_cluster:
+                stepper.advance(token)
+                token = choose_in_clusters(stepper, next(u))
+            else:
+                if stepper is not None:
+                    logits = stepper(token)
+                else:
+                    with torch.no_grad():  # one step, state carried; a Phased LSTM's time gate needs the position
+                        x = torch.from_numpy(token)[None, :].to(device)
+                        logits, state = model(x, state, positions(len(ids) + i - 1, x))
+                        logits = logits[-1]
+                token = choose(never_sample(logits, vocab), temperature, top_k, top_p, next(u))
             yield token
-            if stepper is not None:
-                logits = stepper(token)
-                continue
-            with torch.no_grad():  # one step, state carried; the position matters to a Phased LSTM's time gate
-                x = torch.from_numpy(token)[None, :].to(device)
-                logits, state = model(x, state, positions(len(ids) + i, x))
-                logits = logits[-1]
     finally:
         model.train(was_training)
 

@@ -89,5 +89,15 @@ def test_time_budget_and_validation(tmp_path):
         train(corpus, NgramConfig(activation="relu"), None)
     with pytest.raises(UserError, match="direct"):
         train(corpus, NgramConfig(direct=True, output="adaptive"), None)
+    with pytest.raises(UserError, match="embed_init"):
+        train(corpus, NgramConfig(embed_init=0.0), None)
     with pytest.raises(UserError, match="not a neural n-gram run"):
         load_run(tmp_path)
+
+
+def test_embedding_init_scale():
+    """embed_init sets the embeddings' initial range (the tanh units' operating range depends on it)."""
+    torch.manual_seed(0)
+    for a in (0.1, 1.0):
+        w = NeuralNgramLM.from_config(NgramConfig(embed_init=a), 500).embedding.weight
+        assert w.abs().max() <= a and w.abs().max() > 0.95 * a

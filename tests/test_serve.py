@@ -86,7 +86,20 @@ def test_generate_streams_the_seeded_sample(server, model):
     assert "".join(pieces) == generate(m, vocab, "The king said", 50, 0.8, 20, 0.95, seed=7)[0]
 
 
-def test_tokens_arrive_while_the_model_is_still_sampling(server):
+def test_tokens_arrive_while_the_model_is_still_sampling(server, monkeypatch):
+    # Sampling takes ~30 µs a token: slow it to 1 ms a token so that "streamed"
+    # is measurable above HTTP latency on a busy machine.
+    import rnnlab.serve
+
+    real = rnnlab.serve.generate
+
+    def slow_generate(*args, on_token, **kwargs):
+        def slowly(i, piece):
+            time.sleep(0.001)
+            on_token(i, piece)
+        return real(*args, on_token=slowly, **kwargs)
+
+    monkeypatch.setattr(rnnlab.serve, "generate", slow_generate)
     start = time.perf_counter()
     with httpx.stream("POST", f"{server}/api/generate", json={"length": 1500, "seed": 0}, timeout=60) as r:
         lines = r.iter_lines()

@@ -8,7 +8,7 @@ import torch
 
 from rnnlab.config import ModelConfig
 from rnnlab.data.vocab import Vocab
-from rnnlab.generate import choose, generate, never_sample, prompt_ids, sample_tokens, uniforms
+from rnnlab.generate import choose, choose_in_clusters, generate, never_sample, prompt_ids, sample_tokens, uniforms
 from rnnlab.models import build_model
 from rnnlab.models.stepper import Stepper
 
@@ -20,7 +20,7 @@ CASES = {
     "rnn-tanh": dict(cell="rnn"),
     "rnn-relu": dict(cell="rnn", nonlinearity="relu"),
     "lstm-tied": dict(cell="lstm", embed=24, tie_weights=True),
-    "lstm-adaptive": dict(cell="lstm", softmax="adaptive", cutoffs="10,25"),
+    "lstm-adaptive": dict(cell="lstm", softmax="adaptive", cutoffs="6,12"),
     "gru-adaptive-1layer": dict(cell="gru", layers=1, softmax="adaptive", cutoffs="20"),
 }
 
@@ -50,21 +50,24 @@ def test_phased_lstm_is_left_to_the_model():
     assert Stepper.supports(build_model(ModelConfig(cell="gru", hidden=8, embed=8), 10))
 
 
-@pytest.mark.parametrize("case", ["lstm", "gru-old", "lstm-adaptive"])
-def test_sampling_with_carried_state_equals_rerunning_the_prefix(case):
-    """At temperature 1 with top-p, under one seed, streaming sampling gives the
-    very tokens that re-running the whole prefix for every token gives."""
+@pytest.mark.parametrize("case,level,top_p", [("lstm", "char", 0.95), ("gru-old", "char", 0.95),
+                                              ("lstm-adaptive", "char", 1.0), ("lstm-adaptive", "word", 1.0)])
+def test_sampling_with_carried_state_equals_rerunning_the_prefix(case, level, top_p):
+    """At temperature 1, under one seed, streaming sampling gives the very
+    tokens that re-running the whole prefix for every token gives (a word model
+    with an adaptive softmax samples cluster by cluster on the streaming side)."""
     torch.manual_seed(1)
-    vocab = Vocab.build(list("abcdefghijklmnopqrstuvwxyz .,\n") * 2, "char")
+    text = "the cat sat on a mat and the dog ate a bone so the cat ran .\n" * 2
+    vocab = Vocab.build(list(text) if level == "char" else text.split(), level)
     model = build_model(ModelConfig(**{"hidden": 32, "embed": 16, **CASES[case]}), len(vocab)).eval()
-    streamed = [int(t[0]) for t in sample_tokens(model, vocab, "the cat", 60, temperature=1.0, top_p=0.95, seed=5)]
+    streamed = [int(t[0]) for t in sample_tokens(model, vocab, "the cat", 60, temperature=1.0, top_p=top_p, seed=5)]
     u = uniforms(torch.Generator().manual_seed(5), 1)
     ids = prompt_ids(vocab, "the cat").tolist()
     rerun = []
     with torch.no_grad():
         for _ in range(60):
             logits, _ = model(torch.tensor(ids)[:, None])
-            token = int(choose(never_sample(logits[-1], vocab), 1.0, 0, 0.95, next(u))[0])
+            token = int(choose(never_sample(logits[-1], vocab), 1.0, 0, top_p, next(u))[0])
             ids.append(token)
             rerun.append(token)
     assert streamed == rerun
@@ -95,3 +98,24 @@ def test_generation_is_reproducible_and_leaves_grad_mode_alone():
     for token in sample_tokens(model, vocab, "he", 5, seed=3):
         assert torch.is_grad_enabled()
     assert generate(model, vocab, "he", 30, num=2, seed=3) == generate(model, vocab, "he", 30, num=2, seed=3)
+
+
+
+def test_sampling_cluster_by_cluster_gives_the_tokens_of_the_full_distribution():
+    """A word model with an adaptive softmax at temperature 1 samples through
+    its clusters (rnnlab.generate.choose_in_clusters); with the same uniforms
+    it picks what inverse-CDF sampling over all V probabilities picks."""
+    torch.manual_seed(2)
+    vocab = Vocab.build([f"w{i}" for i in range(60) for _ in range(60 - i)], "word")
+    model = build_model(ModelConfig(hidden=16, embed=8, softmax="adaptive", cutoffs="8,30"), len(vocab)).eval()
+    with torch.no_grad():
+        stepper = Stepper(model, model.init_state(4))
+    rng = np.random.default_rng(0)
+    picked_tail = 0
+    for _ in range(200):
+        stepper.advance(rng.integers(0, len(vocab), 4))
+        u = rng.random(4)
+        tokens = choose_in_clusters(stepper, u)
+        assert tokens.tolist() == choose(stepper.logits(), 1.0, 0, 1.0, u).tolist()
+        picked_tail += int((tokens >= 8).sum())
+    assert picked_tail > 50  # the tail clusters were exercised

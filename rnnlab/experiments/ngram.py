@@ -134,6 +134,15 @@ def _notes(rows, settings, minutes, best_minutes, quick, corpus) -> str:
     return "\n".join(lines)
 
 
+def setup_text(config: dict, summary: dict) -> str:
+    """A run's settings in a few words: context, embedding, dropout and the
+    budget that ended it (epochs or minutes of training)."""
+    by_epochs = summary.get("epochs", 0) >= config["epochs"] - 1e-6
+    budget = f"{config['epochs']:g} epochs" if by_epochs else f"{config['max_minutes']:g} min"
+    return (f"{config['context']} words × D {config['embed']} (init ±{config.get('embed_init', 0.1):g}), "
+            f"dropout {config['dropout']:g}, {budget}, seed {config.get('seed', 0)}")
+
+
 def _f(x) -> str:
     return "—" if x is None else f"{x:.1f}"
 

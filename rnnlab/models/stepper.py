@@ -95,6 +95,26 @@ class Stepper:
             self.decoder = np.concatenate([d.matrix.detach().numpy().T, d.bias.detach().numpy()[None]])
 
     def __call__(self, tokens: np.ndarray) -> np.ndarray:
+        self.advance(tokens)
+        return self.logits()
+
+    def logits(self) -> np.ndarray:
+        """Logits [B, V] for the current state: softmax of them is p(next token)."""
+        head = self.head()
+        return self._adaptive(self.layers[-1][4], head) if self.adaptive else head
+
+    def head(self) -> np.ndarray:
+        """The output layer's scores [B, ·] for the current state: all logits of
+        a full softmax; an adaptive softmax's head (shortlist, then one entry per cluster)."""
+        return np.dot(self.top, self.decoder)
+
+    def cluster(self, k: int, b: int) -> tuple[int, np.ndarray]:
+        """Adaptive softmax: (first token id, scores within cluster k) for stream b."""
+        lo, _, proj, words = self.tails[k]
+        return lo, np.dot(np.dot(self.layers[-1][4][b], proj), words)
+
+    def advance(self, tokens: np.ndarray) -> None:
+        """Feed tokens [B]: one step of every layer."""
         H, work = self.H, self.work
         x = self.embedding[tokens]
         for l, (xh, w, a, x_in, h) in enumerate(self.layers):
@@ -133,8 +153,6 @@ class Stepper:
             else:
                 np.tanh(a, out=h)
             x = h
-        logits = np.dot(self.top, self.decoder)
-        return self._adaptive(x, logits) if self.adaptive else logits
 
     def _adaptive(self, h: np.ndarray, head: np.ndarray) -> np.ndarray:
         """Logits of the adaptive softmax (rnnlab/models/softmax.py): softmax of

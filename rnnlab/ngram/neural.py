@@ -73,6 +73,8 @@ class NgramConfig:
     cutoffs: tuple = (2000, 8000)  # adaptive: ids below cutoffs[0] in the head, then tail clusters
     div_value: float = 4.0  # adaptive: each tail cluster's projection is this many times smaller
     dropout: float = 0.0  # on the concatenated embeddings and on the hidden layer
+    embed_init: float = 0.1  # embeddings start ~ U(-a, a); with a small a the tanh units start (and may stay) in
+    #                          their linear range, where tanh and linear models are the same model
     # training
     seed: int = 0
     batch_size: int = 256
@@ -98,6 +100,8 @@ class NgramConfig:
             raise UserError(f"neural n-gram: optimizer must be one of {', '.join(OPTIMIZERS)}, got '{self.optimizer}'")
         if self.schedule not in SCHEDULES:
             raise UserError(f"neural n-gram: schedule must be one of {', '.join(SCHEDULES)}, got '{self.schedule}'")
+        if not self.embed_init > 0:
+            raise UserError(f"neural n-gram: embed_init must be positive, got {self.embed_init}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"neural n-gram: dropout must be in [0, 1), got {self.dropout}")
         if self.output not in OUTPUTS:
@@ -115,7 +119,7 @@ class NgramConfig:
 class NeuralNgramLM(nn.Module):
     def __init__(self, vocab_size: int, context: int = 3, embed: int = 16, hidden: int = 128,
                  activation: str = "tanh", direct: bool = False, dropout: float = 0.0, output: str = "full",
-                 cutoffs=(2000, 8000), div_value: float = 4.0):
+                 cutoffs=(2000, 8000), div_value: float = 4.0, embed_init: float = 0.1):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise UserError(f"activation must be one of {', '.join(ACTIVATIONS)}, got '{activation}'")
@@ -135,14 +139,14 @@ class NeuralNgramLM(nn.Module):
         if self.direct is not None and self.adaptive:
             raise UserError("direct connections need output=full")
         self.drop = nn.Dropout(dropout)
-        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        nn.init.uniform_(self.embedding.weight, -embed_init, embed_init)
         if self.direct is not None:
             nn.init.zeros_(self.direct.weight)
 
     @classmethod
     def from_config(cls, cfg: NgramConfig, vocab_size: int) -> NeuralNgramLM:
         return cls(vocab_size, cfg.context, cfg.embed, cfg.hidden, cfg.activation, cfg.direct, cfg.dropout,
-                   cfg.output, cfg.cutoffs, cfg.div_value)
+                   cfg.output, cfg.cutoffs, cfg.div_value, cfg.embed_init)
 
     def features(self, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x, h): concatenated embeddings [B, c*E] and hidden layer [B, H], dropout applied."""
