@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -117,6 +118,8 @@ def main(argv=None) -> int:
         f"for the KN trigram ({'beats' if best['test_ppl'] < kn['test_ppl'] else 'does NOT beat'} it, "
         f"after {best['train_minutes']:.1f} minutes of training).",
         "",
+        *([f"![valid and test perplexity per model, KN trigram as lines]({name}.png)", ""]
+          if (work / "summary.png").is_file() else []),
         "## Details",
         "",
         markdown_table(details, detail_cols),
@@ -148,6 +151,8 @@ def main(argv=None) -> int:
     if args.quick:
         md.insert(1, "\nQUICK RUN (tiny subsets, seconds of training): the numbers mean nothing.\n")
     (results / f"{name}.md").write_text("\n".join(md), encoding="utf-8")
+    if (work / "summary.png").is_file():
+        shutil.copyfile(work / "summary.png", results / f"{name}.png")
     print(markdown_table(rows, COLUMNS))
     print(f"wrote {results / (name + '.json')} and {results / (name + '.md')}")
     return 0
