@@ -98,9 +98,8 @@ def main(argv=None) -> int:
     kn = next(r for r in rows if r["model"] == "kn3")
     neural = [r for r in rows if r["model"] != "kn3"]
     best = min(neural, key=lambda r: r["test_ppl"])
-    for row, detail in zip(rows, details):
-        row["setup"] = detail["setup"] = (setup_text(detail["config"], detail) if "config" in detail
-                                          else "interpolated Kneser-Ney, D=0.75")
+    for row, detail in zip(rows, details):  # the KN row's detail has no config, but its kind
+        row["setup"] = setup_text(detail["config"], detail) if "config" in detail else detail["kind"]
     (results / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     detail_cols = ["model", "valid_ppl", "test_ppl", "train_minutes", "cpu_minutes", "epochs", "params",
                    "valid_accuracy", "test_accuracy"]

@@ -133,13 +133,14 @@ def main(argv=None) -> int:
                  f"{torch.get_num_threads()}, load average {harness.load_average()} (the machine is shared).",
                  "State carried: rnnlab.generate.sample_tokens (the prompt once, then one NumPy step per token, "
                  "rnnlab/models/stepper.py; the word model's adaptive softmax is sampled cluster by cluster, a tail "
-                 "cluster computed only when drawn, which picks the same token as the full distribution). Prefix re-run: for every token the whole prefix from a zero state, "
-                 "output layer on the last position only; 'same model' runs the model as configured "
-                 "(model(prefix)), 'nn.LSTM kernel' forces the fused oneDNN kernel, the fastest way to run a long "
+                 "cluster computed only when drawn, which picks the same token as the full distribution). "
+                 "Prefix re-run: for every token the whole prefix from a zero state, output layer on the last "
+                 "position only; 'same model' runs the model as configured (model(prefix)), 'nn.LSTM kernel' forces the fused oneDNN kernel, the fastest way to run a long "
                  "sequence at batch 1 here. Ratio = re-run time / streaming time; same sample: the streaming and "
                  "same-model re-run produced identical tokens.",
                  "The headline ratio (last line, ratio=...) is the character model's, against the same model."]
-        harness.publish("generation", {"quick": args.quick, "models": rows, "ratio": ratio}, table, headers, notes, args.quick)
+        harness.publish("generation", {"quick": args.quick, "models": rows, "ratio": ratio}, table, headers, notes,
+                        args.quick)
     print(f"ratio={ratio:.2f}")
     return 0
 

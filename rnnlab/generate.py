@@ -101,8 +101,7 @@ def choose_in_clusters(stepper: Stepper, u: np.ndarray) -> np.ndarray:
     words, then cluster 2's, ..., so this picks the very token that `choose`
     picks from the full distribution with the same u (up to rounding), but a
     tail cluster is computed only when it is drawn."""
-    head = stepper.head()
-    shortlist = head.shape[-1] - len(stepper.tails)
+    head, shortlist = stepper.head(), stepper.shortlist
     tokens = np.empty(len(head), np.int64)
     for b, row in enumerate(head):
         cdf = cumsum64(np.exp(row - row.max()))

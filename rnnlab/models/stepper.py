@@ -84,6 +84,7 @@ class Stepper:
         self.c = state[1].numpy().astype(self.dtype) if self.cell == "lstm" else None
         self.work = np.empty((B, 3 * H), self.dtype)
         self.top = self.layers[-1][0][:, -H - 1 :]  # [h, 1] of the last layer: the decoder's input
+        self.h_top = self.layers[-1][4]  # h of the last layer
         d = model.decoder
         self.adaptive = isinstance(d, AdaptiveSoftmax)
         if self.adaptive:  # head [H + 1, shortlist + clusters]; each cluster: P_k [H, d_k], U_k [d_k, n_k]
@@ -101,7 +102,7 @@ class Stepper:
     def logits(self) -> np.ndarray:
         """Logits [B, V] for the current state: softmax of them is p(next token)."""
         head = self.head()
-        return self._adaptive(self.layers[-1][4], head) if self.adaptive else head
+        return self._adaptive(head) if self.adaptive else head
 
     def head(self) -> np.ndarray:
         """The output layer's scores [B, ·] for the current state: all logits of
@@ -110,8 +111,12 @@ class Stepper:
 
     def cluster(self, k: int, b: int) -> tuple[int, np.ndarray]:
         """Adaptive softmax: (first token id, scores within cluster k) for stream b."""
-        lo, _, proj, words = self.tails[k]
-        return lo, np.dot(np.dot(self.layers[-1][4][b], proj), words)
+        return self.tails[k][0], self._tail(k, self.h_top[b])
+
+    def _tail(self, k: int, h: np.ndarray) -> np.ndarray:
+        """Scores U_k P_k h within cluster k (not normalised)."""
+        _, _, proj, words = self.tails[k]
+        return np.dot(np.dot(h, proj), words)
 
     def advance(self, tokens: np.ndarray) -> None:
         """Feed tokens [B]: one step of every layer."""
@@ -154,15 +159,15 @@ class Stepper:
                 np.tanh(a, out=h)
             x = h
 
-    def _adaptive(self, h: np.ndarray, head: np.ndarray) -> np.ndarray:
+    def _adaptive(self, head: np.ndarray) -> np.ndarray:
         """Logits of the adaptive softmax (rnnlab/models/softmax.py): softmax of
         them is p(w | h). Head words keep their head score; a word of cluster k
         gets the cluster's head score + its log-probability within the cluster."""
         S = self.shortlist
-        out = np.empty((len(h), self.tails[-1][1]), self.dtype)
+        out = np.empty((len(head), self.tails[-1][1]), self.dtype)
         out[:, :S] = head[:, :S]
-        for k, (lo, hi, proj, words) in enumerate(self.tails):
-            t = np.dot(np.dot(h, proj), words)
+        for k, (lo, hi, _, _) in enumerate(self.tails):
+            t = self._tail(k, self.h_top)
             m = t.max(-1, keepdims=True)
             out[:, lo:hi] = t - (m + np.log(np.exp(t - m).sum(-1, keepdims=True)) - head[:, S + k : S + k + 1])
         return out
