@@ -142,6 +142,8 @@ def _add_numpy_parsers(sub) -> None:
     p = sub.add_parser("gradcheck", help="check every hand-written NumPy gradient against finite differences")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gru-by-hand", action="store_true",
+                   help="instead: the hand-derived dE2/dW of a bias-free reset-before GRU next to autograd's")
     p = sub.add_parser("params", help="closed-form parameter count of a recurrent stack, checked against the models")
     p.add_argument("--cell", required=True, choices=["rnn", "lstm", "gru"])
     p.add_argument("--input", type=int, required=True, metavar="M", help="input size")
@@ -434,6 +436,12 @@ def cmd_plot(args) -> int:
 
 
 def cmd_gradcheck(args) -> int:
+    if args.gru_by_hand:
+        from rnnlab.numpy.gru_by_hand import compare, format_rows
+
+        rows = compare(seed=args.seed)
+        print(json.dumps(rows) if args.json else format_rows(rows))
+        return 0 if max(r["max_abs_error"] for r in rows) <= 1e-6 else 1
     from rnnlab.numpy import format_table, run_gradcheck
 
     rows = run_gradcheck(seed=args.seed)
