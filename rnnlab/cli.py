@@ -204,7 +204,7 @@ def _add_experiment_parsers(sub) -> None:
             e.add_argument("--max-steps", type=int, help="step budget, the same for every cell")
         else:
             e.add_argument("--epochs", type=int, help="training epochs per strategy")
-    p = sub.add_parser("plot", help="figures that need no run: kgate (the Phased LSTM time gate)")
+    p = sub.add_parser("plot", help="figures that need no run: kgate (the Phased LSTM time gate), cell (a diagram)")
     kinds = p.add_subparsers(dest="plot", metavar="KIND", required=True)
     k = kinds.add_parser("kgate", help="the Phased LSTM time gate k(t), with tau, shift and r_on marked")
     k.add_argument("--tau", type=float, default=5.0, help="period (default 5)")
@@ -213,6 +213,10 @@ def _add_experiment_parsers(sub) -> None:
     k.add_argument("--alpha", type=float, default=0.0, help="leak while closed (1e-3 in training; default 0)")
     k.add_argument("--periods", type=float, default=3.0, help="periods to draw (default 3)")
     k.add_argument("--out", default="kgate.png", help="PNG file (default kgate.png)")
+    c = kinds.add_parser("cell", help="a diagram of one LSTM or GRU step, with the cell's equations")
+    c.add_argument("--cell", required=True, choices=["lstm", "gru"])
+    c.add_argument("--gru-z", choices=["old", "new"], default="old", help="the GRU's z convention (default old)")
+    c.add_argument("--out", required=True, help="image file; .png or .svg")
 
 
 def cmd_train(args) -> int:
@@ -429,6 +433,11 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    if args.plot == "cell":
+        from rnnlab.report.diagrams import plot_cell
+
+        print(plot_cell(args.cell, Path(args.out), args.gru_z))
+        return 0
     from rnnlab.report.kgate import plot_kgate
 
     print(plot_kgate(args.tau, args.r_on, args.shift, Path(args.out), args.alpha, args.periods))
