@@ -111,3 +111,21 @@ def test_true_an_lstm_has_four_thirds_the_parameters_of_a_gru(m, n):
     gru_params = sum(p.numel() for p in GRULayer(m, n).parameters())
     assert lstm_params * 3 == gru_params * 4 == 12 * (m * n + n * n + 2 * n)
     assert count_params("lstm", m, n)[0] * 3 == count_params("gru", m, n)[0] * 4 == 12 * (m * n + n * n + n)
+
+
+def test_true_the_phased_lstm_learns_its_period_shift_and_open_ratio():
+    # docs/guide/time-gate.md: τ, s and r_on are parameters like the weights: the
+    # optimizer sees them and the loss has a gradient for each (while the gate is open).
+    from rnnlab.models.phased import PhasedLSTMLayer
+
+    torch.manual_seed(0)
+    layer = PhasedLSTMLayer(I, H, r_on_init=0.5).double()
+    names = {name for name, _ in layer.named_parameters()}
+    assert {"tau", "shift", "r_on"} <= names
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    times = torch.linspace(0, 30, T, dtype=torch.float64)[:, None].expand(T, B)
+    state = (torch.zeros(B, H, dtype=torch.float64), torch.zeros(B, H, dtype=torch.float64))
+    out, _ = layer(x, state, times)
+    out.pow(2).sum().backward()
+    for p in (layer.tau, layer.shift, layer.r_on):
+        assert p.grad is not None and p.grad.abs().max() > 0
