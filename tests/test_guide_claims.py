@@ -129,3 +129,31 @@ def test_true_the_phased_lstm_learns_its_period_shift_and_open_ratio():
     out.pow(2).sum().backward()
     for p in (layer.tau, layer.shift, layer.r_on):
         assert p.grad is not None and p.grad.abs().max() > 0
+
+
+def test_false_a_zero_input_leaves_h_unchanged():
+    # x_t = 0 removes W_ih x_t, but the gates still see W_hh h_{t-1} and the biases.
+    layer = lstm()
+    h0, c0 = torch.randn(B, H, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
+    _, h1, _, _ = run(layer, c0=c0, x=torch.zeros(1, B, I, dtype=torch.float64), h0=h0)
+    assert (h1 - h0).abs().max() > 0.1
+
+
+def test_false_a_closed_forget_gate_stops_the_gradient_to_earlier_steps():
+    # f = 0 cuts the c path, but the error still reaches x_1 through h_{t-1} -> W_hh -> gates.
+    layer = lstm(f=-80.0)
+    torch.manual_seed(1)
+    x = torch.randn(5, B, I, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(B, H, dtype=torch.float64, requires_grad=True)
+    out, _ = layer(x, (torch.zeros(B, H, dtype=torch.float64), c0))
+    dx, dc0 = torch.autograd.grad(out[-1].sum(), (x, c0))
+    assert dx[0].abs().max() > 1e-6  # the first input still gets a gradient from the last output (~3e-5 here)
+    assert dc0.abs().max() < 1e-30  # only the c path itself is cut
+
+
+def test_false_gate_vectors_are_probability_distributions():
+    # Each entry is in (0, 1), but the entries of one gate vector are independent: no sum to 1.
+    layer = lstm()
+    a = torch.nn.functional.linear(torch.randn(100, I, dtype=torch.float64), layer.weight_ih, layer.bias_ih)
+    f = torch.sigmoid(a[:, H:2 * H])
+    assert (f.sum(dim=1) - 1).abs().min() > 0.5  # with H = 5 units the sums are near 2.5
