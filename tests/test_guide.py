@@ -84,3 +84,17 @@ def test_quoted_parameter_counts_are_the_models():
         assert f"{count_params(cell, 200, 200, bias=bias)[0]:,}" in counts
     ngram = sum(p.size for p in init_params(8000, 3, 16, 128).values())
     assert f"{ngram:,}" in (GUIDE / "neural-ngram.md").read_text(encoding="utf-8")
+
+
+def test_every_claim_check_is_cited_at_its_def_line():
+    # The true/false tables cite each check by path:line; the line must be the test's own `def`.
+    claims = REPO / "tests" / "test_guide_claims.py"
+    source = claims.read_text(encoding="utf-8").splitlines()
+    cited = set()
+    for page in pages():
+        for path, first, _ in LINE_REF.findall(page.read_text(encoding="utf-8")):
+            if path == "tests/test_guide_claims.py":
+                assert source[int(first) - 1].startswith("def test_"), f"{page.name}: {path}:{first} is not a test"
+                cited.add(int(first))
+    defined = {i + 1 for i, line in enumerate(source) if line.startswith("def test_")}
+    assert defined == cited, f"uncited checks at lines {sorted(defined - cited)}"

@@ -11,14 +11,14 @@ import torch
 from rnnlab.models.cells import GRULayer, LSTMLayer
 from rnnlab.numpy.params import count_params
 
-I, H, T, B = 3, 5, 20, 4
+D_IN, H, T, B = 3, 5, 20, 4
 ROWS = {"i": 0, "f": 1, "g": 2, "o": 3}
 
 
 def lstm(**bias) -> LSTMLayer:
     """A random LSTM layer with the gates named in `bias` pushed to a constant."""
     torch.manual_seed(0)
-    layer = LSTMLayer(I, H).double()
+    layer = LSTMLayer(D_IN, H).double()
     with torch.no_grad():
         for gate, value in bias.items():
             layer.bias_ih[ROWS[gate] * H:(ROWS[gate] + 1) * H] += value
@@ -27,7 +27,7 @@ def lstm(**bias) -> LSTMLayer:
 
 def run(layer, c0=None, x=None, h0=None):
     torch.manual_seed(1)
-    x = torch.randn(T, B, I, dtype=torch.float64) if x is None else x
+    x = torch.randn(T, B, D_IN, dtype=torch.float64) if x is None else x
     h0 = torch.zeros(B, H, dtype=torch.float64) if h0 is None else h0
     c0 = torch.randn(B, H, dtype=torch.float64) if c0 is None else c0
     out, (h, c) = layer(x, (h0, c0))
@@ -47,7 +47,7 @@ def test_false_forget_1_means_new_input_is_ignored():
 
 def test_true_forget_0_erases_the_past_in_one_step():
     layer = lstm(f=-80.0)
-    x = torch.randn(1, B, I, dtype=torch.float64)
+    x = torch.randn(1, B, D_IN, dtype=torch.float64)
     _, _, c_a, _ = run(layer, c0=torch.zeros(B, H, dtype=torch.float64), x=x)
     _, _, c_b, _ = run(layer, c0=torch.full((B, H), 7.0, dtype=torch.float64), x=x)
     assert torch.equal(c_a, c_b)  # c_1 = i⊙g: nothing of c_0 is left
@@ -74,7 +74,7 @@ def test_true_with_the_output_gate_closed_the_gradient_through_c_is_the_product_
     # h = 0 cuts every path but c_{t-1} -> f⊙c_{t-1}: dc_T/dc_0 = Π_t f_t (element-wise).
     layer = lstm(o=-80.0, f=2.0)
     torch.manual_seed(1)
-    x = torch.randn(T, B, I, dtype=torch.float64)
+    x = torch.randn(T, B, D_IN, dtype=torch.float64)
     c0 = torch.randn(B, H, dtype=torch.float64, requires_grad=True)
     _, (_, c) = layer(x, (torch.zeros(B, H, dtype=torch.float64), c0))
     (grad,) = torch.autograd.grad(c.sum(), c0)
@@ -87,7 +87,7 @@ def test_true_with_the_output_gate_closed_the_gradient_through_c_is_the_product_
 def test_false_the_hidden_state_alone_is_the_lstms_memory():
     # The state is the pair (h, c): the same h with another c gives another next step.
     layer = lstm()
-    x = torch.randn(1, B, I, dtype=torch.float64)
+    x = torch.randn(1, B, D_IN, dtype=torch.float64)
     h0 = torch.randn(B, H, dtype=torch.float64)
     out_a, *_ = run(layer, c0=torch.zeros(B, H, dtype=torch.float64), x=x, h0=h0)
     out_b, *_ = run(layer, c0=torch.ones(B, H, dtype=torch.float64), x=x, h0=h0)
@@ -98,7 +98,7 @@ def test_true_gates_are_fractions_candidates_are_signed():
     # σ gates lie in (0, 1), so they scale; the tanh candidate lies in (-1, 1), so it can add or subtract.
     layer = lstm()
     torch.manual_seed(3)
-    a = torch.nn.functional.linear(10 * torch.randn(500, I, dtype=torch.float64), layer.weight_ih, layer.bias_ih)
+    a = torch.nn.functional.linear(10 * torch.randn(500, D_IN, dtype=torch.float64), layer.weight_ih, layer.bias_ih)
     i, f, g, o = a.chunk(4, dim=1)
     gates = torch.sigmoid(torch.cat([i, f, o]))
     assert 0.0 <= gates.min() and gates.max() <= 1.0
@@ -119,10 +119,10 @@ def test_true_the_phased_lstm_learns_its_period_shift_and_open_ratio():
     from rnnlab.models.phased import PhasedLSTMLayer
 
     torch.manual_seed(0)
-    layer = PhasedLSTMLayer(I, H, r_on_init=0.5).double()
+    layer = PhasedLSTMLayer(D_IN, H, r_on_init=0.5).double()
     names = {name for name, _ in layer.named_parameters()}
     assert {"tau", "shift", "r_on"} <= names
-    x = torch.randn(T, B, I, dtype=torch.float64)
+    x = torch.randn(T, B, D_IN, dtype=torch.float64)
     times = torch.linspace(0, 30, T, dtype=torch.float64)[:, None].expand(T, B)
     state = (torch.zeros(B, H, dtype=torch.float64), torch.zeros(B, H, dtype=torch.float64))
     out, _ = layer(x, state, times)
@@ -135,7 +135,7 @@ def test_false_a_zero_input_leaves_h_unchanged():
     # x_t = 0 removes W_ih x_t, but the gates still see W_hh h_{t-1} and the biases.
     layer = lstm()
     h0, c0 = torch.randn(B, H, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
-    _, h1, _, _ = run(layer, c0=c0, x=torch.zeros(1, B, I, dtype=torch.float64), h0=h0)
+    _, h1, _, _ = run(layer, c0=c0, x=torch.zeros(1, B, D_IN, dtype=torch.float64), h0=h0)
     assert (h1 - h0).abs().max() > 0.1
 
 
@@ -143,7 +143,7 @@ def test_false_a_closed_forget_gate_stops_the_gradient_to_earlier_steps():
     # f = 0 cuts the c path, but the error still reaches x_1 through h_{t-1} -> W_hh -> gates.
     layer = lstm(f=-80.0)
     torch.manual_seed(1)
-    x = torch.randn(5, B, I, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(5, B, D_IN, dtype=torch.float64, requires_grad=True)
     c0 = torch.randn(B, H, dtype=torch.float64, requires_grad=True)
     out, _ = layer(x, (torch.zeros(B, H, dtype=torch.float64), c0))
     dx, dc0 = torch.autograd.grad(out[-1].sum(), (x, c0))
@@ -154,6 +154,6 @@ def test_false_a_closed_forget_gate_stops_the_gradient_to_earlier_steps():
 def test_false_gate_vectors_are_probability_distributions():
     # Each entry is in (0, 1), but the entries of one gate vector are independent: no sum to 1.
     layer = lstm()
-    a = torch.nn.functional.linear(torch.randn(100, I, dtype=torch.float64), layer.weight_ih, layer.bias_ih)
+    a = torch.nn.functional.linear(torch.randn(100, D_IN, dtype=torch.float64), layer.weight_ih, layer.bias_ih)
     f = torch.sigmoid(a[:, H:2 * H])
     assert (f.sum(dim=1) - 1).abs().min() > 0.5  # with H = 5 units the sums are near 2.5

@@ -26,7 +26,8 @@ SAMPLE_LENGTH = 40
 def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     (params,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    names = {line.split("=")[0].strip() for line in params.source.splitlines() if "=" in line and not line.startswith("#")}
+    lines = [line for line in params.source.splitlines() if "=" in line and not line.startswith("#")]
+    names = {line.split("=")[0].strip() for line in lines}
     assert names == {"PRESET", "STEPS", "OVERRIDES", "RUN_DIR", "SAMPLE_LENGTH"}  # TINY replaces all of them
     params.source = TINY
     nb.cells.append(nbformat.v4.new_code_cell("import sys; print('kernel:', sys.executable)"))
