@@ -98,3 +98,20 @@ def test_every_claim_check_is_cited_at_its_def_line():
                 cited.add(int(first))
     defined = {i + 1 for i, line in enumerate(source) if line.startswith("def test_")}
     assert defined == cited, f"uncited checks at lines {sorted(defined - cited)}"
+
+
+@pytest.mark.parametrize("figure,argv", [
+    ("gradflow.txt", ["gradflow", "--cells", "rnn_tanh,lstm,gru", "--steps", "100"]),
+    ("gru-by-hand.txt", ["gradcheck", "--gru-by-hand"]),
+])
+def test_committed_outputs_are_what_the_commands_print(figure, argv, tmp_path, capsys):
+    # The guide quotes these files; the seeded commands must still print them
+    # (the last line of gradflow names the PNG it wrote, so it is left out).
+    from rnnlab.cli import main
+
+    extra = ["--out", str(tmp_path / "g.png")] if argv[0] == "gradflow" else []
+    assert main(argv + extra) == 0
+    printed = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("wrote ")]
+    committed = [ln for ln in (GUIDE / "figures" / figure).read_text(encoding="utf-8").splitlines()
+                 if not ln.startswith("wrote ")]
+    assert printed == committed
