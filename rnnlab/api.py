@@ -26,6 +26,7 @@ from rnnlab.errors import UserError
 
 if TYPE_CHECKING:  # only for the annotations: importing them costs torch
     import pandas
+    import torch
 
     from rnnlab.config import Config
     from rnnlab.data.vocab import Vocab
@@ -87,7 +88,7 @@ class Run:
         return self._loaded
 
     @property
-    def model(self):
+    def model(self) -> torch.nn.Module:
         """The trained torch model (the `checkpoint` given to load: 'best', else 'last')."""
         return self._model()[0]
 

@@ -27,13 +27,12 @@ def test_step_one_term_is_not_negligible():
 
 
 def test_reset_is_applied_before_the_recurrent_product():
-    # With r forced to 0 (W_ir, W_hr very negative) the candidate ignores h_{t-1} entirely.
+    # n = tanh(W_in x + W_hn (r ⊙ h)), which is not PyTorch's tanh(W_in x + r ⊙ (W_hn h)).
     p = random_problem(seed=3)
-    p["W_ir"][:] = -60.0
-    p["W_hr"][:] = 0.0
-    p["x1"] = np.abs(p["x1"]) + 1.0
     _, s1, _ = forward(p)
-    assert np.allclose(s1["n"], np.tanh(p["W_in"] @ p["x1"]), atol=1e-12)
+    before = np.tanh(p["W_in"] @ p["x1"] + p["W_hn"] @ (s1["r"] * p["h0"]))
+    after = np.tanh(p["W_in"] @ p["x1"] + s1["r"] * (p["W_hn"] @ p["h0"]))
+    assert np.allclose(s1["n"], before, atol=1e-15) and not np.allclose(s1["n"], after, atol=1e-3)
 
 
 def test_gradcheck_command_prints_hand_and_autograd(capsys):
