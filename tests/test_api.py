@@ -20,7 +20,8 @@ def overrides(path, **extra):
 
 @pytest.fixture
 def api_run(tiny_text, tmp_path):
-    return rnnlab.train(preset="grimm-char", overrides=overrides(tiny_text), run_dir=tmp_path / "run")
+    return rnnlab.train(preset="grimm-char", overrides=overrides(tiny_text, **{"train.samples": 1}),
+                        run_dir=tmp_path / "run")
 
 
 def test_train_returns_a_run_with_metrics(api_run, tmp_path):
@@ -31,6 +32,8 @@ def test_train_returns_a_run_with_metrics(api_run, tmp_path):
     assert isinstance(metrics, list) and all(isinstance(m, dict) for m in metrics)
     assert [m["step"] for m in metrics if m["split"] == "valid"][:2] == [20, 40]
     assert api_run.summary["steps"] == 40
+    (sample,) = api_run.samples  # train.samples=1: one sample, at the last step
+    assert sample["step"] == 40 and isinstance(sample["text"], str) and sample["text"]
 
 
 def test_evaluate_equals_the_cli(api_run, capsys):
