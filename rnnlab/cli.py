@@ -142,6 +142,8 @@ def _add_numpy_parsers(sub) -> None:
     p = sub.add_parser("gradcheck", help="check every hand-written NumPy gradient against finite differences")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gru-by-hand", action="store_true",
+                   help="instead: the hand-derived dE2/dW of a bias-free reset-before GRU next to autograd's")
     p = sub.add_parser("params", help="closed-form parameter count of a recurrent stack, checked against the models")
     p.add_argument("--cell", required=True, choices=["rnn", "lstm", "gru"])
     p.add_argument("--input", type=int, required=True, metavar="M", help="input size")
@@ -202,7 +204,7 @@ def _add_experiment_parsers(sub) -> None:
             e.add_argument("--max-steps", type=int, help="step budget, the same for every cell")
         else:
             e.add_argument("--epochs", type=int, help="training epochs per strategy")
-    p = sub.add_parser("plot", help="figures that need no run: kgate (the Phased LSTM time gate)")
+    p = sub.add_parser("plot", help="figures that need no run: kgate (the Phased LSTM time gate), cell (a diagram)")
     kinds = p.add_subparsers(dest="plot", metavar="KIND", required=True)
     k = kinds.add_parser("kgate", help="the Phased LSTM time gate k(t), with tau, shift and r_on marked")
     k.add_argument("--tau", type=float, default=5.0, help="period (default 5)")
@@ -211,6 +213,10 @@ def _add_experiment_parsers(sub) -> None:
     k.add_argument("--alpha", type=float, default=0.0, help="leak while closed (1e-3 in training; default 0)")
     k.add_argument("--periods", type=float, default=3.0, help="periods to draw (default 3)")
     k.add_argument("--out", default="kgate.png", help="PNG file (default kgate.png)")
+    c = kinds.add_parser("cell", help="a diagram of one LSTM or GRU step, with the cell's equations")
+    c.add_argument("--cell", required=True, choices=["lstm", "gru"])
+    c.add_argument("--gru-z", choices=["old", "new"], default="old", help="the GRU's z convention (default old)")
+    c.add_argument("--out", required=True, help="image file; .png or .svg")
 
 
 def cmd_train(args) -> int:
@@ -427,6 +433,11 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_plot(args) -> int:
+    if args.plot == "cell":
+        from rnnlab.report.diagrams import plot_cell
+
+        print(plot_cell(args.cell, Path(args.out), args.gru_z))
+        return 0
     from rnnlab.report.kgate import plot_kgate
 
     print(plot_kgate(args.tau, args.r_on, args.shift, Path(args.out), args.alpha, args.periods))
@@ -434,6 +445,12 @@ def cmd_plot(args) -> int:
 
 
 def cmd_gradcheck(args) -> int:
+    if args.gru_by_hand:
+        from rnnlab.numpy.gru_by_hand import compare, format_rows
+
+        rows = compare(seed=args.seed)
+        print(json.dumps(rows) if args.json else format_rows(rows))
+        return 0 if max(r["max_abs_error"] for r in rows) <= 1e-6 else 1
     from rnnlab.numpy import format_table, run_gradcheck
 
     rows = run_gradcheck(seed=args.seed)
