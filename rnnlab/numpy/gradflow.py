@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .cells import make_cell
+from rnnlab.cell_registry import get, numpy_layer
 
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru")
 
@@ -39,9 +39,9 @@ def gradient_flow(cell: str | Sequence[str] = DEFAULT_CELLS, hidden: int = 64, T
         x = rng.standard_normal((T, batch, input_size)).astype(dtype)
         w = rng.standard_normal(hidden)
         w /= np.linalg.norm(w)
-        layer = make_cell(name, input_size, hidden, gru_z=gru_z)
-        if layer.name == "phased_lstm":
-            raise ValueError("gradient_flow does not support phased_lstm (needs timestamps)")
+        if get(name).needs_times:
+            raise ValueError(f"gradient_flow does not support {name} (needs timestamps)")
+        layer = numpy_layer(name, input_size, hidden, gru_z=gru_z)
         params = layer.init_params(rng, dtype)
         out, _, cache = layer.forward(params, x)
         dout = np.zeros_like(out)
