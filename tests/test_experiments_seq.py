@@ -15,6 +15,8 @@ from rnnlab.experiments import SequenceClassifier
 from rnnlab.experiments.palindrome import PalindromeConfig, chrono_init, first_below, parse_lengths, train_one
 from rnnlab.experiments.varlen import batches, collate
 
+from pictures import assert_lines_drawn
+
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -27,7 +29,8 @@ def one_thread():
 def _read(out, name):
     rows = json.loads((out / f"{name}.json").read_text())
     md = (out / f"{name}.md").read_text()
-    assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.csv").exists()
+    assert_lines_drawn(out / f"{name}.png")
+    assert (out / f"{name}.csv").exists()
     return rows, md
 
 
