@@ -50,10 +50,14 @@ class LayerGrads(NamedTuple):
     dh: np.ndarray  # [T, B, H]; dh[t] = dL/dh_t, h_t = out[t]
 
 
-def sigmoid(a: np.ndarray) -> np.ndarray:
-    """σ(a) = 1 / (1 + e^{−a}). For a < −88 (float32) e^{−a} overflows to inf
-    and σ correctly becomes 0; callers silence that warning with np.errstate."""
-    return 1.0 / (1.0 + np.exp(-a))
+def sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """σ(a) = 1 / (1 + e^{−a}), into `out` if given. For a < −88 (float32)
+    e^{−a} overflows to inf and σ correctly becomes 0; callers silence that
+    warning with np.errstate."""
+    out = np.negative(a, out=out)
+    np.exp(out, out=out)
+    out += 1.0
+    return np.reciprocal(out, out=out)
 
 
 def dsigmoid(s: np.ndarray) -> np.ndarray:
@@ -182,11 +186,11 @@ class RNNLayer(_Recurrent):
         x, (h0,) = self._prepare(params, x, state)
         T = x.shape[0]
         a_x = project(x, params["weight_ih"], self._summed_bias(params))  # W_ih x_t + b, all t
-        W_hh = params["weight_hh"]
+        W_hhT = np.ascontiguousarray(params["weight_hh"].T)  # W_hhᵀ, contiguous: a faster product
         h = np.empty((T + 1, *h0.shape), dtype=a_x.dtype)  # h[0] = h0, h[t+1] = h_t
         h[0] = h0
         for t in range(T):
-            a = a_x[t] + h[t] @ W_hh.T
+            a = a_x[t] + h[t] @ W_hhT
             h[t + 1] = self.phi(a)
         cache = {"x": x, "h": h}
         return h[1:], (h[T].copy(),), cache
@@ -208,15 +212,14 @@ class RNNLayer(_Recurrent):
         return LayerGrads(dx, grads, (dh_next,), dh_all)
 
 
-def lstm_gates(a: np.ndarray, H: int):
-    """i, f, g, o from the pre-activations a [B, 4H] (rows i, f, g, o).
-    σ runs over all four blocks at once (one ufunc, its g block unused)."""
-    s = sigmoid(a)
-    i = s[:, :H]
-    f = s[:, H:2 * H]
-    g = np.tanh(a[:, 2 * H:3 * H])
-    o = s[:, 3 * H:]
-    return i, f, g, o
+def lstm_gates(a: np.ndarray, i, f, g, o) -> None:
+    """i = σ(a_i), f = σ(a_f), g = tanh(a_g), o = σ(a_o) from the
+    pre-activations a [B, 4H] (rows i, f, g, o), written into i, f, g, o [B, H]."""
+    H = i.shape[-1]
+    sigmoid(a[:, :H], out=i)
+    sigmoid(a[:, H:2 * H], out=f)
+    np.tanh(a[:, 2 * H:3 * H], out=g)
+    sigmoid(a[:, 3 * H:], out=o)
 
 
 class LSTMLayer(_Recurrent):
@@ -244,18 +247,19 @@ class LSTMLayer(_Recurrent):
         T, B, _ = x.shape
         H = self.hidden_size
         a_x = project(x, params["weight_ih"], self._summed_bias(params))
-        W_hh = params["weight_hh"]
+        W_hhT = np.ascontiguousarray(params["weight_hh"].T)  # W_hhᵀ, contiguous: a faster product
         i, f, g, o, tanh_c = (np.empty((T, B, H), dtype=a_x.dtype) for _ in range(5))
         c = np.empty((T + 1, B, H), dtype=a_x.dtype)  # c[0] = c0, c[t+1] = c_t; h likewise
         h = np.empty((T + 1, B, H), dtype=a_x.dtype)
         c[0], h[0] = c0, h0
         with np.errstate(over="ignore"):  # σ: e^{−a} -> inf is the right limit
             for t in range(T):
-                a = a_x[t] + h[t] @ W_hh.T
-                i[t], f[t], g[t], o[t] = lstm_gates(a, H)
-                c[t + 1] = f[t] * c[t] + i[t] * g[t]
-                tanh_c[t] = np.tanh(c[t + 1])
-                h[t + 1] = o[t] * tanh_c[t]
+                a = a_x[t] + h[t] @ W_hhT
+                lstm_gates(a, i[t], f[t], g[t], o[t])
+                np.multiply(f[t], c[t], out=c[t + 1])
+                c[t + 1] += i[t] * g[t]  # c_t = f ⊙ c_{t-1} + i ⊙ g
+                np.tanh(c[t + 1], out=tanh_c[t])
+                np.multiply(o[t], tanh_c[t], out=h[t + 1])  # h_t = o ⊙ tanh(c_t)
         cache = {"x": x, "i": i, "f": f, "g": g, "o": o, "c": c, "h": h, "tanh_c": tanh_c}
         return h[1:], (h[T].copy(), c[T].copy()), cache
 
@@ -265,9 +269,12 @@ class LSTMLayer(_Recurrent):
         T, B, _ = x.shape
         H = self.hidden_size
         W_hh = params["weight_hh"]
-        # The activation derivatives do not depend on the gradient: all steps at once.
-        di_da, df_da, dg_da, do_da = dsigmoid(i), dsigmoid(f), dtanh(g), dsigmoid(o)
-        dtanh_c = dtanh(tanh_c)
+        # The local derivatives do not depend on the incoming gradient: all steps at once.
+        dc_dai = g * dsigmoid(i)  # ∂c_t/∂a_i
+        dc_daf = c[:-1] * dsigmoid(f)  # ∂c_t/∂a_f
+        dc_dag = i * dtanh(g)  # ∂c_t/∂a_g
+        dh_dao = tanh_c * dsigmoid(o)  # ∂h_t/∂a_o
+        dh_dc = o * dtanh(tanh_c)  # ∂h_t/∂c_t
         da = np.empty((T, B, 4 * H), dtype=i.dtype)
         da_i, da_f, da_g, da_o = da[..., :H], da[..., H:2 * H], da[..., 2 * H:3 * H], da[..., 3 * H:]
         dh_all = np.empty_like(i)
@@ -275,11 +282,11 @@ class LSTMLayer(_Recurrent):
         dc_next = self._incoming(dstate, 1, c[0])
         for t in range(T - 1, -1, -1):
             dh = dh_next if dout is None else dh_next + dout[t]
-            dc = dc_next + dh * o[t] * dtanh_c[t]
-            da_i[t] = dc * g[t] * di_da[t]
-            da_f[t] = dc * c[t] * df_da[t]
-            da_g[t] = dc * i[t] * dg_da[t]
-            da_o[t] = dh * tanh_c[t] * do_da[t]
+            dc = dc_next + dh * dh_dc[t]
+            np.multiply(dc, dc_dai[t], out=da_i[t])
+            np.multiply(dc, dc_daf[t], out=da_f[t])
+            np.multiply(dc, dc_dag[t], out=da_g[t])
+            np.multiply(dh, dh_dao[t], out=da_o[t])
             dc_next = dc * f[t]
             dh_next = da[t] @ W_hh
             dh_all[t] = dh
@@ -332,7 +339,9 @@ class GRULayer(_Recurrent):
         a_x = project(x, params["weight_ih"], params["bias_ih"])
         W_hh = params["weight_hh"]
         b_hh = params["bias_hh"] if self.bias == "double" else np.zeros(3 * H, dtype=a_x.dtype)
-        W_hrz, b_hrz, W_hn, b_hn = W_hh[:2 * H], b_hh[:2 * H], W_hh[2 * H:], b_hh[2 * H:]
+        # Transposed and contiguous (a faster product): W_h(r,z)ᵀ [H, 2H] and W_hnᵀ [H, H].
+        W_hrzT, W_hnT = np.ascontiguousarray(W_hh[:2 * H].T), np.ascontiguousarray(W_hh[2 * H:].T)
+        b_hrz, b_hn = b_hh[:2 * H], b_hh[2 * H:]
         r, z, n = (np.empty((T, B, H), dtype=a_x.dtype) for _ in range(3))
         hn = np.empty((T, B, H), dtype=a_x.dtype)  # the recurrent input of n: W_hn h + b_hn or W_hn u + b_hn
         u = np.empty((T, B, H), dtype=a_x.dtype) if self.gru_reset == "before" else None
@@ -340,15 +349,15 @@ class GRULayer(_Recurrent):
         h[0] = h0
         with np.errstate(over="ignore"):  # σ: e^{−a} -> inf is the right limit
             for t in range(T):
-                a_rz = a_x[t, :, :2 * H] + h[t] @ W_hrz.T + b_hrz
+                a_rz = a_x[t, :, :2 * H] + h[t] @ W_hrzT + b_hrz
                 r[t] = sigmoid(a_rz[:, :H])
                 z[t] = sigmoid(a_rz[:, H:])
                 if self.gru_reset == "after":
-                    hn[t] = h[t] @ W_hn.T + b_hn
+                    hn[t] = h[t] @ W_hnT + b_hn
                     n[t] = np.tanh(a_x[t, :, 2 * H:] + r[t] * hn[t])
                 else:
                     u[t] = r[t] * h[t]
-                    hn[t] = u[t] @ W_hn.T + b_hn
+                    hn[t] = u[t] @ W_hnT + b_hn
                     n[t] = np.tanh(a_x[t, :, 2 * H:] + hn[t])
                 if self.gru_z == "old":
                     h[t + 1] = n[t] + z[t] * (h[t] - n[t])
@@ -524,15 +533,15 @@ class PhasedLSTMLayer(LSTMLayer):
             raise ValueError(f"times must have shape [T, B] = {(T, B)}, got {np.shape(times)}")
         k = gate.k
         a_x = project(x, params["weight_ih"], self._summed_bias(params))
-        W_hh = params["weight_hh"]
+        W_hhT = np.ascontiguousarray(params["weight_hh"].T)  # W_hhᵀ, contiguous: a faster product
         i, f, g, o, c_tilde, tanh_c, h_tilde = (np.empty((T, B, H), dtype=a_x.dtype) for _ in range(7))
         c = np.empty((T + 1, B, H), dtype=a_x.dtype)
         h = np.empty((T + 1, B, H), dtype=a_x.dtype)
         c[0], h[0] = c0, h0
         with np.errstate(over="ignore"):  # σ: e^{−a} -> inf is the right limit
             for t in range(T):
-                a = a_x[t] + h[t] @ W_hh.T
-                i[t], f[t], g[t], o[t] = lstm_gates(a, H)
+                a = a_x[t] + h[t] @ W_hhT
+                lstm_gates(a, i[t], f[t], g[t], o[t])
                 c_tilde[t] = f[t] * c[t] + i[t] * g[t]
                 tanh_c[t] = np.tanh(c_tilde[t])
                 h_tilde[t] = o[t] * tanh_c[t]
