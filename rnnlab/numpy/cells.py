@@ -24,10 +24,13 @@ Every layer runs a whole time-major sequence at once:
   plots need.
 
 The code follows the equations in each docstring, one named quantity per
-line. Two choices keep it fast without hiding the equations: the input
-projection W_ih x_t + b of all T steps is one matrix product before the loop
-(only W_hh h_{t-1} is left inside it), and the weight gradients are one
-product each after the loop (dW = Σ_t da_tᵀ x_t over all T·B rows at once).
+line. What keeps it fast without hiding the equations: the input projection
+W_ih x_t + b of all T steps is one matrix product before the loop (only
+W_hh h_{t-1}, with W_hhᵀ made contiguous once, is left inside it); the local
+derivatives that do not depend on the incoming gradient (∂c_t/∂a_i, σ', ...)
+are computed for all steps before the backward loop; per-step results are
+written into their [T, B, H] arrays with ``out=``; and the weight gradients
+are one product each after the loop (dW = Σ_t da_tᵀ x_t over all T·B rows).
 Layers are built by name through the cell table (rnnlab/cell_registry.py).
 """
 
@@ -559,8 +562,12 @@ class PhasedLSTMLayer(LSTMLayer):
         T, B, _ = x.shape
         H = self.hidden_size
         W_hh = params["weight_hh"]
-        di_da, df_da, dg_da, do_da = dsigmoid(i), dsigmoid(f), dtanh(g), dsigmoid(o)
-        dtanh_c = dtanh(tanh_c)
+        # The LSTM's local derivatives (of c̃ and h̃ here), all steps at once.
+        dc_dai = g * dsigmoid(i)  # ∂c̃_t/∂a_i
+        dc_daf = c[:-1] * dsigmoid(f)  # ∂c̃_t/∂a_f
+        dc_dag = i * dtanh(g)  # ∂c̃_t/∂a_g
+        dh_dao = tanh_c * dsigmoid(o)  # ∂h̃_t/∂a_o
+        dh_dc = o * dtanh(tanh_c)  # ∂h̃_t/∂c̃_t
         da = np.empty((T, B, 4 * H), dtype=i.dtype)
         da_i, da_f, da_g, da_o = da[..., :H], da[..., H:2 * H], da[..., 2 * H:3 * H], da[..., 3 * H:]
         dh_all = np.empty_like(i)
@@ -571,11 +578,11 @@ class PhasedLSTMLayer(LSTMLayer):
             dh = dh_next if dout is None else dh_next + dout[t]
             dc = dc_next
             dh_tilde = dh * k[t]
-            dc_tilde = dc * k[t] + dh_tilde * o[t] * dtanh_c[t]
-            da_i[t] = dc_tilde * g[t] * di_da[t]
-            da_f[t] = dc_tilde * c[t] * df_da[t]
-            da_g[t] = dc_tilde * i[t] * dg_da[t]
-            da_o[t] = dh_tilde * tanh_c[t] * do_da[t]
+            dc_tilde = dc * k[t] + dh_tilde * dh_dc[t]
+            np.multiply(dc_tilde, dc_dai[t], out=da_i[t])
+            np.multiply(dc_tilde, dc_daf[t], out=da_f[t])
+            np.multiply(dc_tilde, dc_dag[t], out=da_g[t])
+            np.multiply(dh_tilde, dh_dao[t], out=da_o[t])
             dc_next = dc * (1.0 - k[t]) + dc_tilde * f[t]
             dh_next = dh * (1.0 - k[t]) + da[t] @ W_hh
             dh_all[t], dc_all[t] = dh, dc
