@@ -8,7 +8,6 @@ from PIL import Image
 from rnnlab import cell_registry
 from rnnlab.numpy.gradflow import gradient_flow, gradient_flow_figure, plot_gradient_flow
 
-
 RECURRENT = [label for cell, label, _ in cell_registry.variants() if not cell.needs_times]
 
 

@@ -5,12 +5,11 @@ with the NumPy backend, and a language model that learns through the CLI."""
 import json
 
 import numpy as np
-import pytest
 import torch
 
+from rnnlab import cell_registry
 from rnnlab.cli import main
 from rnnlab.config import ModelConfig
-from rnnlab import cell_registry
 from rnnlab.models import LanguageModel
 from rnnlab.models.phased import PhasedLSTMLayer, time_gate
 from rnnlab.models.stack import RecurrentStack
