@@ -225,6 +225,45 @@ def lstm_gates(a: np.ndarray, i, f, g, o) -> None:
     sigmoid(a[:, 3 * H:], out=o)
 
 
+def lstm_step(a, c_prev, i, f, g, o, c, tanh_c, h) -> None:
+    """One LSTM step from the pre-activations a [B, 4H], written into the
+    [B, H] arrays i, f, g, o (the gates) and
+
+        c = f ⊙ c_prev + i ⊙ g      tanh_c = tanh(c)      h = o ⊙ tanh_c
+
+    (the Phased LSTM's candidates c̃, h̃ are these c and h)."""
+    lstm_gates(a, i, f, g, o)
+    np.multiply(f, c_prev, out=c)
+    c += i * g
+    np.tanh(c, out=tanh_c)
+    np.multiply(o, tanh_c, out=h)
+
+
+class LSTMDerivatives(NamedTuple):
+    """The LSTM's local derivatives, which do not depend on the incoming
+    gradient (so the backward pass computes them for all steps at once):
+    with dc = dL/dc_t, dh = dL/dh_t,  da_i = dc ⊙ dc_dai, ...,  da_o = dh ⊙ dh_dao."""
+
+    dc_dai: np.ndarray  # ∂c_t/∂a_i = g ⊙ σ'(a_i)
+    dc_daf: np.ndarray  # ∂c_t/∂a_f = c_{t-1} ⊙ σ'(a_f)
+    dc_dag: np.ndarray  # ∂c_t/∂a_g = i ⊙ tanh'(a_g)
+    dh_dao: np.ndarray  # ∂h_t/∂a_o = tanh(c_t) ⊙ σ'(a_o)
+    dh_dc: np.ndarray  # ∂h_t/∂c_t = o ⊙ tanh'(c_t)
+
+
+def lstm_derivatives(i, f, g, o, c_prev, tanh_c) -> LSTMDerivatives:
+    return LSTMDerivatives(g * dsigmoid(i), c_prev * dsigmoid(f), i * dtanh(g), tanh_c * dsigmoid(o), o * dtanh(tanh_c))
+
+
+def lstm_gate_grads(dc, dh, d: LSTMDerivatives, t: int, da: np.ndarray) -> None:
+    """da [B, 4H] = [da_i, da_f, da_g, da_o] at step t from dc = dL/dc_t, dh = dL/dh_t."""
+    H = dc.shape[-1]
+    np.multiply(dc, d.dc_dai[t], out=da[:, :H])
+    np.multiply(dc, d.dc_daf[t], out=da[:, H:2 * H])
+    np.multiply(dc, d.dc_dag[t], out=da[:, 2 * H:3 * H])
+    np.multiply(dh, d.dh_dao[t], out=da[:, 3 * H:])
+
+
 class LSTMLayer(_Recurrent):
     """LSTM layer (PyTorch ``nn.LSTM``), gate rows (i, f, g, o).
 
@@ -258,11 +297,7 @@ class LSTMLayer(_Recurrent):
         with np.errstate(over="ignore"):  # σ: e^{−a} -> inf is the right limit
             for t in range(T):
                 a = a_x[t] + h[t] @ W_hhT
-                lstm_gates(a, i[t], f[t], g[t], o[t])
-                np.multiply(f[t], c[t], out=c[t + 1])
-                c[t + 1] += i[t] * g[t]  # c_t = f ⊙ c_{t-1} + i ⊙ g
-                np.tanh(c[t + 1], out=tanh_c[t])
-                np.multiply(o[t], tanh_c[t], out=h[t + 1])  # h_t = o ⊙ tanh(c_t)
+                lstm_step(a, c[t], i[t], f[t], g[t], o[t], c[t + 1], tanh_c[t], h[t + 1])
         cache = {"x": x, "i": i, "f": f, "g": g, "o": o, "c": c, "h": h, "tanh_c": tanh_c}
         return h[1:], (h[T].copy(), c[T].copy()), cache
 
@@ -272,24 +307,15 @@ class LSTMLayer(_Recurrent):
         T, B, _ = x.shape
         H = self.hidden_size
         W_hh = params["weight_hh"]
-        # The local derivatives do not depend on the incoming gradient: all steps at once.
-        dc_dai = g * dsigmoid(i)  # ∂c_t/∂a_i
-        dc_daf = c[:-1] * dsigmoid(f)  # ∂c_t/∂a_f
-        dc_dag = i * dtanh(g)  # ∂c_t/∂a_g
-        dh_dao = tanh_c * dsigmoid(o)  # ∂h_t/∂a_o
-        dh_dc = o * dtanh(tanh_c)  # ∂h_t/∂c_t
+        d = lstm_derivatives(i, f, g, o, c[:-1], tanh_c)  # all steps at once
         da = np.empty((T, B, 4 * H), dtype=i.dtype)
-        da_i, da_f, da_g, da_o = da[..., :H], da[..., H:2 * H], da[..., 2 * H:3 * H], da[..., 3 * H:]
         dh_all = np.empty_like(i)
         dh_next = self._incoming(dstate, 0, h[0])
         dc_next = self._incoming(dstate, 1, c[0])
         for t in range(T - 1, -1, -1):
             dh = dh_next if dout is None else dh_next + dout[t]
-            dc = dc_next + dh * dh_dc[t]
-            np.multiply(dc, dc_dai[t], out=da_i[t])
-            np.multiply(dc, dc_daf[t], out=da_f[t])
-            np.multiply(dc, dc_dag[t], out=da_g[t])
-            np.multiply(dh, dh_dao[t], out=da_o[t])
+            dc = dc_next + dh * d.dh_dc[t]
+            lstm_gate_grads(dc, dh, d, t, da[t])
             dc_next = dc * f[t]
             dh_next = da[t] @ W_hh
             dh_all[t] = dh
@@ -544,10 +570,7 @@ class PhasedLSTMLayer(LSTMLayer):
         with np.errstate(over="ignore"):  # σ: e^{−a} -> inf is the right limit
             for t in range(T):
                 a = a_x[t] + h[t] @ W_hhT
-                lstm_gates(a, i[t], f[t], g[t], o[t])
-                c_tilde[t] = f[t] * c[t] + i[t] * g[t]
-                tanh_c[t] = np.tanh(c_tilde[t])
-                h_tilde[t] = o[t] * tanh_c[t]
+                lstm_step(a, c[t], i[t], f[t], g[t], o[t], c_tilde[t], tanh_c[t], h_tilde[t])
                 c[t + 1] = k[t] * c_tilde[t] + (1.0 - k[t]) * c[t]
                 h[t + 1] = k[t] * h_tilde[t] + (1.0 - k[t]) * h[t]
         cache = {"x": x, "i": i, "f": f, "g": g, "o": o, "c": c, "h": h, "c_tilde": c_tilde,
@@ -562,14 +585,8 @@ class PhasedLSTMLayer(LSTMLayer):
         T, B, _ = x.shape
         H = self.hidden_size
         W_hh = params["weight_hh"]
-        # The LSTM's local derivatives (of c̃ and h̃ here), all steps at once.
-        dc_dai = g * dsigmoid(i)  # ∂c̃_t/∂a_i
-        dc_daf = c[:-1] * dsigmoid(f)  # ∂c̃_t/∂a_f
-        dc_dag = i * dtanh(g)  # ∂c̃_t/∂a_g
-        dh_dao = tanh_c * dsigmoid(o)  # ∂h̃_t/∂a_o
-        dh_dc = o * dtanh(tanh_c)  # ∂h̃_t/∂c̃_t
+        d = lstm_derivatives(i, f, g, o, c[:-1], tanh_c)  # of the candidates c̃, h̃; all steps at once
         da = np.empty((T, B, 4 * H), dtype=i.dtype)
-        da_i, da_f, da_g, da_o = da[..., :H], da[..., H:2 * H], da[..., 2 * H:3 * H], da[..., 3 * H:]
         dh_all = np.empty_like(i)
         dc_all = np.empty_like(i)  # dc_all[t] = dL/dc_t
         dh_next = self._incoming(dstate, 0, h[0])
@@ -578,11 +595,8 @@ class PhasedLSTMLayer(LSTMLayer):
             dh = dh_next if dout is None else dh_next + dout[t]
             dc = dc_next
             dh_tilde = dh * k[t]
-            dc_tilde = dc * k[t] + dh_tilde * dh_dc[t]
-            np.multiply(dc_tilde, dc_dai[t], out=da_i[t])
-            np.multiply(dc_tilde, dc_daf[t], out=da_f[t])
-            np.multiply(dc_tilde, dc_dag[t], out=da_g[t])
-            np.multiply(dh_tilde, dh_dao[t], out=da_o[t])
+            dc_tilde = dc * k[t] + dh_tilde * d.dh_dc[t]
+            lstm_gate_grads(dc_tilde, dh_tilde, d, t, da[t])
             dc_next = dc * (1.0 - k[t]) + dc_tilde * f[t]
             dh_next = dh * (1.0 - k[t]) + da[t] @ W_hh
             dh_all[t], dc_all[t] = dh, dc
