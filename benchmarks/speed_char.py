@@ -113,7 +113,6 @@ def run_ablation(args, steps: int, repeats: int, tmp: Path, bar) -> list[dict]:
     variants = [
         ("the preset: fused nn.LSTM kernel + bf16 autocast where native (train.bf16=auto)", [], None),
         ("float32 only (train.bf16=off): the baseline's arithmetic in rnnlab's trainer", ["train.bf16=off"], None),
-        ("hand-written LSTM backward, float32 (model.impl=fast)", ["model.impl=fast", "train.bf16=off"], None),
         ("explicit cell equations, float32 (model.impl=explicit)", ["model.impl=explicit", "train.bf16=off"], None),
         ("the preset on 1 thread (train.threads=1)", [], 1),
     ]

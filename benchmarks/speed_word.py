@@ -158,7 +158,6 @@ def run_ablation(corpus, args, tmp: Path, steps: int, repeats: int, bar) -> list
     variants = [
         ("rnnlab, full softmax (same model as the baseline)", ["model.softmax=full"], None),
         ("rnnlab default: adaptive softmax, fused nn.LSTM kernel", [], None),
-        ("adaptive softmax + hand-written LSTM (model.impl=fast)", ["model.impl=fast"], None),
         ("adaptive softmax + explicit cell equations (model.impl=explicit)", ["model.impl=explicit"], None),
         ("adaptive softmax + bf16 autocast where native (train.bf16=auto)", ["train.bf16=auto"], None),
         ("adaptive softmax + 1 thread (train.threads=1)", [], 1),

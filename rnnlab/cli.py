@@ -476,12 +476,14 @@ def cmd_params(args) -> int:
 
 
 def cmd_gradflow(args) -> int:
+    from rnnlab import cell_registry
     from rnnlab.numpy import gradient_flow, plot_gradient_flow
 
     cells = tuple(c.strip() for c in args.cells.split(",") if c.strip())
-    bad = [c for c in cells if c not in ("rnn", "rnn_tanh", "rnn_relu", "lstm", "gru")]
+    allowed = [n for n in (*cell_registry.ALIASES, *cell_registry.CELLS) if not cell_registry.get(n).needs_times]
+    bad = [c for c in cells if c not in allowed]
     if bad or not cells:
-        raise UserError(f"--cells takes a comma list of rnn_tanh, rnn_relu, lstm, gru; got '{args.cells}'")
+        raise UserError(f"--cells takes a comma list of {', '.join(allowed)}; got '{args.cells}'")
     rows = gradient_flow(cells, hidden=args.hidden, T=args.steps, seed=args.seed)
     if args.json:
         print(json.dumps(rows))

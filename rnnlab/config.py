@@ -19,14 +19,13 @@ from pathlib import Path
 
 import tomli_w
 
+from rnnlab import cell_registry
 from rnnlab.errors import UserError
-
-CELLS = ("rnn", "lstm", "gru", "phased_lstm")
 
 
 @dataclass
 class ModelConfig:
-    cell: str = "lstm"  # rnn | lstm | gru | phased_lstm
+    cell: str = "lstm"  # rnn | lstm | gru | phased_lstm (rnnlab/cell_registry.py)
     hidden: int = 128  # units per recurrent layer
     layers: int = 2  # stacked recurrent layers
     embed: int = 0  # embedding size; 0 means "same as hidden"
@@ -35,9 +34,9 @@ class ModelConfig:
     init: float = 0.0  # > 0: every weight ~ uniform(-init, init); 0: PyTorch's defaults
     nonlinearity: str = "tanh"  # rnn cell only: tanh | relu
     gru_z: str = "old"  # gru: "old": h = (1-z)n + z h_prev (Cho 2014, PyTorch); "new": h = z n + (1-z) h_prev
+    gru_reset: str = "after"  # gru: "after": r ⊙ (W_hn h + b_hn) (PyTorch); "before": W_hn (r ⊙ h) + b_hn (Cho 2014)
     bias: str = "double"  # double: b_ih and b_hh (PyTorch); single: b_ih only
-    impl: str = "fused"  # fused: torch.nn.LSTM/GRU/RNN kernels; explicit: the cell equations, step by step;
-    #                      fast: LSTM with a hand-written backward (rnnlab/models/fastlstm.py), else as fused
+    impl: str = "fused"  # fused: torch.nn.LSTM/GRU/RNN kernels where the cell has one; explicit: the cell equations
     backend: str = "torch"  # torch | numpy
     forget_bias: float = 0.0  # lstm/phased_lstm: added to the forget gate's bias at initialisation
     # Output layer. full: softmax over the vocabulary. adaptive: Grave et al.'s adaptive softmax
@@ -274,11 +273,11 @@ def validate(cfg: Config) -> None:
         for f in dataclasses.fields(cls):
             value = getattr(getattr(cfg, section), f.name)
             _check(not isinstance(value, float) or math.isfinite(value), f"{section}.{f.name} must be a finite number, got {value}")
-    _choice("model.cell", m.cell, CELLS)
-    _choice("model.nonlinearity", m.nonlinearity, ("tanh", "relu"))
-    _choice("model.gru_z", m.gru_z, ("old", "new"))
+    _choice("model.cell", m.cell, tuple(cell_registry.CELLS))
+    for option, values in cell_registry.OPTIONS.items():  # nonlinearity, gru_z, gru_reset
+        _choice(f"model.{option}", getattr(m, option), values)
     _choice("model.bias", m.bias, ("double", "single"))
-    _choice("model.impl", m.impl, ("fused", "explicit", "fast"))
+    _choice("model.impl", m.impl, ("fused", "explicit"))
     _choice("model.backend", m.backend, ("torch", "numpy"))
     _check(m.hidden > 0, f"model.hidden must be positive, got {m.hidden}")
     _check(m.layers > 0, f"model.layers must be positive, got {m.layers}")

@@ -63,21 +63,27 @@ def test_gru_conventions_are_mirror_images():
     torch.testing.assert_close(old(x, (h,))[0], new(x, (h,))[0])
 
 
-def test_dropout_only_on_non_recurrent_connections():
-    """In training mode a dropout model differs from eval mode, but with dropout
-    masks all ones (p=0) the recurrence is untouched: dropout is outside the cell."""
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_dropout_only_on_non_recurrent_connections(cell):
+    """Zaremba et al.: dropout on what flows up the stack, never along time.
+    In training mode (dropout 0.5) every layer's output must be exactly what
+    the layer computes, without dropout, from the input it received: a mask on
+    h_{t-1} inside the recurrence would change it. And dropout does act
+    between the layers: layer 1 does not receive layer 0's output unchanged."""
     torch.manual_seed(3)
-    cfg = ModelConfig(cell="lstm", hidden=8, layers=2, embed=8, dropout=0.5, impl="explicit")
-    model = build_model(cfg, 10)
-    x = torch.randint(0, 10, (6, 2))
-    model.eval()
-    a, _ = model(x)
-    model.rnn.impl = "fused"
-    b, _ = model(x)
-    torch.testing.assert_close(a, b)
-    model.train()
-    c, _ = model(x)
-    assert not torch.allclose(a, c)
+    cfg = ModelConfig(cell=cell, hidden=8, layers=2, embed=8, dropout=0.5, impl="explicit")
+    model = build_model(cfg, 10).train()
+    seen = {}
+    hooks = [layer.register_forward_hook(lambda m, args, out, l=l: seen.__setitem__(l, (args[0], args[1], out[0])))
+             for l, layer in enumerate(model.rnn.layers)]
+    model(torch.randint(0, 10, (12, 4)))
+    for hook in hooks:
+        hook.remove()
+    for l, layer in enumerate(model.rnn.layers):
+        x, state, out = seen[l]
+        layer.eval()
+        torch.testing.assert_close(layer(x, state)[0], out, rtol=0, atol=0)
+    assert not torch.equal(seen[1][0], seen[0][2])
 
 
 def test_parameter_names_are_the_shared_contract():

@@ -10,6 +10,8 @@ import pytest
 
 from rnnlab.cli import main
 
+from pictures import C0, RED, assert_lines_drawn
+
 DETS = "a one this that".split()
 NOUNS = "king queen prince princess man woman boy girl fox wolf".split()
 VERBS = "went came ran sat looked walked slept".split()
@@ -46,9 +48,9 @@ def test_lm_study_writes_table_plots_and_runs(study, capsys):
     for r in rows:
         assert 1 < r["valid_ppl"] < UNIFORM / 3 and 1 < r["test_ppl"] < UNIFORM / 3, r
         assert r["parameters"] > 0
-        assert (study / r["model"] / "plots" / "curves.png").stat().st_size > 1000
+        assert_lines_drawn(study / r["model"] / "plots" / "curves.png")
     for split in ("train", "valid", "test"):
-        assert (study / f"lm_study_{split}.png").stat().st_size > 1000
+        assert_lines_drawn(study / f"lm_study_{split}.png", colours=(C0, RED))  # a line per model
     assert "| lstm |" in (study / "lm_study.md").read_text()
 
 
@@ -75,7 +77,7 @@ def test_inspect_neighbors_and_map(study, capsys, tmp_path):
     assert len(neighbours) == 3 and "king" not in neighbours and set(neighbours) <= set(WORDS)
     out = tmp_path / "map.png"
     assert main(["inspect", str(run), "embeddings", "--top", "20", "--out", str(out)]) == 0
-    assert out.stat().st_size > 1000
+    assert_lines_drawn(out, colours=((165, 201, 225),), pixels=20)  # the scatter's points (C0 at alpha 0.4), spread out
     assert main(["inspect", str(run), "neighbors", "dragon"]) == 2
     assert "not in the model's vocabulary" in capsys.readouterr().err
     assert main(["inspect", str(tmp_path / "nothing"), "neighbors", "king"]) == 2
@@ -113,7 +115,8 @@ def test_sweep_embedding_sizes(word_corpus, tmp_path, capsys):
         assert r["measure"] == "perplexity" and 1 < r["valid"] < UNIFORM and r["parameters"] > 0
         assert json.loads((out / r["run"] / "summary.json").read_text())["steps"] == 60
     assert rows[0]["parameters"] < rows[2]["parameters"]  # a larger embedding has more weights
-    assert (out / "sweep.png").stat().st_size > 1000 and "| model.embed | train.seq_len |" in (out / "sweep.md").read_text()
+    assert_lines_drawn(out / "sweep.png")
+    assert "| model.embed | train.seq_len |" in (out / "sweep.md").read_text()
     capsys.readouterr()
     assert main(args) == 0  # finished points are kept
     assert capsys.readouterr().out.count("not retrained") == 4

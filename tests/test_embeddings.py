@@ -3,10 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import save_file
 
 from rnnlab.errors import UserError
-from rnnlab.report.embeddings import load_embedding, nearest_neighbors, plot_embeddings, project_2d
+from rnnlab.report.embeddings import embeddings_figure, load_embedding, nearest_neighbors, plot_embeddings, project_2d
 
 TOKENS = ["<unk>", "<eos>", "the", "king", "queen", "prince", "apple", "pear", "plum", "ran", "walked", "rare"]
 
@@ -58,8 +59,19 @@ def test_pca_and_plot(tmp_path):
     # The first principal axis separates the clusters: fruit far from royals.
     d = lambda a, b: np.linalg.norm(xy[TOKENS.index(a) - 2] - xy[TOKENS.index(b) - 2])
     assert d("apple", "pear") < d("apple", "king") and d("king", "prince") < d("king", "ran")
+    # The map shows those points, each labelled with its word ...
+    ax = embeddings_figure(emb, TOKENS, top=500, method="pca").axes[0]
+    words = [t.get_text() for t in ax.texts]
+    assert sorted(words) == sorted(TOKENS[2:])
+    points = ax.collections[0].get_offsets()
+    np.testing.assert_allclose(points, xy)
+    for text in ax.texts:
+        np.testing.assert_allclose(text.xy, xy[TOKENS.index(text.get_text()) - 2])
+    # ... and the PNG draws them: dark text and the scatter's points in C0 blue.
     out = plot_embeddings(emb, TOKENS, top=500, method="pca", path=tmp_path / "maps" / "map.png")
-    assert out.is_file() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+    img = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert (img.max(-1) < 100).mean() > 0.002  # labels and frame
+    assert (np.abs(img - [31, 119, 180]).max(-1) < 60).sum() + (np.abs(img - [165, 201, 225]).max(-1) < 25).sum() > 20
 
 
 def test_tsne_needs_scikit_learn(tmp_path, monkeypatch):

@@ -15,6 +15,8 @@ from rnnlab.experiments import SequenceClassifier
 from rnnlab.experiments.palindrome import PalindromeConfig, chrono_init, first_below, parse_lengths, train_one
 from rnnlab.experiments.varlen import batches, collate
 
+from pictures import assert_lines_drawn
+
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -27,7 +29,8 @@ def one_thread():
 def _read(out, name):
     rows = json.loads((out / f"{name}.json").read_text())
     md = (out / f"{name}.md").read_text()
-    assert (out / f"{name}.png").stat().st_size > 1000 and (out / f"{name}.csv").exists()
+    assert_lines_drawn(out / f"{name}.png")
+    assert (out / f"{name}.csv").exists()
     return rows, md
 
 
@@ -127,9 +130,27 @@ def test_varlen_quick(tmp_path):
 
 
 def test_plot_kgate(tmp_path, capsys):
+    """The figure draws the cell's own k(t), peaking at 1 in the middle of each
+    open phase, one shaded open phase per cycle; the PNG shows the curve."""
+    import numpy as np
+    from PIL import Image
+
+    from rnnlab.report.kgate import gate_curve, kgate_figure
+
+    tau, r_on, s = 4.0, 0.3, 1.5
+    ax = kgate_figure(tau, r_on, s).axes[0]
+    curve = ax.get_lines()[0]
+    t, k = gate_curve(tau, r_on, s)
+    np.testing.assert_array_equal(curve.get_xdata(), t.numpy())
+    np.testing.assert_array_equal(curve.get_ydata(), k.numpy())
+    peak = float(t[k.argmax()])
+    assert k.max() == pytest.approx(1.0, abs=1e-3) and (peak - s) % tau == pytest.approx(r_on * tau / 2, abs=0.01)
+    assert len(ax.patches) == 5  # open phases of the cycles starting at s - τ, s, s + τ, s + 2τ, s + 3τ
     out = tmp_path / "k.png"
     assert main(["plot", "kgate", "--tau", "4", "--r-on", "0.3", "--s", "1.5", "--out", str(out)]) == 0
-    assert out.stat().st_size > 1000
+    img = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    rows = np.nonzero(np.abs(img - np.array([31, 119, 180])).max(-1) < 40)[0]  # k(t) in C0
+    assert len(rows) > 1000 and rows.max() - rows.min() > 0.5 * img.shape[0]  # from closed (0) up to open (1)
     assert main(["plot", "kgate", "--tau", "-1", "--out", str(out)]) == 2
     assert "--tau must be positive" in capsys.readouterr().err
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from rnnlab.numpy.cells import make_cell
+from rnnlab.numpy import make_cell
 from rnnlab.numpy.model import NumpyLanguageModel
 from rnnlab.numpy.params import count_params
 

@@ -5,12 +5,12 @@ with the NumPy backend, and a language model that learns through the CLI."""
 import json
 
 import numpy as np
-import pytest
 import torch
 
+from rnnlab import cell_registry
 from rnnlab.cli import main
 from rnnlab.config import ModelConfig
-from rnnlab.models import CELL_TYPES, LanguageModel
+from rnnlab.models import LanguageModel
 from rnnlab.models.phased import PhasedLSTMLayer, time_gate
 from rnnlab.models.stack import RecurrentStack
 
@@ -122,7 +122,6 @@ def test_default_times_are_step_indices():
 
 
 def test_matches_numpy_backend():
-    cells = pytest.importorskip("rnnlab.numpy.cells")
     torch.manual_seed(3)
     layer = PhasedLSTMLayer(3, 4).double()
     with torch.no_grad():
@@ -132,14 +131,14 @@ def test_matches_numpy_backend():
     state = (torch.randn(2, 4, dtype=torch.float64), torch.randn(2, 4, dtype=torch.float64))
     out, (h, c) = layer(x, state, times)
     params = {k: v.detach().numpy() for k, v in layer.named_parameters()}
-    np_out, (np_h, np_c), _ = cells.make_cell("phased_lstm", 3, 4).forward(
+    np_out, (np_h, np_c), _ = cell_registry.numpy_layer("phased_lstm", 3, 4).forward(
         params, x.numpy(), tuple(s.numpy() for s in state), times=times.numpy(), train=True)
     np.testing.assert_allclose(out.detach().numpy(), np_out, atol=1e-12)
     np.testing.assert_allclose(c.detach().numpy(), np_c, atol=1e-12)
 
 
 def test_registered_and_used_by_the_stack():
-    assert CELL_TYPES["phased_lstm"] is PhasedLSTMLayer
+    assert cell_registry.CELLS["phased_lstm"].torch_class() is PhasedLSTMLayer
     stack = RecurrentStack("phased_lstm", 3, 4, 2)
     assert stack.impl == "explicit" and stack.n_states == 2
     out, (h, c) = stack(torch.randn(5, 2, 3), None, torch.rand(5, 2).cumsum(0))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from rnnlab import cell_registry
 from rnnlab.config import ModelConfig
 from rnnlab.data.vocab import Vocab
 from rnnlab.generate import choose, choose_in_clusters, generate, never_sample, prompt_ids, sample_tokens, uniforms
@@ -22,7 +23,10 @@ CASES = {
     "lstm-tied": dict(cell="lstm", embed=24, tie_weights=True),
     "lstm-adaptive": dict(cell="lstm", softmax="adaptive", cutoffs="6,12"),
     "gru-adaptive-1layer": dict(cell="gru", layers=1, softmax="adaptive", cutoffs="20"),
+    "gru-reset-before-adaptive": dict(cell="gru", gru_reset="before", softmax="adaptive", cutoffs="6,12"),
 }
+# Every variant of every cell the table says the stepper implements.
+CASES.update({label: dict(cell=cell.name, **options) for cell, label, options in cell_registry.variants() if cell.stepper})
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -44,10 +48,11 @@ def test_stepper_matches_the_model_step_by_step(case, dtype):
                                expected.log_softmax(-1).numpy(), atol=tol, rtol=0)
 
 
-def test_phased_lstm_is_left_to_the_model():
-    model = build_model(ModelConfig(cell="phased_lstm", hidden=8, embed=8), 10)
-    assert not Stepper.supports(model)
-    assert Stepper.supports(build_model(ModelConfig(cell="gru", hidden=8, embed=8), 10))
+def test_cells_without_a_stepper_are_left_to_the_model():
+    for name, cell in cell_registry.CELLS.items():
+        model = build_model(ModelConfig(cell=name, hidden=8, embed=8), 10)
+        assert Stepper.supports(model) == cell.stepper
+    assert not cell_registry.CELLS["phased_lstm"].stepper
 
 
 @pytest.mark.parametrize("case,level,top_p", [("lstm", "char", 0.95), ("gru-old", "char", 0.95),

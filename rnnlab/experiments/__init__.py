@@ -71,11 +71,8 @@ class SequenceClassifier(nn.Module):
         params = list(rnn.fused_parameters().values())  # nn.LSTM's flat order
         args = (params, True, rnn.num_layers, rnn.dropout if rnn.num_layers > 1 else 0.0, self.training, False)
         data = self.encode(x.data)
-        if rnn.cell == "lstm":
-            h = torch.lstm(data, x.batch_sizes, h0, *args)[1]
-        else:
-            kernel = torch.gru if rnn.cell == "gru" else getattr(torch, f"rnn_{rnn.layers[0].nonlinearity}")
-            h = kernel(data, x.batch_sizes, h0[0], *args)[1]
+        kernel = getattr(torch, rnn.kernel)  # torch.lstm, torch.gru, torch.rnn_tanh, ...
+        h = kernel(data, x.batch_sizes, h0 if rnn.n_states == 2 else h0[0], *args)[1]
         # The kernel saw the batch sorted by length; put it back in order.
         return h[-1] if x.unsorted_indices is None else h[-1][x.unsorted_indices]
 

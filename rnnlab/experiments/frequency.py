@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rnnlab import cell_registry
 from rnnlab.data.tasks import FrequencySpec, frequency
 from rnnlab.experiments import Budget, SequenceClassifier, accuracy, fit, run_jobs, write_results
 
@@ -54,8 +55,8 @@ def _tensors(values: np.ndarray, times: np.ndarray, labels: np.ndarray, spec: Fr
 
 def build(cell: str, cfg: FrequencyConfig) -> SequenceClassifier:
     model = SequenceClassifier(cell, 2, cfg.hidden, 2)
-    for layer in model.rnn.layers:
-        if hasattr(layer, "reset_time_parameters"):
+    if cell_registry.get(cell).needs_times:  # the time gate's periods on the task's time scale
+        for layer in model.rnn.layers:
             layer.reset_time_parameters(cfg.tau_log_range, cfg.r_on)
     return model
 

@@ -118,7 +118,7 @@ def train_one(cell: str, length: int, seed: int, cfg: PalindromeConfig, on_step=
 def train_one_numpy(cell: str, length: int, seed: int, cfg: PalindromeConfig, on_step=None) -> dict:
     """`train_one` on the NumPy backend (hand-written BPTT, float32): the same
     data streams, model shape, optimizer and early stopping."""
-    from rnnlab.numpy.cells import make_cell
+    from rnnlab.numpy import make_cell
     from rnnlab.numpy.layers import linear_backward, linear_forward, softmax_cross_entropy
     from rnnlab.numpy.optim import clip_grad_norm, make_optimizer
 

@@ -28,7 +28,7 @@ class RecurrentLayer(nn.Module):
     gates = 1
     n_states = 1  # tensors in the state tuple: (h,) or (h, c)
 
-    def __init__(self, input_size: int, hidden: int, bias: str = "double", **options):
+    def __init__(self, input_size: int, hidden: int, bias: str = "double"):
         super().__init__()
         self.input_size, self.hidden = input_size, hidden
         g = self.gates * hidden
@@ -46,6 +46,12 @@ class RecurrentLayer(nn.Module):
 
     def recurrent(self, h: torch.Tensor) -> torch.Tensor:
         return F.linear(h, self.weight_hh, self.bias_hh)
+
+    def fused_tensors(self) -> list[torch.Tensor]:
+        """weight_ih, weight_hh, bias_ih, bias_hh as the cell's PyTorch kernel
+        reads them (rnnlab/cell_registry.py names the kernel)."""
+        bias_hh = self.bias_hh if self.bias_hh is not None else torch.zeros_like(self.bias_ih)
+        return [self.weight_ih, self.weight_hh, self.bias_ih, bias_hh]
 
     def step(self, xp: torch.Tensor, state: tuple) -> tuple:
         """One time step given the input projection xp = W_ih x_t + b_ih."""
@@ -67,7 +73,7 @@ class RNNLayer(RecurrentLayer):
         h_t = φ(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh),   φ = tanh (default) or relu
     """
 
-    def __init__(self, input_size, hidden, bias="double", nonlinearity="tanh", **options):
+    def __init__(self, input_size, hidden, bias="double", nonlinearity="tanh"):
         super().__init__(input_size, hidden, bias)
         self.nonlinearity = nonlinearity
         self.phi = torch.tanh if nonlinearity == "tanh" else torch.relu
@@ -99,37 +105,45 @@ class GRULayer(RecurrentLayer):
 
         r = σ(W_ir x + b_ir + W_hr h_{t-1} + b_hr)
         z = σ(W_iz x + b_iz + W_hz h_{t-1} + b_hz)
-        n = tanh(W_in x + b_in + r ⊙ (W_hn h_{t-1} + b_hn))
+        gru_reset="after" (default; PyTorch, cuDNN):  n = tanh(W_in x + b_in + r ⊙ (W_hn h_{t-1} + b_hn))
+        gru_reset="before" (Cho et al. 2014):         n = tanh(W_in x + b_in + W_hn (r ⊙ h_{t-1}) + b_hn)
         gru_z="old" (default; Cho et al. 2014, PyTorch):  h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}
         gru_z="new" (Chung et al. 2014, many textbooks):  h_t = z ⊙ n + (1 − z) ⊙ h_{t-1}
 
-    The two conventions are the same model with z's pre-activation negated
-    (σ(−a) = 1 − σ(a)); the fused path uses that to run "new" on PyTorch's
-    kernel. The reset gate multiplies W_hn h + b_hn (PyTorch's placement).
+    The two z conventions are the same model with z's pre-activation negated
+    (σ(−a) = 1 − σ(a)); `fused_tensors` uses that to run "new" on PyTorch's
+    kernel. The reset placements are different models: "before" has no kernel.
     """
 
     gates = 3
 
-    def __init__(self, input_size, hidden, bias="double", gru_z="old", **options):
+    def __init__(self, input_size, hidden, bias="double", gru_z="old", gru_reset="after"):
         super().__init__(input_size, hidden, bias)
-        self.gru_z = gru_z
+        self.gru_z, self.gru_reset = gru_z, gru_reset
 
     def step(self, xp, state):
-        h = state[0]
+        h, H = state[0], self.hidden
         xr, xz, xn = xp.chunk(3, dim=1)
-        hr, hz, hn = self.recurrent(h).chunk(3, dim=1)
-        r = torch.sigmoid(xr + hr)
-        z = torch.sigmoid(xz + hz)
-        n = torch.tanh(xn + r * hn)
+        if self.gru_reset == "after":
+            hr, hz, hn = self.recurrent(h).chunk(3, dim=1)
+            r = torch.sigmoid(xr + hr)
+            z = torch.sigmoid(xz + hz)
+            n = torch.tanh(xn + r * hn)
+        else:
+            b_hh = self.bias_hh
+            hr, hz = F.linear(h, self.weight_hh[: 2 * H], None if b_hh is None else b_hh[: 2 * H]).chunk(2, dim=1)
+            r = torch.sigmoid(xr + hr)
+            z = torch.sigmoid(xz + hz)
+            n = torch.tanh(xn + F.linear(r * h, self.weight_hh[2 * H :], None if b_hh is None else b_hh[2 * H :]))
         if self.gru_z == "old":
             return (n + z * (h - n),)
         return (h + z * (n - h),)
 
-
-# model.cell -> explicit layer class. Other cells register here.
-CELL_TYPES: dict[str, type[RecurrentLayer]] = {"rnn": RNNLayer, "lstm": LSTMLayer, "gru": GRULayer}
-
-# Imported here, after RecurrentLayer exists, because phased.py builds on it.
-from rnnlab.models.phased import PhasedLSTMLayer  # noqa: E402
-
-CELL_TYPES["phased_lstm"] = PhasedLSTMLayer
+    def fused_tensors(self):
+        tensors = super().fused_tensors()
+        if self.gru_z == "old":
+            return tensors
+        # z_new = 1 − z_old = σ(−a): negate the z rows of every tensor.
+        sign = torch.ones(3 * self.hidden, dtype=tensors[0].dtype, device=tensors[0].device)
+        sign[self.hidden : 2 * self.hidden] = -1
+        return [t * (sign[:, None] if t.dim() == 2 else sign) for t in tensors]

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rnnlab import cell_registry
 from rnnlab.config import ModelConfig, parse_cutoffs
 from rnnlab.models.softmax import AdaptiveSoftmax, Loss, full_loss
 from rnnlab.models.stack import RecurrentStack
@@ -52,8 +53,9 @@ class LanguageModel(nn.Module):
         self.cfg, self.vocab_size = cfg, vocab_size
         embed = cfg.embed or cfg.hidden
         self.embedding = nn.Embedding(vocab_size, embed)
-        self.rnn = RecurrentStack(cfg.cell, embed, cfg.hidden, cfg.layers, cfg.dropout, cfg.impl,
-                                  cfg.bias, cfg.nonlinearity, cfg.gru_z)
+        cell = cell_registry.get(cfg.cell)
+        self.rnn = RecurrentStack(cfg.cell, embed, cfg.hidden, cfg.layers, cfg.dropout, cfg.impl, cfg.bias,
+                                  **cell_options(cfg))
         if cfg.softmax == "adaptive":  # see rnnlab/models/softmax.py
             self.decoder = AdaptiveSoftmax(cfg.hidden, vocab_size, parse_cutoffs(cfg.cutoffs), cfg.div_value)
         else:
@@ -62,25 +64,23 @@ class LanguageModel(nn.Module):
         if cfg.init > 0:
             for p in self.parameters():
                 nn.init.uniform_(p, -cfg.init, cfg.init)
-            for layer in self.rnn.layers:  # Phased LSTM periods must stay positive
-                if hasattr(layer, "reset_time_parameters"):
+            if cell.unit_params:  # Phased LSTM periods must stay positive: their own init
+                for layer in self.rnn.layers:
                     layer.reset_time_parameters()
-        if cfg.forget_bias and cfg.cell in ("lstm", "phased_lstm"):
+        if cfg.forget_bias and "f" in cell.gates:
             # Gers et al. 2000, Jozefowicz et al. 2015: a positive forget-gate bias lets
-            # the cell keep its memory from the first step; gate rows are (i, f, g, o).
+            # the cell keep its memory from the first step.
+            f = cell.gates.index("f") * cfg.hidden
             with torch.no_grad():
                 for layer in self.rnn.layers:
-                    layer.bias_ih[cfg.hidden : 2 * cfg.hidden] += cfg.forget_bias
+                    layer.bias_ih[f : f + cfg.hidden] += cfg.forget_bias
 
     def init_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
         return self.rnn.init_state(batch_size)
 
     def features(self, x: torch.Tensor, state=None, times=None):
         """x: [T, B] token ids → top-layer outputs [T, B, H] (after dropout), final state."""
-        if self.rnn.impl == "fast" and not (self.training and self.drop.p > 0):
-            h, state = self.rnn.forward_ids(x, self.embedding.weight, state)  # may fold the lookup away
-        else:
-            h, state = self.rnn(self.drop(self.embedding(x)), state, times)
+        h, state = self.rnn(self.drop(self.embedding(x)), state, times)
         return self.drop(h), state
 
     def forward(self, x: torch.Tensor, state=None, times=None, targets=None):
@@ -104,9 +104,6 @@ def positions(start: int, x: torch.Tensor) -> torch.Tensor:
     return (start + torch.arange(T, dtype=torch.float32, device=x.device))[:, None].expand(T, B)
 
 
-def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
-    if cfg.backend == "numpy":  # same parameters, NumPy's hand-written forward and backward
-        from rnnlab.models.numpy_backend import NumpyBackedLanguageModel
-
-        return NumpyBackedLanguageModel(vocab_size, cfg)
-    return LanguageModel(vocab_size, cfg)
+def cell_options(cfg: ModelConfig) -> dict:
+    """The model options the configured cell reads (model.gru_z, ...), by the cell table."""
+    return {option: getattr(cfg, option) for option in cell_registry.get(cfg.cell).options}

@@ -18,7 +18,7 @@ import torch
 
 from rnnlab.config import ModelConfig
 from rnnlab.errors import UserError
-from rnnlab.models.lm import LanguageModel
+from rnnlab.models.lm import LanguageModel, cell_options
 from rnnlab.models.softmax import Loss, full_loss
 from rnnlab.numpy import NumpyLanguageModel
 
@@ -52,8 +52,8 @@ class NumpyBackedLanguageModel(LanguageModel):
             raise UserError("model.backend=numpy supports model.softmax=full only")
         super().__init__(vocab_size, cfg)
         self.np = NumpyLanguageModel(vocab_size, embed=cfg.embed, hidden=cfg.hidden, layers=cfg.layers, cell=cfg.cell,
-                                     dropout=cfg.dropout, tie_weights=cfg.tie_weights, gru_z=cfg.gru_z, bias=cfg.bias,
-                                     nonlinearity=cfg.nonlinearity)
+                                     dropout=cfg.dropout, tie_weights=cfg.tie_weights, bias=cfg.bias,
+                                     **cell_options(cfg))
         self.names = [name for name, _ in self.named_parameters()]
         if set(self.names) != set(self.np.params):
             raise UserError(f"model.backend=numpy has no layout for this model ({cfg.cell}, softmax {cfg.softmax})")

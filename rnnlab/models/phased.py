@@ -50,7 +50,7 @@ class PhasedLSTMLayer(RecurrentLayer):
     gates, n_states = 4, 2
 
     def __init__(self, input_size: int, hidden: int, bias: str = "double", leak: float = 1e-3,
-                 tau_log_range: tuple[float, float] = (0.0, 3.0), r_on_init: float = 0.05, **options):
+                 tau_log_range: tuple[float, float] = (0.0, 3.0), r_on_init: float = 0.05):
         self.leak, self.tau_log_range, self.r_on_init = leak, tuple(tau_log_range), r_on_init
         super().__init__(input_size, hidden, bias)
         self.tau = nn.Parameter(torch.empty(hidden))

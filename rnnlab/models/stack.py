@@ -1,13 +1,18 @@
 """L stacked recurrent layers, run either explicitly (the cell equations, step
-by step in Python), fused (the kernels behind PyTorch's `nn.RNN/LSTM/GRU`,
-`torch.lstm` & co., called directly with the very same parameter tensors) or,
-for LSTMs, fast (rnnlab/models/fastlstm.py: a hand-written backward pass).
+by step in Python) or fused (the kernels behind PyTorch's `nn.RNN/LSTM/GRU`,
+`torch.lstm` & co., called directly with the very same parameter tensors).
 
 Both paths own identical parameters (`layers.{l}.weight_ih`, ...), so
 switching `model.impl` never touches the weights. State is a tuple of
 [L, B, H] tensors — (h, c) for LSTMs, (h,) otherwise — the layout nn.LSTM uses.
 Dropout is applied between layers only (Zaremba et al. 2014: never on the
 recurrent connections).
+
+Which path runs is decided once, here in `__init__`, from the cell table
+(rnnlab/cell_registry.py): `model.impl = "fused"` runs the cell's kernel
+where the table names one for its options, and the explicit layers where it
+names none (the Phased LSTM, the GRU with `gru_reset = "before"`);
+`self.impl` says which, and every call of `forward` takes that path.
 """
 
 from __future__ import annotations
@@ -16,30 +21,25 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rnnlab.models.cells import CELL_TYPES
-from rnnlab.models.fastlstm import lstm_stack
-
-FUSED = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-# The functions nn.RNN/LSTM/GRU.forward end in. Calling them directly skips
-# the module machinery (functional_call on an nn.LSTM costs ~0.1 ms a call).
-KERNELS = {"lstm": torch.lstm, "gru": torch.gru, "rnn_tanh": torch.rnn_tanh, "rnn_relu": torch.rnn_relu}
+from rnnlab import cell_registry
 
 
 class RecurrentStack(nn.Module):
     def __init__(self, cell: str, input_size: int, hidden: int, layers: int, dropout: float = 0.0,
-                 impl: str = "fused", bias: str = "double", nonlinearity: str = "tanh", gru_z: str = "old"):
+                 impl: str = "fused", bias: str = "double", **options):
         super().__init__()
-        layer_cls = CELL_TYPES[cell]
-        self.cell, self.hidden, self.num_layers, self.dropout = cell, hidden, layers, dropout
-        self.n_states = layer_cls.n_states
+        spec, self.options = cell_registry.resolve(cell, options)
+        self.cell, self.hidden, self.num_layers, self.dropout = spec.name, hidden, layers, dropout
+        self.n_states = spec.n_states
         self.layers = nn.ModuleList(
-            layer_cls(input_size if l == 0 else hidden, hidden, bias=bias, nonlinearity=nonlinearity, gru_z=gru_z)
+            cell_registry.torch_layer(cell, input_size if l == 0 else hidden, hidden, bias, **options)
             for l in range(layers)
         )
-        self.gru_z, self.single_bias = gru_z, bias == "single"
-        self.impl = impl if cell in FUSED else "explicit"
-        if self.impl == "fast" and cell != "lstm":
-            self.impl = "fused"  # the hand-written backward exists for the LSTM only
+        self.single_bias = bias == "single"
+        # The functions nn.RNN/LSTM/GRU.forward end in (torch.lstm, torch.gru, torch.rnn_tanh, ...):
+        # calling them directly skips the module machinery (~0.1 ms a call).
+        self.kernel = spec.fused_kernel(self.options)
+        self.impl = "fused" if impl == "fused" and self.kernel else "explicit"
 
     def init_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
         p = self.layers[0].weight_hh
@@ -48,22 +48,9 @@ class RecurrentStack(nn.Module):
     def forward(self, x: torch.Tensor, state: tuple | None = None, times: torch.Tensor | None = None):
         if state is None:
             state = self.init_state(x.shape[1])
-        if x.shape[0] == 1 and not torch.is_grad_enabled():
-            return self._forward_explicit(x, state, times)  # one step (sampling): the cell equations cost least
         if self.impl == "fused":
             return self._forward_fused(x, state)
-        if self.impl == "fast":
-            return lstm_stack(self.layers, x, state, self.dropout, self.training)
         return self._forward_explicit(x, state, times)
-
-    def forward_ids(self, ids: torch.Tensor, embedding: torch.Tensor, state: tuple | None = None, times=None):
-        """The stack over embedding[ids] (ids [T, B], embedding [V, I]); the
-        fast LSTM folds the lookup into its first input projection."""
-        if state is None:
-            state = self.init_state(ids.shape[1])
-        if self.impl == "fast" and (ids.shape[0] > 1 or torch.is_grad_enabled()):
-            return lstm_stack(self.layers, ids, state, self.dropout, self.training, embedding=embedding)
-        return self(F.embedding(ids, embedding), state, times)
 
     def _forward_explicit(self, x, state, times):
         finals = []
@@ -75,26 +62,17 @@ class RecurrentStack(nn.Module):
         return x, tuple(torch.stack([f[k] for f in finals]) for k in range(self.n_states))
 
     def fused_parameters(self) -> dict[str, torch.Tensor]:
-        """Our parameters under nn.LSTM's names (weight_ih_l0, ...)."""
-        params = {}
-        for l, layer in enumerate(self.layers):
-            tensors = {"weight_ih": layer.weight_ih, "weight_hh": layer.weight_hh, "bias_ih": layer.bias_ih,
-                       "bias_hh": layer.bias_hh if layer.bias_hh is not None else torch.zeros_like(layer.bias_ih)}
-            if self.cell == "gru" and self.gru_z == "new":
-                # z_new = 1 - z_old = σ(-a): negate the z rows of every tensor.
-                sign = torch.ones(3 * self.hidden, dtype=layer.weight_ih.dtype, device=layer.weight_ih.device)
-                sign[self.hidden : 2 * self.hidden] = -1
-                tensors = {k: v * (sign[:, None] if v.dim() == 2 else sign) for k, v in tensors.items()}
-            params.update({f"{k}_l{l}": v for k, v in tensors.items()})
-        return params
+        """Our parameters under nn.LSTM's names (weight_ih_l0, ...), as the kernel reads them."""
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        return {f"{k}_l{l}": v for l, layer in enumerate(self.layers) for k, v in zip(names, layer.fused_tensors())}
 
     def _forward_fused(self, x, state):
         params = list(self.fused_parameters().values())  # nn.LSTM's flat order: w_ih, w_hh, b_ih, b_hh per layer
         dropout = self.dropout if self.num_layers > 1 else 0.0  # between layers only
         args = (params, True, self.num_layers, dropout, self.training, False, False)
+        kernel = getattr(torch, self.kernel)
         if self.n_states == 2:
-            out, h, c = torch.lstm(x, state, *args)
+            out, h, c = kernel(x, state, *args)
             return out, (h, c)
-        kernel = KERNELS[f"rnn_{self.layers[0].nonlinearity}" if self.cell == "rnn" else self.cell]
         out, h = kernel(x, state[0], *args)
         return out, (h,)

@@ -12,6 +12,8 @@ matrices rearranged once when sampling starts, every buffer allocated once):
           c_t = σ(a_f) ⊙ c_{t-1} + σ(a_i) ⊙ tanh(a_g)      h_t = σ(a_o) ⊙ tanh(c_t)
     GRU   a = [x, h_{t-1}, 1] · W, columns (r, z | W_in x + b_in | W_hn h + b_hn)
           n = tanh(a_nx + σ(a_r) ⊙ a_nh)     h_t = n + σ(a_z) ⊙ (h_{t-1} − n)   (gru_z="old")
+          gru_reset="before": columns (r, z | W_in x + b_in + b_hn), then
+          n = tanh(a_nx + (σ(a_r) ⊙ h_{t-1}) W_hnᵀ), a second product per step
     RNN   h_t = φ([x, h_{t-1}, 1] · W)
 
 The bias is a weight row (the constant 1 in the input), the columns of the
@@ -19,7 +21,8 @@ sigmoid gates are negated so that σ(a) = 1 / (1 + e^{a'}) needs no negation,
 and a layer's h lives in its own input buffer, where the next step reads it.
 An adaptive softmax output is its head plus each cluster's log-softmax
 (`_adaptive`). The Phased LSTM (its time gate) and models on an accelerator
-keep the PyTorch step.
+keep the PyTorch step: the cell table (rnnlab/cell_registry.py) says which
+cells this module implements.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rnnlab import cell_registry
 from rnnlab.models.softmax import AdaptiveSoftmax
 
 
@@ -42,12 +46,11 @@ def _weights(layer, columns: np.ndarray) -> np.ndarray:
 class Stepper:
     """Carries the state of B streams; `stepper(tokens [B])` → logits [B, V] (NumPy)."""
 
-    CELLS = ("lstm", "gru", "rnn")
-
     @classmethod
     def supports(cls, model) -> bool:
         rnn = getattr(model, "rnn", None)
-        return (rnn is not None and rnn.cell in cls.CELLS and hasattr(model, "embedding") and hasattr(model, "decoder")
+        return (rnn is not None and cell_registry.get(rnn.cell).stepper
+                and hasattr(model, "embedding") and hasattr(model, "decoder")
                 and model.embedding.weight.device.type == "cpu"
                 and model.embedding.weight.dtype in (torch.float32, torch.float64))
 
@@ -56,7 +59,9 @@ class Stepper:
         rnn = model.rnn
         self.cell, self.H = rnn.cell, rnn.hidden
         self.relu = rnn.cell == "rnn" and rnn.layers[0].nonlinearity == "relu"
-        self.old_z = rnn.gru_z == "old"
+        self.old_z = rnn.options.get("gru_z") == "old"
+        self.reset_before = rnn.options.get("gru_reset") == "before"
+        self.w_hn = []  # gru_reset="before": W_hnᵀ [H, H] per layer
         dtype = model.embedding.weight.dtype
         self.dtype = np.float32 if dtype == torch.float32 else np.float64
         self.embedding = model.embedding.weight.detach().numpy()
@@ -74,6 +79,10 @@ class Stepper:
                 w[-1, 2 * H : 3 * H] = layer.bias_ih[2 * H :].detach().numpy()
                 w[:I, 3 * H :] = 0  # n from h: W_hn h + b_hn
                 w[-1, 3 * H :] = 0 if layer.bias_hh is None else layer.bias_hh[2 * H :].detach().numpy()
+                if self.reset_before:  # b_hn joins n from x; W_hn multiplies r ⊙ h, after r is known
+                    w[-1, 2 * H : 3 * H] += w[-1, 3 * H :]
+                    w = np.ascontiguousarray(w[:, : 3 * H])
+                    self.w_hn.append(np.ascontiguousarray(layer.weight_hh[2 * H :].detach().numpy().T))
             else:
                 w = _weights(layer, G.ravel())
             xh = np.zeros((B, I + H + 1), self.dtype)
@@ -142,8 +151,12 @@ class Stepper:
                 s += 1
                 np.reciprocal(s, out=s)
                 r, z = s[:, :H], s[:, H:]
-                r *= a[:, 3 * H :]
-                n += r
+                if self.reset_before:
+                    r *= h
+                    n += np.dot(r, self.w_hn[l])
+                else:
+                    r *= a[:, 3 * H :]
+                    n += r
                 np.tanh(n, out=n)
                 if self.old_z:  # h = n + z (h − n)
                     h -= n

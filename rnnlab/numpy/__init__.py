@@ -5,6 +5,7 @@ and shapes as the PyTorch side, so one weight set loads into either backend.
 
 Modules (one job each):
     cells      RNN / LSTM / GRU / Phased LSTM layers, forward + BPTT over a sequence
+               (built by name with make_cell, from the cell table rnnlab/cell_registry.py)
     layers     Embedding, Linear, dropout, softmax cross-entropy
     model      NumpyLanguageModel (embedding -> stacked cells -> decoder)
     optim      SGD, Adagrad, RMSprop, Adam, clip_grad_norm, LR schedules
@@ -13,8 +14,10 @@ Modules (one job each):
     gradflow   ||dL_T/dh_t|| against T - t, and its plot
 """
 
-from .cells import (GRULayer, LayerGrads, LSTMLayer, PhasedLSTMLayer, RNNLayer, forward_backward,
-                    make_cell, phase_gate, phase_gate_backward)
+from rnnlab.cell_registry import numpy_layer as make_cell
+
+from .cells import (GRULayer, LayerGrads, LSTMLayer, PhasedLSTMLayer, RNNLayer, forward_backward, phase_gate,
+                    phase_gate_backward)
 from .gradcheck import format_table, run_gradcheck
 from .gradflow import gradient_flow, plot_gradient_flow
 from .model import NumpyLanguageModel

@@ -23,15 +23,15 @@ Every layer runs a whole time-major sequence at once:
   both the output at t and all later steps), which is what gradient-flow
   plots need.
 
-Performance notes (why the loops look the way they do): the input projection
-``x @ W_ih^T`` for all T*B rows is one matmul before the loop; the G gate
-blocks share one ``h @ W_hh^T`` matmul per step; all buffers are allocated
-once per call and ufuncs write with ``out=``; in ``backward`` every quantity
-that does not depend on the incoming gradient (activation derivatives and
-their products) is computed for all steps at once before the loop, so the
-sequential part is only a handful of [B, H] ufuncs plus one matmul per step;
-the weight gradients are then three large matmuls after the loop.
-Returned ``out`` is a view of the cache: do not modify it in place.
+The code follows the equations in each docstring, one named quantity per
+line. What keeps it fast without hiding the equations: the input projection
+W_ih x_t + b of all T steps is one matrix product before the loop (only
+W_hh h_{t-1}, with W_hhᵀ made contiguous once, is left inside it); the local
+derivatives that do not depend on the incoming gradient (∂c_t/∂a_i, σ', ...)
+are computed for all steps before the backward loop; per-step results are
+written into their [T, B, H] arrays with ``out=``; and the weight gradients
+are one product each after the loop (dW = Σ_t da_tᵀ x_t over all T·B rows).
+Layers are built by name through the cell table (rnnlab/cell_registry.py).
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from typing import NamedTuple
 import numpy as np
 
 BIAS_MODES = ("single", "double")
-CELL_NAMES = ("rnn_tanh", "rnn_relu", "lstm", "gru", "phased_lstm")
 
 
 class LayerGrads(NamedTuple):
@@ -54,36 +53,45 @@ class LayerGrads(NamedTuple):
     dh: np.ndarray  # [T, B, H]; dh[t] = dL/dh_t, h_t = out[t]
 
 
-def _sigmoid_(a: np.ndarray) -> np.ndarray:
-    """In-place logistic sigmoid 1 / (1 + exp(-a)).
-
-    exp is 2x (float32) to 2.5x (float64) faster than tanh in NumPy on
-    AVX2 machines, so this beats (1 + tanh(a/2)) / 2. exp(-a) overflows to
-    inf for a < -88 (float32), which correctly gives 0; callers silence the
-    overflow warning with ``np.errstate(over="ignore")``.
-    """
-    np.negative(a, out=a)
-    np.exp(a, out=a)
-    a += 1.0
-    np.reciprocal(a, out=a)
-    return a
+def sigmoid(a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """σ(a) = 1 / (1 + e^{−a}), into `out` if given. For a < −88 (float32)
+    e^{−a} overflows to inf and σ correctly becomes 0; callers silence that
+    warning with np.errstate."""
+    out = np.negative(a, out=out)
+    np.exp(out, out=out)
+    out += 1.0
+    return np.reciprocal(out, out=out)
 
 
-def _project_inputs(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    """x [T, B, I] -> x @ weight^T + bias, [T, B, rows], as one matmul."""
-    T, B, I = x.shape
-    out = np.empty((T, B, weight.shape[0]), dtype=weight.dtype)
-    np.dot(x.reshape(T * B, I), weight.T, out=out.reshape(T * B, -1))
+def dsigmoid(s: np.ndarray) -> np.ndarray:
+    """σ'(a) written with s = σ(a): s (1 − s)."""
+    return s * (1.0 - s)
+
+
+def dtanh(y: np.ndarray) -> np.ndarray:
+    """tanh'(a) written with y = tanh(a): 1 − y²."""
+    return 1.0 - y * y
+
+
+def project(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """x [T, B, I] -> x Wᵀ + b, [T, B, rows]: all steps as one matrix product."""
+    out = x @ weight.T
     if bias is not None:
         out += bias
     return out
 
 
-class _Recurrent:
-    """Shared plumbing: parameter shapes, init, state handling, weight grads."""
+def rows_product(da: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Σ over all T·B rows of da_tᵀ v_t: a weight gradient as one product
+    (da [T, B, G], v [T, B, K] -> [G, K])."""
+    return da.reshape(-1, da.shape[-1]).T @ v.reshape(-1, v.shape[-1])
 
-    gates = 1
-    has_cell_state = False
+
+class _Recurrent:
+    """Shared plumbing: parameter shapes, init, state handling, affine grads."""
+
+    gates = 1  # gate blocks of the weight rows (rnnlab/cell_registry.py names them)
+    n_states = 1  # (h,) or (h, c)
     name = "rnn"
 
     def __init__(self, input_size: int, hidden_size: int, bias: str = "double"):
@@ -115,8 +123,7 @@ class _Recurrent:
 
     # --- state -----------------------------------------------------------
     def zero_state(self, batch: int, dtype=np.float64) -> tuple:
-        n = 2 if self.has_cell_state else 1
-        return tuple(np.zeros((batch, self.hidden_size), dtype=dtype) for _ in range(n))
+        return tuple(np.zeros((batch, self.hidden_size), dtype=dtype) for _ in range(self.n_states))
 
     def _prepare(self, params, x, state):
         dtype = params["weight_ih"].dtype
@@ -134,46 +141,36 @@ class _Recurrent:
         return params["bias_ih"]
 
     @staticmethod
-    def _incoming(dstate, i, shape, dtype):
-        if dstate is None or dstate[i] is None:
-            return np.zeros(shape, dtype=dtype)
-        return np.array(dstate[i], dtype=dtype)  # copy: we accumulate into it
+    def _incoming(dstate, k, like):
+        """dL/d(final state k), zeros when the loss does not reach it."""
+        if dstate is None or dstate[k] is None:
+            return np.zeros_like(like)
+        return np.asarray(dstate[k], dtype=like.dtype)
 
-    def _affine_grads(self, params, x, h_prev, da_in, da_hid):
-        """Gradients of the affine maps given dL/d(pre-activation).
+    def _affine_grads(self, params, x, h_prev, da):
+        """Gradients of a = W_ih x + b_ih + W_hh h_{t-1} (+ b_hh) given da = dL/da:
 
-        a_in = W_ih x + b_ih and a_hid = W_hh h_prev (+ b_hh), so
-        dW_ih = sum_t da_in_t^T x_t, db_ih = sum_t da_in_t,
-        dW_hh = sum_t da_hid_t^T h_{t-1}, db_hh = sum_t da_hid_t and
-        dx_t = da_in_t W_ih. All T*B rows go through one matmul each.
+            dW_ih = Σ_t da_tᵀ x_t     db_ih = Σ_t da_t     dx_t = da_t W_ih
+            dW_hh = Σ_t da_tᵀ h_{t-1}  db_hh = Σ_t da_t
         """
-        T, B, I = x.shape
-        H = self.hidden_size
-        din = da_in.reshape(T * B, -1)
-        dhid = din if da_hid is da_in else da_hid.reshape(T * B, -1)
-        grads = {
-            "weight_ih": din.T @ x.reshape(T * B, I),
-            "weight_hh": dhid.T @ h_prev.reshape(T * B, H),
-            "bias_ih": din.sum(axis=0),
-        }
+        grads = {"weight_ih": rows_product(da, x), "weight_hh": rows_product(da, h_prev),
+                 "bias_ih": da.sum(axis=(0, 1))}
         if self.bias == "double":
-            grads["bias_hh"] = dhid.sum(axis=0) if dhid is not din else grads["bias_ih"].copy()
-        dx = (din @ params["weight_ih"]).reshape(T, B, I)
-        return dx, grads
+            grads["bias_hh"] = grads["bias_ih"].copy()
+        return da @ params["weight_ih"], grads
 
 
 class RNNLayer(_Recurrent):
     """Elman RNN layer (PyTorch ``nn.RNN``).
 
-    Forward, per step:  a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh,
-                        h_t = phi(a_t),  phi = tanh or relu.
-    Backward: with g_t = dL/dh_t (output gradient + gradient from step t+1),
-        da_t = g_t * phi'(a_t), phi' = 1 - h_t^2 (tanh) or [h_t > 0] (relu);
-        dL/dh_{t-1} += da_t W_hh;  dW_ih = sum da_t^T x_t;
-        dW_hh = sum da_t^T h_{t-1};  db_ih = db_hh = sum da_t;  dx_t = da_t W_ih.
+    Forward, per step:
+        a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh
+        h_t = φ(a_t),   φ = tanh or relu
+    Backward, with dh_t = dL/dh_t (the output's gradient plus what step t+1 sends back):
+        da_t      = dh_t ⊙ φ'(a_t),   φ' = 1 − h_t² (tanh) or [h_t > 0] (relu)
+        dh_{t-1} += da_t W_hh
+        and the affine gradients (dW_ih, dW_hh, db, dx) of `_affine_grads`.
     """
-
-    gates = 1
 
     def __init__(self, input_size, hidden_size, bias="double", nonlinearity="tanh"):
         super().__init__(input_size, hidden_size, bias)
@@ -182,300 +179,263 @@ class RNNLayer(_Recurrent):
         self.nonlinearity = nonlinearity
         self.name = f"rnn_{nonlinearity}"
 
+    def phi(self, a):
+        return np.maximum(a, 0.0) if self.nonlinearity == "relu" else np.tanh(a)
+
+    def dphi(self, h):
+        return (h > 0).astype(h.dtype) if self.nonlinearity == "relu" else dtanh(h)
+
     def forward(self, params, x, state=None, *, times=None, train=True):
         x, (h0,) = self._prepare(params, x, state)
-        T, B, _ = x.shape
-        H = self.hidden_size
-        A = _project_inputs(x, params["weight_ih"], self._summed_bias(params))
-        w_hhT = np.ascontiguousarray(params["weight_hh"].T)
-        hs = np.empty((T + 1, B, H), dtype=A.dtype)  # hs[0] = h0, hs[t+1] = h_t
-        hs[0] = h0
-        relu = self.nonlinearity == "relu"
+        T = x.shape[0]
+        a_x = project(x, params["weight_ih"], self._summed_bias(params))  # W_ih x_t + b, all t
+        W_hhT = np.ascontiguousarray(params["weight_hh"].T)  # W_hhᵀ, contiguous: a faster product
+        h = np.empty((T + 1, *h0.shape), dtype=a_x.dtype)  # h[0] = h0, h[t+1] = h_t
+        h[0] = h0
         for t in range(T):
-            h = hs[t + 1]
-            np.dot(hs[t], w_hhT, out=h)
-            h += A[t]
-            if relu:
-                np.maximum(h, 0, out=h)
-            else:
-                np.tanh(h, out=h)
-        cache = {"x": x, "h": hs}
-        return hs[1:], (hs[T].copy(),), cache
+            a = a_x[t] + h[t] @ W_hhT
+            h[t + 1] = self.phi(a)
+        cache = {"x": x, "h": h}
+        return h[1:], (h[T].copy(),), cache
 
     def backward(self, params, cache, dout=None, dstate=None):
-        x, hs = cache["x"], cache["h"]
-        T, B, _ = x.shape
-        H = self.hidden_size
-        dtype = hs.dtype
-        out = hs[1:]
-        # phi'(a_t) for all steps at once, expressed through the output.
-        if self.nonlinearity == "relu":
-            dphi = (out > 0).astype(dtype)
-        else:
-            dphi = 1.0 - out * out
-        w_hh = params["weight_hh"]
-        DA = np.empty((T, B, H), dtype=dtype)
-        DH = np.empty((T, B, H), dtype=dtype)
-        dh_next = self._incoming(dstate, 0, (B, H), dtype)
+        x, h = cache["x"], cache["h"]
+        T = x.shape[0]
+        W_hh = params["weight_hh"]
+        dphi = self.dphi(h[1:])  # φ'(a_t) for all steps at once, from the outputs
+        da = np.empty_like(dphi)
+        dh_all = np.empty_like(dphi)
+        dh_next = self._incoming(dstate, 0, h[0])  # dL/dh_t from the steps after t
         for t in range(T - 1, -1, -1):
-            dh = DH[t]
-            if dout is None:
-                dh[...] = dh_next
-            else:
-                np.add(dh_next, dout[t], out=dh)
-            np.multiply(dh, dphi[t], out=DA[t])
-            np.dot(DA[t], w_hh, out=dh_next)
-        dx, grads = self._affine_grads(params, x, hs[:-1], DA, DA)
-        return LayerGrads(dx, grads, (dh_next,), DH)
+            dh = dh_next if dout is None else dh_next + dout[t]
+            da[t] = dh * dphi[t]
+            dh_next = da[t] @ W_hh
+            dh_all[t] = dh
+        dx, grads = self._affine_grads(params, x, h[:-1], da)
+        return LayerGrads(dx, grads, (dh_next,), dh_all)
+
+
+def lstm_gates(a: np.ndarray, i, f, g, o) -> None:
+    """i = σ(a_i), f = σ(a_f), g = tanh(a_g), o = σ(a_o) from the
+    pre-activations a [B, 4H] (rows i, f, g, o), written into i, f, g, o [B, H]."""
+    H = i.shape[-1]
+    sigmoid(a[:, :H], out=i)
+    sigmoid(a[:, H:2 * H], out=f)
+    np.tanh(a[:, 2 * H:3 * H], out=g)
+    sigmoid(a[:, 3 * H:], out=o)
+
+
+def lstm_step(a, c_prev, i, f, g, o, c, tanh_c, h) -> None:
+    """One LSTM step from the pre-activations a [B, 4H], written into the
+    [B, H] arrays i, f, g, o (the gates) and
+
+        c = f ⊙ c_prev + i ⊙ g      tanh_c = tanh(c)      h = o ⊙ tanh_c
+
+    (the Phased LSTM's candidates c̃, h̃ are these c and h)."""
+    lstm_gates(a, i, f, g, o)
+    np.multiply(f, c_prev, out=c)
+    c += i * g
+    np.tanh(c, out=tanh_c)
+    np.multiply(o, tanh_c, out=h)
+
+
+class LSTMDerivatives(NamedTuple):
+    """The LSTM's local derivatives, which do not depend on the incoming
+    gradient (so the backward pass computes them for all steps at once):
+    with dc = dL/dc_t, dh = dL/dh_t,  da_i = dc ⊙ dc_dai, ...,  da_o = dh ⊙ dh_dao."""
+
+    dc_dai: np.ndarray  # ∂c_t/∂a_i = g ⊙ σ'(a_i)
+    dc_daf: np.ndarray  # ∂c_t/∂a_f = c_{t-1} ⊙ σ'(a_f)
+    dc_dag: np.ndarray  # ∂c_t/∂a_g = i ⊙ tanh'(a_g)
+    dh_dao: np.ndarray  # ∂h_t/∂a_o = tanh(c_t) ⊙ σ'(a_o)
+    dh_dc: np.ndarray  # ∂h_t/∂c_t = o ⊙ tanh'(c_t)
+
+
+def lstm_derivatives(i, f, g, o, c_prev, tanh_c) -> LSTMDerivatives:
+    return LSTMDerivatives(g * dsigmoid(i), c_prev * dsigmoid(f), i * dtanh(g), tanh_c * dsigmoid(o), o * dtanh(tanh_c))
+
+
+def lstm_gate_grads(dc, dh, d: LSTMDerivatives, t: int, da: np.ndarray) -> None:
+    """da [B, 4H] = [da_i, da_f, da_g, da_o] at step t from dc = dL/dc_t, dh = dL/dh_t."""
+    H = dc.shape[-1]
+    np.multiply(dc, d.dc_dai[t], out=da[:, :H])
+    np.multiply(dc, d.dc_daf[t], out=da[:, H:2 * H])
+    np.multiply(dc, d.dc_dag[t], out=da[:, 2 * H:3 * H])
+    np.multiply(dh, d.dh_dao[t], out=da[:, 3 * H:])
 
 
 class LSTMLayer(_Recurrent):
     """LSTM layer (PyTorch ``nn.LSTM``), gate rows (i, f, g, o).
 
-    Forward, per step, with a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh split
-    into blocks (a_i, a_f, a_g, a_o):
-        i = sigma(a_i), f = sigma(a_f), g = tanh(a_g), o = sigma(a_o)
-        c_t = i * g + f * c_{t-1},   h_t = o * tanh(c_t).
-    Backward, with g_h = dL/dh_t (output + recurrent) and g_c = dL/dc_t
-    (from step t+1):
-        g_c += g_h * o * (1 - tanh^2 c_t)
-        da_i = g_c * g * i(1-i)          da_f = g_c * c_{t-1} * f(1-f)
-        da_g = g_c * i * (1-g^2)         da_o = g_h * tanh(c_t) * o(1-o)
-        dL/dc_{t-1} = g_c * f,   dL/dh_{t-1} = da_t W_hh
-        and the affine gradients of :class:`RNNLayer` with da_t = [da_i..da_o].
-
-    Implementation trick: all four gates come from one exp over the 4H
-    columns. The i, f, o rows of the weights/biases are pre-scaled by -1 and
-    the g rows by -2, so 1 / (1 + exp(.)) gives sigma(a) for i, f, o and
-    sigma(2a) for g, and tanh(a) = 2 sigma(2a) - 1. (NumPy's exp is 2-2.5x
-    faster than its tanh on AVX2 CPUs; see :func:`_sigmoid_`.)
+    Forward, per step:
+        a_t = W_ih x_t + b_ih + W_hh h_{t-1} + b_hh, split into (a_i, a_f, a_g, a_o)
+        i = σ(a_i)   f = σ(a_f)   g = tanh(a_g)   o = σ(a_o)
+        c_t = f ⊙ c_{t-1} + i ⊙ g
+        h_t = o ⊙ tanh(c_t)
+    Backward, with dh = dL/dh_t (output + recurrent) and dc_next = dL/dc_t from step t+1:
+        dc   = dc_next + dh ⊙ o ⊙ (1 − tanh² c_t)
+        da_i = dc ⊙ g ⊙ i(1 − i)          da_f = dc ⊙ c_{t-1} ⊙ f(1 − f)
+        da_g = dc ⊙ i ⊙ (1 − g²)          da_o = dh ⊙ tanh(c_t) ⊙ o(1 − o)
+        dL/dc_{t-1} = dc ⊙ f              dL/dh_{t-1} = da_t W_hh
+        and the affine gradients of `_affine_grads` with da_t = [da_i, da_f, da_g, da_o].
     """
 
     gates = 4
-    has_cell_state = True
+    n_states = 2
     name = "lstm"
-
-    def _lstm_gates_setup(self, params, x):
-        """Row-scaled weights (-1 for i, f, o; -2 for g; exact in binary
-        floating point) and the all-steps input projection with them."""
-        H = self.hidden_size
-        scale = np.full(4 * H, -1.0, dtype=params["weight_ih"].dtype)
-        scale[2 * H:3 * H] = -2.0
-        G = _project_inputs(x, params["weight_ih"] * scale[:, None],
-                            self._summed_bias(params) * scale)
-        w_hhT = np.ascontiguousarray((params["weight_hh"] * scale[:, None]).T)
-        return G, w_hhT
-
-    @staticmethod
-    def _gates_(gt, H):
-        """In place: scaled pre-activations [B, 4H] -> gates [i, f, g, o]."""
-        np.exp(gt, out=gt)
-        gt += 1.0
-        np.reciprocal(gt, out=gt)  # sigma(a) for i, f, o; sigma(2a) for g
-        g = gt[:, 2 * H:3 * H]
-        g *= 2.0
-        g -= 1.0  # tanh(a) = 2 sigma(2a) - 1
 
     def forward(self, params, x, state=None, *, times=None, train=True):
         x, (h0, c0) = self._prepare(params, x, state)
         T, B, _ = x.shape
         H = self.hidden_size
-        G, w_hhT = self._lstm_gates_setup(params, x)
-        dtype = G.dtype
-        C = np.empty((T + 1, B, H), dtype=dtype)
-        hs = np.empty((T + 1, B, H), dtype=dtype)
-        TC = np.empty((T, B, H), dtype=dtype)
-        C[0], hs[0] = c0, h0
-        rec = np.empty((B, 4 * H), dtype=dtype)
-        tmp = np.empty((B, H), dtype=dtype)
-        with np.errstate(over="ignore"):  # exp -> inf gives the right limit
+        a_x = project(x, params["weight_ih"], self._summed_bias(params))
+        W_hhT = np.ascontiguousarray(params["weight_hh"].T)  # W_hhᵀ, contiguous: a faster product
+        i, f, g, o, tanh_c = (np.empty((T, B, H), dtype=a_x.dtype) for _ in range(5))
+        c = np.empty((T + 1, B, H), dtype=a_x.dtype)  # c[0] = c0, c[t+1] = c_t; h likewise
+        h = np.empty((T + 1, B, H), dtype=a_x.dtype)
+        c[0], h[0] = c0, h0
+        with np.errstate(over="ignore"):  # σ: e^{−a} -> inf is the right limit
             for t in range(T):
-                gt = G[t]
-                np.dot(hs[t], w_hhT, out=rec)
-                gt += rec
-                self._gates_(gt, H)  # gt = [i, f, g, o]
-                c = C[t + 1]
-                np.multiply(gt[:, :H], gt[:, 2 * H:3 * H], out=c)
-                np.multiply(gt[:, H:2 * H], C[t], out=tmp)
-                c += tmp
-                np.tanh(c, out=TC[t])
-                np.multiply(gt[:, 3 * H:], TC[t], out=hs[t + 1])
-        cache = {"x": x, "gates": G, "c": C, "h": hs, "tanh_c": TC}
-        return hs[1:], (hs[T].copy(), C[T].copy()), cache
-
-    @staticmethod
-    def _gate_coefficients(G4, c_prev, tanh_c):
-        """Step-independent factors of the gate gradients, all steps at once.
-
-        R[..., 0:3] multiply dL/dc_t (giving da_i, da_f, da_g), R[..., 3]
-        multiplies dL/dh_t (giving da_o); P = o (1 - tanh^2 c) carries
-        dL/dh_t into dL/dc_t.
-        """
-        i, f, g, o = (G4[:, :, k] for k in range(4))
-        R = np.empty_like(G4)
-        r = R[:, :, 0]
-        np.subtract(1.0, i, out=r); r *= i; r *= g
-        r = R[:, :, 1]
-        np.subtract(1.0, f, out=r); r *= f; r *= c_prev
-        r = R[:, :, 2]
-        np.multiply(g, g, out=r); np.subtract(1.0, r, out=r); r *= i
-        r = R[:, :, 3]
-        np.subtract(1.0, o, out=r); r *= o; r *= tanh_c
-        P = tanh_c * tanh_c
-        np.subtract(1.0, P, out=P)
-        P *= o
-        return R, P
+                a = a_x[t] + h[t] @ W_hhT
+                lstm_step(a, c[t], i[t], f[t], g[t], o[t], c[t + 1], tanh_c[t], h[t + 1])
+        cache = {"x": x, "i": i, "f": f, "g": g, "o": o, "c": c, "h": h, "tanh_c": tanh_c}
+        return h[1:], (h[T].copy(), c[T].copy()), cache
 
     def backward(self, params, cache, dout=None, dstate=None):
-        x, G, C, hs, TC = cache["x"], cache["gates"], cache["c"], cache["h"], cache["tanh_c"]
+        x, i, f, g, o = cache["x"], cache["i"], cache["f"], cache["g"], cache["o"]
+        c, h, tanh_c = cache["c"], cache["h"], cache["tanh_c"]
         T, B, _ = x.shape
         H = self.hidden_size
-        dtype = G.dtype
-        G4 = G.reshape(T, B, 4, H)
-        R, P = self._gate_coefficients(G4, C[:-1], TC)
-        f = G4[:, :, 1]
-        w_hh = params["weight_hh"]
-        DA = np.empty((T, B, 4 * H), dtype=dtype)
-        DA4 = DA.reshape(T, B, 4, H)
-        DH = np.empty((T, B, H), dtype=dtype)
-        dh_next = self._incoming(dstate, 0, (B, H), dtype)
-        dc = self._incoming(dstate, 1, (B, H), dtype)
-        tmp = np.empty((B, H), dtype=dtype)
+        W_hh = params["weight_hh"]
+        d = lstm_derivatives(i, f, g, o, c[:-1], tanh_c)  # all steps at once
+        da = np.empty((T, B, 4 * H), dtype=i.dtype)
+        dh_all = np.empty_like(i)
+        dh_next = self._incoming(dstate, 0, h[0])
+        dc_next = self._incoming(dstate, 1, c[0])
         for t in range(T - 1, -1, -1):
-            dh = DH[t]
-            if dout is None:
-                dh[...] = dh_next
-            else:
-                np.add(dh_next, dout[t], out=dh)
-            np.multiply(dh, P[t], out=tmp)
-            dc += tmp
-            np.multiply(dc[:, None, :], R[t, :, :3], out=DA4[t, :, :3])
-            np.multiply(dh, R[t, :, 3], out=DA4[t, :, 3])
-            dc *= f[t]  # dL/dc_{t-1} = dL/dc_t * f_t
-            np.dot(DA[t], w_hh, out=dh_next)
-        dx, grads = self._affine_grads(params, x, hs[:-1], DA, DA)
-        return LayerGrads(dx, grads, (dh_next, dc), DH)
+            dh = dh_next if dout is None else dh_next + dout[t]
+            dc = dc_next + dh * d.dh_dc[t]
+            lstm_gate_grads(dc, dh, d, t, da[t])
+            dc_next = dc * f[t]
+            dh_next = da[t] @ W_hh
+            dh_all[t] = dh
+        dx, grads = self._affine_grads(params, x, h[:-1], da)
+        return LayerGrads(dx, grads, (dh_next, dc_next), dh_all)
 
 
 class GRULayer(_Recurrent):
-    """GRU layer (PyTorch ``nn.GRU``), gate rows (r, z, n).
+    """GRU layer, gate rows (r, z, n); with gru_reset="after" it is PyTorch's ``nn.GRU``.
 
-    Forward, per step:
-        r = sigma(W_ir x + b_ir + W_hr h + b_hr)
-        z = sigma(W_iz x + b_iz + W_hz h + b_hz)
-        n = tanh(W_in x + b_in + r * hn),   hn = W_hn h + b_hn
-        gru_z="old" (Cho et al. 2014, PyTorch): h' = (1 - z) * n + z * h
-        gru_z="new" (Chung et al. 2014):         h' = z * n + (1 - z) * h
-    ("single" bias mode drops b_h*, so hn = W_hn h.)
-    Backward, with g = dL/dh' and s = +1 ("old") or -1 ("new"):
-        dn  = g * (1 - z) ("old") or g * z ("new");   dan = dn * (1 - n^2)
-        dz  = s * g * (h - n);                         daz = dz * z(1 - z)
-        dar = dan * hn * r(1 - r)
-        input side   da_x = [dar, daz, dan]        -> dW_ih, db_ih, dx
-        hidden side  da_h = [dar, daz, dan * r]    -> dW_hh, db_hh
-        dL/dh = g * z ("old") or g * (1 - z) ("new") + da_h W_hh.
-    With "new", the layer equals ``nn.GRU`` whose z rows (in all four
-    tensors) are negated, since sigma(-a) = 1 - sigma(a).
+    Forward, per step (b_h* absent in "single" bias mode):
+        r = σ(W_ir x + b_ir + W_hr h + b_hr)
+        z = σ(W_iz x + b_iz + W_hz h + b_hz)
+        gru_reset="after" (PyTorch, cuDNN):  n = tanh(W_in x + b_in + r ⊙ hn),  hn = W_hn h + b_hn
+        gru_reset="before" (Cho et al. 2014): n = tanh(W_in x + b_in + W_hn u + b_hn),  u = r ⊙ h
+        gru_z="old" (Cho et al. 2014, PyTorch): h' = (1 − z) ⊙ n + z ⊙ h
+        gru_z="new" (Chung et al. 2014):         h' = z ⊙ n + (1 − z) ⊙ h
+    Backward, with dh = dL/dh':
+        "old":  dn = dh ⊙ (1 − z),  dz = dh ⊙ (h − n),  dL/dh (direct) = dh ⊙ z
+        "new":  dn = dh ⊙ z,        dz = dh ⊙ (n − h),  dL/dh (direct) = dh ⊙ (1 − z)
+        da_n = dn ⊙ (1 − n²)        da_z = dz ⊙ z(1 − z)
+        "after":  dr = da_n ⊙ hn;  dhn = da_n ⊙ r
+                  dL/dh += [da_r, da_z, dhn] W_hh;  dW_hh = Σ [da_r, da_z, dhn]ᵀ h
+        "before": du = da_n W_hn;  dr = du ⊙ h;  dhn = da_n
+                  dL/dh += [da_r, da_z] W_h(r,z) + du ⊙ r
+                  dW_h(r,z) = Σ [da_r, da_z]ᵀ h,   dW_hn = Σ da_nᵀ u
+        da_r = dr ⊙ r(1 − r);  input side [da_r, da_z, da_n] -> dW_ih, db_ih, dx;
+        db_hh = Σ [da_r, da_z, dhn].
+    With "new", the layer equals the "old" one whose z rows (in all four
+    tensors) are negated, since σ(−a) = 1 − σ(a).
     """
 
     gates = 3
     name = "gru"
 
-    def __init__(self, input_size, hidden_size, bias="double", gru_z="old"):
+    def __init__(self, input_size, hidden_size, bias="double", gru_z="old", gru_reset="after"):
         super().__init__(input_size, hidden_size, bias)
         if gru_z not in ("old", "new"):
             raise ValueError(f"gru_z must be 'old' or 'new', got {gru_z!r}")
-        self.gru_z = gru_z
+        if gru_reset not in ("after", "before"):
+            raise ValueError(f"gru_reset must be 'after' or 'before', got {gru_reset!r}")
+        self.gru_z, self.gru_reset = gru_z, gru_reset
 
     def forward(self, params, x, state=None, *, times=None, train=True):
         x, (h0,) = self._prepare(params, x, state)
         T, B, _ = x.shape
         H = self.hidden_size
-        # Input side: all three blocks with b_i*; hidden-side biases stay
-        # separate because b_hn sits inside the reset product.
-        X = _project_inputs(x, params["weight_ih"], params["bias_ih"])
-        b_hh = params.get("bias_hh") if self.bias == "double" else None
-        w_hhT = np.ascontiguousarray(params["weight_hh"].T)
-        dtype = X.dtype
-        HH = np.empty((T, B, 3 * H), dtype=dtype)  # W_hh h + b_hh per step
-        hs = np.empty((T + 1, B, H), dtype=dtype)
-        hs[0] = h0
-        tmp = np.empty((B, H), dtype=dtype)
-        old = self.gru_z == "old"
-        with np.errstate(over="ignore"):  # exp(-a) -> inf is the right limit
-            self._gru_loop(X, HH, hs, w_hhT, b_hh, tmp, old)
-        cache = {"x": x, "gates": X, "hn": HH[:, :, 2 * H:], "h": hs}
-        return hs[1:], (hs[T].copy(),), cache
-
-    def _gru_loop(self, X, HH, hs, w_hhT, b_hh, tmp, old):
-        H = self.hidden_size
-        for t in range(X.shape[0]):
-            xt, hh, hp = X[t], HH[t], hs[t]
-            np.dot(hp, w_hhT, out=hh)
-            if b_hh is not None:
-                hh += b_hh
-            rz = xt[:, :2 * H]
-            rz += hh[:, :2 * H]
-            _sigmoid_(rz)
-            r, z, n = xt[:, :H], xt[:, H:2 * H], xt[:, 2 * H:]
-            np.multiply(r, hh[:, 2 * H:], out=tmp)
-            n += tmp
-            np.tanh(n, out=n)
-            if old:  # h' = n + z (h - n)
-                np.subtract(hp, n, out=tmp)
-                tmp *= z
-                np.add(n, tmp, out=hs[t + 1])
-            else:  # h' = h + z (n - h)
-                np.subtract(n, hp, out=tmp)
-                tmp *= z
-                np.add(hp, tmp, out=hs[t + 1])
+        # Input side with b_i*; the hidden-side biases stay apart because b_hn
+        # sits inside the reset product ("after") or after it ("before").
+        a_x = project(x, params["weight_ih"], params["bias_ih"])
+        W_hh = params["weight_hh"]
+        b_hh = params["bias_hh"] if self.bias == "double" else np.zeros(3 * H, dtype=a_x.dtype)
+        # Transposed and contiguous (a faster product): W_h(r,z)ᵀ [H, 2H] and W_hnᵀ [H, H].
+        W_hrzT, W_hnT = np.ascontiguousarray(W_hh[:2 * H].T), np.ascontiguousarray(W_hh[2 * H:].T)
+        b_hrz, b_hn = b_hh[:2 * H], b_hh[2 * H:]
+        r, z, n = (np.empty((T, B, H), dtype=a_x.dtype) for _ in range(3))
+        hn = np.empty((T, B, H), dtype=a_x.dtype)  # the recurrent input of n: W_hn h + b_hn or W_hn u + b_hn
+        u = np.empty((T, B, H), dtype=a_x.dtype) if self.gru_reset == "before" else None
+        h = np.empty((T + 1, B, H), dtype=a_x.dtype)
+        h[0] = h0
+        with np.errstate(over="ignore"):  # σ: e^{−a} -> inf is the right limit
+            for t in range(T):
+                a_rz = a_x[t, :, :2 * H] + h[t] @ W_hrzT + b_hrz
+                r[t] = sigmoid(a_rz[:, :H])
+                z[t] = sigmoid(a_rz[:, H:])
+                if self.gru_reset == "after":
+                    hn[t] = h[t] @ W_hnT + b_hn
+                    n[t] = np.tanh(a_x[t, :, 2 * H:] + r[t] * hn[t])
+                else:
+                    u[t] = r[t] * h[t]
+                    hn[t] = u[t] @ W_hnT + b_hn
+                    n[t] = np.tanh(a_x[t, :, 2 * H:] + hn[t])
+                if self.gru_z == "old":
+                    h[t + 1] = n[t] + z[t] * (h[t] - n[t])
+                else:
+                    h[t + 1] = h[t] + z[t] * (n[t] - h[t])
+        cache = {"x": x, "r": r, "z": z, "n": n, "hn": hn, "u": u, "h": h}
+        return h[1:], (h[T].copy(),), cache
 
     def backward(self, params, cache, dout=None, dstate=None):
-        x, X, hn, hs = cache["x"], cache["gates"], cache["hn"], cache["h"]
+        x, r, z, n, hn, u, h = (cache[k] for k in ("x", "r", "z", "n", "hn", "u", "h"))
         T, B, _ = x.shape
         H = self.hidden_size
-        dtype = X.dtype
-        X4 = X.reshape(T, B, 3, H)
-        r, z, n = X4[:, :, 0], X4[:, :, 1], X4[:, :, 2]
-        hp = hs[:-1]
-        # Step-independent factors, all steps at once:
-        # A[:, :, 0] * g = daz, A[:, :, 1] * g = dan, Ar * dan = dar.
-        A = np.empty((T, B, 2, H), dtype=dtype)
-        zz = z * (1.0 - z)
-        dn_tanh = 1.0 - n * n
-        if self.gru_z == "old":
-            np.subtract(hp, n, out=A[:, :, 0])
-            np.multiply(1.0 - z, dn_tanh, out=A[:, :, 1])
-            direct = z
-        else:
-            np.subtract(n, hp, out=A[:, :, 0])
-            np.multiply(z, dn_tanh, out=A[:, :, 1])
-            direct = 1.0 - z
-        A[:, :, 0] *= zz
-        Ar = hn * r * (1.0 - r)
-        w_hh = params["weight_hh"]
-        DX = np.empty((T, B, 3 * H), dtype=dtype)
-        DX4 = DX.reshape(T, B, 3, H)
-        DHH = np.empty((T, B, 3 * H), dtype=dtype)
-        DHH4 = DHH.reshape(T, B, 3, H)
-        DH = np.empty((T, B, H), dtype=dtype)
-        dh_next = self._incoming(dstate, 0, (B, H), dtype)
-        tmp = np.empty((B, H), dtype=dtype)
+        h_prev = h[:-1]
+        W_hh = params["weight_hh"]
+        W_hrz, W_hn = W_hh[:2 * H], W_hh[2 * H:]
+        old, before = self.gru_z == "old", self.gru_reset == "before"
+        # Factors that do not depend on the gradient, all steps at once:
+        dn_dh = 1.0 - z if old else z  # ∂h'/∂n
+        dz_dh = h_prev - n if old else n - h_prev  # ∂h'/∂z
+        direct = z if old else 1.0 - z  # ∂h'/∂h
+        dr_da, dz_da, dn_da = dsigmoid(r), dsigmoid(z), dtanh(n)
+        da = np.empty((T, B, 3 * H), dtype=r.dtype)  # input side [da_r, da_z, da_n]
+        da_r, da_z, da_n = da[..., :H], da[..., H:2 * H], da[..., 2 * H:]
+        da_h = np.empty_like(da)  # hidden side [da_r, da_z, dhn], dhn = dL/dhn
+        dhn = da_h[..., 2 * H:]
+        dh_all = np.empty_like(r)
+        dh_next = self._incoming(dstate, 0, h[0])
         for t in range(T - 1, -1, -1):
-            dh = DH[t]
-            if dout is None:
-                dh[...] = dh_next
+            dh = dh_next if dout is None else dh_next + dout[t]
+            da_n[t] = dh * dn_dh[t] * dn_da[t]
+            da_z[t] = dh * dz_dh[t] * dz_da[t]
+            if before:
+                du = da_n[t] @ W_hn
+                da_r[t] = du * h_prev[t] * dr_da[t]
+                dhn[t] = da_n[t]
+                dh_next = dh * direct[t] + da[t, :, :2 * H] @ W_hrz + du * r[t]
             else:
-                np.add(dh_next, dout[t], out=dh)
-            np.multiply(dh[:, None, :], A[t], out=DX4[t, :, 1:])  # daz, dan
-            np.multiply(DX4[t, :, 2], Ar[t], out=DX4[t, :, 0])  # dar
-            DHH4[t, :, :2] = DX4[t, :, :2]
-            np.multiply(DX4[t, :, 2], r[t], out=DHH4[t, :, 2])
-            np.dot(DHH[t], w_hh, out=dh_next)
-            np.multiply(dh, direct[t], out=tmp)
-            dh_next += tmp
-        dx, grads = self._affine_grads(params, x, hp, DX, DHH)
-        return LayerGrads(dx, grads, (dh_next,), DH)
+                da_r[t] = da_n[t] * hn[t] * dr_da[t]
+                dhn[t] = da_n[t] * r[t]
+                da_h[t, :, :2 * H] = da[t, :, :2 * H]
+                dh_next = dh * direct[t] + da_h[t] @ W_hh
+            dh_all[t] = dh
+        da_h[..., :2 * H] = da[..., :2 * H]
+        grads = {"weight_ih": rows_product(da, x), "bias_ih": da.sum(axis=(0, 1))}
+        grads["weight_hh"] = np.concatenate([rows_product(da[..., :2 * H], h_prev),
+                                             rows_product(dhn, u if before else h_prev)])
+        if self.bias == "double":
+            grads["bias_hh"] = da_h.sum(axis=(0, 1))
+        return LayerGrads(da @ params["weight_ih"], grads, (dh_next,), dh_all)
 
 
 # ---------------------------------------------------------------------------
@@ -548,17 +508,17 @@ class PhasedLSTMLayer(LSTMLayer):
 
     Parameters: the LSTM's (gate rows i, f, g, o) plus per-unit ``tau`` [H]
     (period), ``shift`` [H] and ``r_on`` [H] (open ratio). Forward needs
-    ``times`` [T, B]. With k_t from :func:`phase_gate` and the LSTM
-    candidates c~_t = i * g + f * c_{t-1}, h~_t = o * tanh(c~_t):
-        c_t = k_t * c~_t + (1 - k_t) * c_{t-1}
-        h_t = k_t * h~_t + (1 - k_t) * h_{t-1}
+    ``times`` [T, B]. With k_t from :func:`phase_gate` and the LSTM candidates
+        c̃_t = f ⊙ c_{t-1} + i ⊙ g        h̃_t = o ⊙ tanh(c̃_t)
+        c_t = k_t ⊙ c̃_t + (1 − k_t) ⊙ c_{t-1}
+        h_t = k_t ⊙ h̃_t + (1 − k_t) ⊙ h_{t-1}
     The leak alpha (1e-3) applies when ``train=True``, 0 otherwise.
-    Backward, with g_h = dL/dh_t and g_c = dL/dc_t:
-        dk      = g_c * (c~ - c_{t-1}) + g_h * (h~ - h_{t-1})
-        dh~     = g_h * k;   dc~ = g_c * k + dh~ * o * (1 - tanh^2 c~)
-        LSTM gate gradients from (dh~, dc~) as in :class:`LSTMLayer`
-        dL/dc_{t-1} = g_c * (1 - k) + dc~ * f
-        dL/dh_{t-1} = g_h * (1 - k) + da_t W_hh
+    Backward, with dh = dL/dh_t and dc = dL/dc_t:
+        dk  = dc ⊙ (c̃ − c_{t-1}) + dh ⊙ (h̃ − h_{t-1})
+        dh̃ = dh ⊙ k;   dc̃ = dc ⊙ k + dh̃ ⊙ o ⊙ (1 − tanh² c̃)
+        LSTM gate gradients from (dh̃, dc̃) as in :class:`LSTMLayer`
+        dL/dc_{t-1} = dc ⊙ (1 − k) + dc̃ ⊙ f
+        dL/dh_{t-1} = dh ⊙ (1 − k) + da_t W_hh
         and dk -> tau, shift, r_on through :func:`phase_gate_backward`.
     """
 
@@ -600,131 +560,63 @@ class PhasedLSTMLayer(LSTMLayer):
                           self.leak if train else 0.0)
         if gate.k.shape != (T, B, H):
             raise ValueError(f"times must have shape [T, B] = {(T, B)}, got {np.shape(times)}")
-        K = gate.k
-        G, w_hhT = self._lstm_gates_setup(params, x)
-        dtype = G.dtype
-        C = np.empty((T + 1, B, H), dtype=dtype)
-        hs = np.empty((T + 1, B, H), dtype=dtype)
-        CT = np.empty((T, B, H), dtype=dtype)  # c~
-        TC = np.empty((T, B, H), dtype=dtype)  # tanh(c~)
-        HT = np.empty((T, B, H), dtype=dtype)  # h~
-        C[0], hs[0] = c0, h0
-        rec = np.empty((B, 4 * H), dtype=dtype)
-        tmp = np.empty((B, H), dtype=dtype)
-        with np.errstate(over="ignore"):  # exp -> inf gives the right limit
-            self._phased_loop(G, w_hhT, K, C, hs, CT, TC, HT, rec, tmp)
-        cache = {"x": x, "gates": G, "c": C, "h": hs, "c_tilde": CT, "tanh_c": TC,
-                 "h_tilde": HT, "gate": gate}
-        return hs[1:], (hs[T].copy(), C[T].copy()), cache
-
-    def _phased_loop(self, G, w_hhT, K, C, hs, CT, TC, HT, rec, tmp):
-        H = self.hidden_size
-        T = G.shape[0]
-        for t in range(T):
-            gt = G[t]
-            np.dot(hs[t], w_hhT, out=rec)
-            gt += rec
-            self._gates_(gt, H)
-            ct = CT[t]
-            np.multiply(gt[:, :H], gt[:, 2 * H:3 * H], out=ct)
-            np.multiply(gt[:, H:2 * H], C[t], out=tmp)
-            ct += tmp
-            np.tanh(ct, out=TC[t])
-            np.multiply(gt[:, 3 * H:], TC[t], out=HT[t])
-            # c = k c~ + (1 - k) c_prev, written as c_prev + k (c~ - c_prev)
-            np.subtract(ct, C[t], out=tmp)
-            tmp *= K[t]
-            np.add(C[t], tmp, out=C[t + 1])
-            np.subtract(HT[t], hs[t], out=tmp)
-            tmp *= K[t]
-            np.add(hs[t], tmp, out=hs[t + 1])
+        k = gate.k
+        a_x = project(x, params["weight_ih"], self._summed_bias(params))
+        W_hhT = np.ascontiguousarray(params["weight_hh"].T)  # W_hhᵀ, contiguous: a faster product
+        i, f, g, o, c_tilde, tanh_c, h_tilde = (np.empty((T, B, H), dtype=a_x.dtype) for _ in range(7))
+        c = np.empty((T + 1, B, H), dtype=a_x.dtype)
+        h = np.empty((T + 1, B, H), dtype=a_x.dtype)
+        c[0], h[0] = c0, h0
+        with np.errstate(over="ignore"):  # σ: e^{−a} -> inf is the right limit
+            for t in range(T):
+                a = a_x[t] + h[t] @ W_hhT
+                lstm_step(a, c[t], i[t], f[t], g[t], o[t], c_tilde[t], tanh_c[t], h_tilde[t])
+                c[t + 1] = k[t] * c_tilde[t] + (1.0 - k[t]) * c[t]
+                h[t + 1] = k[t] * h_tilde[t] + (1.0 - k[t]) * h[t]
+        cache = {"x": x, "i": i, "f": f, "g": g, "o": o, "c": c, "h": h, "c_tilde": c_tilde,
+                 "tanh_c": tanh_c, "h_tilde": h_tilde, "gate": gate}
+        return h[1:], (h[T].copy(), c[T].copy()), cache
 
     def backward(self, params, cache, dout=None, dstate=None):
-        x, G, C, hs = cache["x"], cache["gates"], cache["c"], cache["h"]
-        CT, TC, HT, gate = cache["c_tilde"], cache["tanh_c"], cache["h_tilde"], cache["gate"]
+        x, i, f, g, o = cache["x"], cache["i"], cache["f"], cache["g"], cache["o"]
+        c, h, c_tilde, tanh_c, h_tilde = cache["c"], cache["h"], cache["c_tilde"], cache["tanh_c"], cache["h_tilde"]
+        gate = cache["gate"]
+        k = gate.k
         T, B, _ = x.shape
         H = self.hidden_size
-        dtype = G.dtype
-        K = gate.k
-        one_minus_k = 1.0 - K
-        G4 = G.reshape(T, B, 4, H)
-        R, P = self._gate_coefficients(G4, C[:-1], TC)
-        f = G4[:, :, 1]
-        w_hh = params["weight_hh"]
-        DA = np.empty((T, B, 4 * H), dtype=dtype)
-        DA4 = DA.reshape(T, B, 4, H)
-        DH = np.empty((T, B, H), dtype=dtype)
-        DC = np.empty((T + 1, B, H), dtype=dtype)  # DC[t+1] = dL/dc_t (state index)
-        DC[T] = self._incoming(dstate, 1, (B, H), dtype)
-        dh_next = self._incoming(dstate, 0, (B, H), dtype)
-        dht = np.empty((B, H), dtype=dtype)
-        dct = np.empty((B, H), dtype=dtype)
-        tmp = np.empty((B, H), dtype=dtype)
+        W_hh = params["weight_hh"]
+        d = lstm_derivatives(i, f, g, o, c[:-1], tanh_c)  # of the candidates c̃, h̃; all steps at once
+        da = np.empty((T, B, 4 * H), dtype=i.dtype)
+        dh_all = np.empty_like(i)
+        dc_all = np.empty_like(i)  # dc_all[t] = dL/dc_t
+        dh_next = self._incoming(dstate, 0, h[0])
+        dc_next = self._incoming(dstate, 1, c[0])
         for t in range(T - 1, -1, -1):
-            dh = DH[t]
-            if dout is None:
-                dh[...] = dh_next
-            else:
-                np.add(dh_next, dout[t], out=dh)
-            dc = DC[t + 1]
-            np.multiply(dh, K[t], out=dht)
-            np.multiply(dc, K[t], out=dct)
-            np.multiply(dht, P[t], out=tmp)
-            dct += tmp
-            np.multiply(dct[:, None, :], R[t, :, :3], out=DA4[t, :, :3])
-            np.multiply(dht, R[t, :, 3], out=DA4[t, :, 3])
-            np.multiply(dc, one_minus_k[t], out=DC[t])
-            np.multiply(dct, f[t], out=tmp)
-            DC[t] += tmp
-            np.dot(DA[t], w_hh, out=dh_next)
-            np.multiply(dh, one_minus_k[t], out=tmp)
-            dh_next += tmp
-        dx, grads = self._affine_grads(params, x, hs[:-1], DA, DA)
-        dk = DC[1:] * (CT - C[:-1])
-        dk += DH * (HT - hs[:-1])
+            dh = dh_next if dout is None else dh_next + dout[t]
+            dc = dc_next
+            dh_tilde = dh * k[t]
+            dc_tilde = dc * k[t] + dh_tilde * d.dh_dc[t]
+            lstm_gate_grads(dc_tilde, dh_tilde, d, t, da[t])
+            dc_next = dc * (1.0 - k[t]) + dc_tilde * f[t]
+            dh_next = dh * (1.0 - k[t]) + da[t] @ W_hh
+            dh_all[t], dc_all[t] = dh, dc
+        dx, grads = self._affine_grads(params, x, h[:-1], da)
+        dk = dc_all * (c_tilde - c[:-1]) + dh_all * (h_tilde - h[:-1])
         grads.update(phase_gate_backward(gate, dk, params["tau"], params["r_on"]))
-        return LayerGrads(dx, grads, (dh_next, DC[0].copy()), DH)
+        return LayerGrads(dx, grads, (dh_next, dc_next), dh_all)
 
 
-def make_cell(cell: str, input_size: int, hidden_size: int, *, bias: str = "double",
-              nonlinearity: str = "tanh", gru_z: str = "old", **kwargs) -> _Recurrent:
-    """Layer by name: "rnn" (uses ``nonlinearity``), "rnn_tanh", "rnn_relu",
-    "lstm", "gru", "phased_lstm" (hyphens accepted). Extra kwargs go to
-    :class:`PhasedLSTMLayer` (leak, r_on_init, tau_log_range)."""
-    key = cell.lower().replace("-", "_")
-    if key == "rnn":
-        key = f"rnn_{nonlinearity}"
-    if key in ("rnn_tanh", "rnn_relu"):
-        return RNNLayer(input_size, hidden_size, bias, nonlinearity=key[4:])
-    if key == "lstm":
-        return LSTMLayer(input_size, hidden_size, bias)
-    if key == "gru":
-        return GRULayer(input_size, hidden_size, bias, gru_z=gru_z)
-    if key in ("phased_lstm", "phasedlstm", "plstm"):
-        return PhasedLSTMLayer(input_size, hidden_size, bias, **kwargs)
-    raise ValueError(f"unknown cell {cell!r}; expected one of {CELL_NAMES} or 'rnn'")
-
-
-def forward_backward(cell: str | _Recurrent, params: dict, x, state=None, *, times=None,
-                     train: bool = True, dout=None, dstate=None, **cell_kwargs) -> dict:
+def forward_backward(layer: _Recurrent, params: dict, x, state=None, *, times=None,
+                     train: bool = True, dout=None, dstate=None) -> dict:
     """One call for cross-checking against another implementation (e.g. the
     PyTorch Phased LSTM): runs forward, then backward for the loss
 
         L = sum(out * dout) + sum_i sum(final_state[i] * dstate[i])
 
-    (``dout``/``dstate`` default to all ones / zeros). ``cell`` is a layer
-    or a name for :func:`make_cell`, whose sizes are then read off ``params``.
-    Returns ``{"out", "state", "grads", "dx", "dstate", "dh"}`` where
-    ``grads`` is keyed like ``params``.
+    (``dout``/``dstate`` default to all ones / zeros). Returns
+    ``{"out", "state", "grads", "dx", "dstate", "dh"}`` where ``grads`` is
+    keyed like ``params``.
     """
-    if isinstance(cell, str):
-        gh, hidden = params["weight_hh"].shape
-        layer = make_cell(cell, params["weight_ih"].shape[1], hidden,
-                          bias="double" if "bias_hh" in params else "single", **cell_kwargs)
-        if layer.gates * hidden != gh:
-            raise ValueError(f"{cell}: weight_hh rows {gh} != {layer.gates} * {hidden}")
-    else:
-        layer = cell
     out, final, cache = layer.forward(params, x, state, times=times, train=train)
     if dout is None:
         dout = np.ones_like(out)

@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cells import RNNLayer, make_cell, phase_gate
+from rnnlab import cell_registry
+
+from .cells import phase_gate
 from .model import NumpyLanguageModel
 
 TOLERANCE = 1e-6
@@ -46,7 +48,6 @@ REF_DTYPE = np.longdouble  # dtype of the forward passes behind the differences
 EXTENDED = np.finfo(REF_DTYPE).eps < np.finfo(np.float64).eps
 STEP = 1e-4 if EXTENDED else 1e-3
 KINK_MARGIN = 0.05
-CELLS = ("rnn_tanh", "rnn_relu", "lstm", "gru_old", "gru_new", "phased_lstm")
 
 
 def numerical_gradient(f, arr: np.ndarray, eps: float = STEP) -> np.ndarray:
@@ -85,7 +86,7 @@ def _row(cell, parameter, analytic, numeric):
 
 # --- kink avoidance ----------------------------------------------------------
 
-def _relu_preactivation_margin(layer: RNNLayer, params, x, state) -> float:
+def _relu_preactivation_margin(layer, params, x, state) -> float:
     _, _, cache = layer.forward(params, x, state)
     h_prev = cache["h"][:-1]
     pre = x @ params["weight_ih"].T + h_prev @ params["weight_hh"].T + params["bias_ih"]
@@ -130,20 +131,21 @@ def _phased_test_params(layer, rng):
 # --- single layers -------------------------------------------------------------
 
 def check_cell(cell: str, seed: int = 0, T: int = 4, B: int = 3, I: int = 5, H: int = 4,
-               bias: str = "double", label: str | None = None) -> list[dict]:
+               bias: str = "double", label: str | None = None, **options) -> list[dict]:
     """Gradcheck one layer: every parameter, the input and the initial state.
-    ``cell`` is one of CELLS ("gru_old"/"gru_new" select the z convention)."""
+    ``cell`` and ``options`` as in the cell table (rnnlab/cell_registry.py)."""
     rng = np.random.default_rng(seed)
     label = label or cell
-    name, gru_z = ("gru", cell[4:] or "old") if cell.startswith("gru") else (cell, "old")
-    layer = make_cell(name, I, H, bias=bias, gru_z=gru_z)
-    phased = name == "phased_lstm"
+    spec, chosen = cell_registry.resolve(cell, options)
+    layer = cell_registry.numpy_layer(cell, I, H, bias, **options)
+    phased = spec.needs_times
     params = _phased_test_params(layer, rng) if phased else layer.init_params(rng, np.float64)
-    n_state = 2 if layer.has_cell_state else 1
+    n_state = spec.n_states
+    relu = chosen.get("nonlinearity") == "relu"  # a kink at 0
     for _ in range(100):  # redraw until relu pre-activations are clear of 0
         x = rng.standard_normal((T, B, I))
         state = tuple(0.5 * rng.standard_normal((B, H)) for _ in range(n_state))
-        if name != "rnn_relu" or _relu_preactivation_margin(layer, params, x, state) > KINK_MARGIN:
+        if not relu or _relu_preactivation_margin(layer, params, x, state) > KINK_MARGIN:
             break
     else:
         raise RuntimeError("could not draw relu inputs away from the kink")
@@ -214,19 +216,21 @@ def check_language_model(cell: str = "lstm", tie_weights: bool = False, dropout:
 
 
 def run_gradcheck(seed: int = 0) -> list[dict]:
-    """All cells (RNN tanh/relu, LSTM, GRU old/new, Phased LSTM; double and,
-    for LSTM/GRU, single bias) and language models (untied, tied, with frozen
-    dropout masks, GRU and Phased LSTM stacks). Returns the rows."""
+    """Every variant of every cell in the cell table (RNN tanh/relu, LSTM, GRU
+    old/new z with the reset gate after or before, Phased LSTM), with double
+    and single bias, and language models (untied, tied, with frozen dropout
+    masks, GRU and Phased LSTM stacks). Returns the rows."""
     rows = []
-    for cell in CELLS:
-        rows += check_cell(cell, seed=seed)
-    rows += check_cell("lstm", seed=seed, bias="single", label="lstm-single_bias")
-    rows += check_cell("gru_new", seed=seed, bias="single", label="gru_new-single_bias")
+    for cell, label, options in cell_registry.variants():
+        rows += check_cell(cell.name, seed=seed, label=label, **options)
+        rows += check_cell(cell.name, seed=seed, bias="single", label=f"{label}-single_bias", **options)
     rows += check_language_model("lstm", seed=seed)
     rows += check_language_model("lstm", tie_weights=True, seed=seed)
     rows += check_language_model("lstm", dropout=0.3, seed=seed)
     rows += check_language_model("gru", tie_weights=True, dropout=0.3, seed=seed,
                                  gru_z="new", label="lm-gru_new-tied-dropout")
+    rows += check_language_model("gru", dropout=0.3, seed=seed, gru_reset="before",
+                                 label="lm-gru_reset_before-dropout")
     rows += check_language_model("phased_lstm", tie_weights=True, seed=seed,
                                  label="lm-phased_lstm-tied")
     return rows

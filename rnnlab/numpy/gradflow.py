@@ -14,14 +14,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .cells import make_cell
+from rnnlab.cell_registry import get, numpy_layer
 
 DEFAULT_CELLS = ("rnn_tanh", "lstm", "gru")
 
 
 def gradient_flow(cell: str | Sequence[str] = DEFAULT_CELLS, hidden: int = 64, T: int = 50,
                   seed: int = 0, input_size: int | None = None, batch: int = 16,
-                  gru_z: str = "old", dtype=np.float64) -> list[dict]:
+                  gru_z: str = "old", dtype=np.float64, **options) -> list[dict]:
     """Rows ``{"cell", "distance", "grad_norm"}`` for distance = T - t in
     0..T (t = T is the last output, t = 0 the initial state).
 
@@ -29,7 +29,8 @@ def gradient_flow(cell: str | Sequence[str] = DEFAULT_CELLS, hidden: int = 64, T
     sequences with N(0, 1) inputs. ``cell`` is one name or several
     ("rnn"/"rnn_tanh", "rnn_relu", "lstm", "gru", "phased_lstm" is not
     supported here because it needs timestamps). Every cell gets the same
-    seed, hence the same inputs and read-out vector.
+    seed, hence the same inputs and read-out vector. ``options`` are further
+    cell options (e.g. gru_reset), passed through the cell table.
     """
     cells = [cell] if isinstance(cell, str) else list(cell)
     input_size = hidden if input_size is None else input_size
@@ -39,9 +40,9 @@ def gradient_flow(cell: str | Sequence[str] = DEFAULT_CELLS, hidden: int = 64, T
         x = rng.standard_normal((T, batch, input_size)).astype(dtype)
         w = rng.standard_normal(hidden)
         w /= np.linalg.norm(w)
-        layer = make_cell(name, input_size, hidden, gru_z=gru_z)
-        if layer.name == "phased_lstm":
-            raise ValueError("gradient_flow does not support phased_lstm (needs timestamps)")
+        if get(name).needs_times:
+            raise ValueError(f"gradient_flow does not support {name} (needs timestamps)")
+        layer = numpy_layer(name, input_size, hidden, gru_z=gru_z, **options)
         params = layer.init_params(rng, dtype)
         out, _, cache = layer.forward(params, x)
         dout = np.zeros_like(out)
@@ -58,9 +59,14 @@ def gradient_flow(cell: str | Sequence[str] = DEFAULT_CELLS, hidden: int = 64, T
 
 
 def plot_gradient_flow(rows: list[dict], path, title: str | None = None):
-    """Write a PNG: one line per cell, grad_norm (log scale) against T - t.
-    Uses the Agg canvas directly, so it never touches pyplot's global state.
-    Returns ``path``."""
+    """Write a PNG of :func:`gradient_flow_figure`. Returns ``path``."""
+    gradient_flow_figure(rows, title).savefig(path)
+    return path
+
+
+def gradient_flow_figure(rows: list[dict], title: str | None = None):
+    """One line per cell, grad_norm (log scale) against T - t. Uses the Agg
+    canvas directly, so it never touches pyplot's global state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -80,5 +86,4 @@ def plot_gradient_flow(rows: list[dict], path, title: str | None = None):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return fig

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .cells import make_cell
+from rnnlab.cell_registry import numpy_layer, resolve
+
 from .layers import (apply_mask, dropout_mask, embedding_backward, embedding_forward,
                      linear_backward, linear_forward, softmax_cross_entropy)
 
@@ -43,12 +44,13 @@ class NumpyLanguageModel:
             like ``nn.Linear``). A number u > 0 -> every tensor U(-u, u)
             (Zaremba style; same meaning as ``ModelConfig.init``); Phased LSTM
             timing parameters always use their own init.
-        gru_z: "old" (PyTorch/Cho) or "new" (Chung) GRU update convention.
         bias: "double" (bias_ih and bias_hh, like PyTorch) or "single".
         dtype: "float32" or "float64"; all parameters and math use it.
         seed: seeds the initialisation; dropout uses a separate stream
             (``self.rng``) unless ``rng`` is passed to :meth:`forward_loss`.
-        **cell_kwargs: passed to the Phased LSTM layer (leak, r_on_init).
+        **cell_options: the cell's options by the cell table (rnnlab/cell_registry.py):
+            nonlinearity (rnn), gru_z and gru_reset (gru), leak and r_on_init (Phased LSTM);
+            options of other cells are ignored.
 
     State is a list with one tuple per layer: ``(h, c)`` for LSTM/Phased
     LSTM, ``(h,)`` for GRU/RNN, each [B, H]. ``forward_loss`` and ``logits``
@@ -60,8 +62,7 @@ class NumpyLanguageModel:
 
     def __init__(self, vocab_size: int, embed: int = 200, hidden: int = 200, layers: int = 2,
                  cell: str = "lstm", dropout: float = 0.0, tie_weights: bool = False,
-                 init="default", gru_z: str = "old", bias: str = "double",
-                 nonlinearity: str = "tanh", dtype="float32", seed: int = 0, **cell_kwargs):
+                 init="default", bias: str = "double", dtype="float32", seed: int = 0, **cell_options):
         embed = embed or hidden
         if tie_weights and embed != hidden:
             raise ValueError(f"tie_weights needs embed == hidden, got {embed} != {hidden}")
@@ -73,10 +74,9 @@ class NumpyLanguageModel:
         self.dropout = float(dropout)
         self.tie_weights = bool(tie_weights)
         self.dtype = np.dtype(dtype)
-        self.cells = [make_cell(cell, embed if l == 0 else hidden, hidden, bias=bias,
-                                nonlinearity=nonlinearity, gru_z=gru_z, **cell_kwargs)
+        self.cells = [numpy_layer(cell, embed if l == 0 else hidden, hidden, bias, **cell_options)
                       for l in range(self.num_layers)]
-        self.needs_times = hasattr(self.cells[0], "leak")  # Phased LSTM
+        self.needs_times = resolve(cell)[0].needs_times  # Phased LSTM
         init_rng = np.random.default_rng(seed)
         self.rng = np.random.default_rng([seed, 1])  # dropout stream
         self.params: dict[str, np.ndarray] = self._init_params(init, init_rng)

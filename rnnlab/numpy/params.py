@@ -1,22 +1,19 @@
 """Closed-form parameter counts of stacked recurrent layers.
 
 A layer with G gate blocks, input size m and hidden size n has
-W_ih (G·n × m), W_hh (G·n × n) and one (G·n) bias per bias vector:
+W_ih (G·n × m), W_hh (G·n × n) and one (G·n) bias per bias vector, plus u
+per-unit vectors of n (the Phased LSTM's tau, shift and r_on: u = 3):
 
-    single bias:  G(mn + n² + n)          double bias:  G(mn + n² + 2n)
+    single bias:  G(mn + n² + n) + u·n          double bias:  G(mn + n² + 2n) + u·n
 
-G = 1 (RNN), 3 (GRU), 4 (LSTM, Phased LSTM; the latter adds tau, shift and
-r_on, 3n). Layers after the first have m = n. PyTorch's nn.RNN/GRU/LSTM use
-two bias vectors, i.e. the "double" count.
+G and u come from the cell table (rnnlab/cell_registry.py): G = 1 (RNN),
+3 (GRU), 4 (LSTM, Phased LSTM). Layers after the first have m = n.
+PyTorch's nn.RNN/GRU/LSTM use two bias vectors, i.e. the "double" count.
 """
 
 from __future__ import annotations
 
-GATES = {"rnn": 1, "rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4, "phased_lstm": 4}
-
-
-def _layer_count(g: int, m: int, n: int, nbias: int, extra: int) -> int:
-    return g * (m * n + n * n + nbias * n) + extra * n
+from rnnlab.cell_registry import get
 
 
 def count_params(cell: str, input: int, hidden: int, layers: int = 1,
@@ -26,20 +23,16 @@ def count_params(cell: str, input: int, hidden: int, layers: int = 1,
     >>> count_params("lstm", 200, 200)
     (320800, '4(mn + n² + n) with m=200, n=200 = 320,800')
     """
-    key = cell.lower().replace("-", "_")
-    if key not in GATES:
-        raise ValueError(f"unknown cell {cell!r}; expected one of {sorted(GATES)}")
+    spec = get(cell)
     if bias not in ("single", "double"):
         raise ValueError(f"bias must be 'single' or 'double', got {bias!r}")
     if layers < 1:
         raise ValueError("layers must be >= 1")
-    g, m, n, L = GATES[key], int(input), int(hidden), int(layers)
-    nbias = 1 if bias == "single" else 2
-    extra = 3 if key == "phased_lstm" else 0
-    count = _layer_count(g, m, n, nbias, extra) + (L - 1) * _layer_count(g, n, n, nbias, extra)
+    g, u, m, n, L = len(spec.gates), len(spec.unit_params), int(input), int(hidden), int(layers)
+    count = spec.count_params(m, n, bias) + (L - 1) * spec.count_params(n, n, bias)
 
-    bias_term = "n" if nbias == 1 else "2n"
-    tail = " + 3n" if extra else ""
+    bias_term = "n" if bias == "single" else "2n"
+    tail = f" + {u}n" if u else ""
 
     def term(first: str) -> str:
         inner = f"{first} + n² + {bias_term}"

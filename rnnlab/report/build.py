@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from rnnlab import cell_registry
 from rnnlab.errors import UserError
 from rnnlab.report import plots
 from rnnlab.report.collect import Experiment, Run, find_experiments, read_csv
@@ -167,7 +168,7 @@ def model_views(run: Run, names, group: str, samples: bool, prompt: str, sample_
     images, tables = [], []
     if loaded[1].level == "word":
         images, tables = embedding_views(run.label, loaded, names, group)
-    if loaded[2].model.cell == "phased_lstm":
+    if cell_registry.get(loaded[2].model.cell).needs_times:  # a time gate to draw
         try:
             images += kgate_views(run.label, loaded, names, group)
         except UserError:  # learned parameters outside the plot's range

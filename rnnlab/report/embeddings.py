@@ -89,8 +89,21 @@ def project_2d(vectors: np.ndarray, method: str = "pca", seed: int = 0) -> np.nd
 
 def plot_embeddings(embedding: np.ndarray, tokens: list[str], top: int = 500, method: str = "pca",
                     path: str | Path = "embeddings.png", title: str | None = None) -> Path:
-    """Write a 2-D map of the `top` most frequent words' embeddings, each
-    point labelled with its word. Returns the path of the PNG."""
+    """Write the PNG of `embeddings_figure`. Returns its path."""
+    fig = embeddings_figure(embedding, tokens, top, method, title)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+    return path
+
+
+def embeddings_figure(embedding: np.ndarray, tokens: list[str], top: int = 500, method: str = "pca",
+                      title: str | None = None):
+    """A 2-D map of the `top` most frequent words' embeddings, each point
+    labelled with its word (a Figure on the Agg canvas, no pyplot state)."""
     emb = _check(embedding, tokens)
     if top < 2:
         raise UserError(f"--top must be at least 2, got {top}")
@@ -98,13 +111,13 @@ def plot_embeddings(embedding: np.ndarray, tokens: list[str], top: int = 500, me
     if len(ids) < 2:
         raise UserError("the vocabulary has fewer than two ordinary words to plot")
     xy = project_2d(emb[ids], method)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     size = 8 if len(ids) <= 200 else 14
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
     ax.scatter(xy[:, 0], xy[:, 1], s=4, alpha=0.4)
     fontsize = 8 if len(ids) <= 200 else 6
     for (px, py), i in zip(xy, ids):
@@ -113,15 +126,7 @@ def plot_embeddings(embedding: np.ndarray, tokens: list[str], top: int = 500, me
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fig.savefig(path, dpi=110)
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        plt.close(fig)
-    return path
+    return fig
 
 
 def load_embedding(path: str | Path, name: str = "embedding.weight") -> np.ndarray:

@@ -24,19 +24,29 @@ def gate_curve(tau: float, r_on: float, shift: float, alpha: float = 0.0, period
 
 
 def plot_kgate(tau: float, r_on: float, shift: float, out: Path, alpha: float = 0.0, periods: float = 3.0) -> Path:
+    """Write the PNG of `kgate_figure`; returns its path."""
+    fig = kgate_figure(tau, r_on, shift, alpha, periods)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    return out
+
+
+def kgate_figure(tau: float, r_on: float, shift: float, alpha: float = 0.0, periods: float = 3.0):
+    """k(t) with its open phases shaded, the shift and one period marked (a
+    Figure on the Agg canvas: pyplot's global state is never touched)."""
     if tau <= 0:
         raise UserError(f"--tau must be positive, got {tau}")
     if not 0 < r_on <= 1:
         raise UserError(f"--r-on must be in (0, 1], got {r_on}")
     if alpha < 0 or periods <= 0:
         raise UserError("--alpha must be >= 0 and --periods positive")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     t, k = gate_curve(tau, r_on, shift, alpha, periods)
-    fig, ax = plt.subplots(figsize=(7, 3))
+    fig = Figure(figsize=(7, 3))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
     ax.plot(t, k, color="C0", lw=1.5, label="k(t)")
     # Cycle starts s + nτ (n may be negative when s > 0 lies past t = 0).
     n0 = int(torch.floor(torch.tensor(-shift / tau)).item())
@@ -55,7 +65,4 @@ def plot_kgate(tau: float, r_on: float, shift: float, out: Path, alpha: float = 
            title=f"Phased LSTM time gate (τ = {tau:g}, r_on = {r_on:g}, s = {shift:g}, α = {alpha:g})")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return fig
