@@ -17,7 +17,6 @@ The model is loaded on first use and kept.
 from __future__ import annotations
 
 import json
-import types
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,7 +133,7 @@ def train(preset: str | None = None, overrides: Mapping[str, Any] | None = None,
         apply(cfg, key, value)
     validate(cfg)
     if run_dir is None:
-        from rnnlab.cli import default_run_dir
+        from rnnlab.runs import default_run_dir
 
         run_dir = default_run_dir(cfg.name)
     train_config(cfg, Path(run_dir), progress=progress, overwrite=overwrite)
@@ -144,17 +143,3 @@ def train(preset: str | None = None, overrides: Mapping[str, Any] | None = None,
 def load(run_dir: str | Path, checkpoint: str = "best") -> Run:
     """An existing run directory ('best' checkpoint, or 'last' when there is no best yet)."""
     return Run(run_dir, checkpoint)
-
-
-class CallableTrainModule(types.ModuleType):
-    """The class of the module rnnlab.train once it is imported.
-
-    Importing the submodule rnnlab/train.py rebinds the package attribute
-    `rnnlab.train` from this API function to the module (Python always sets a
-    loaded submodule on its package). Calling the module therefore calls the
-    API, so `rnnlab.train(preset=...)` works whatever was imported first,
-    while `rnnlab.train.Trainer` & co. stay reachable.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Run:
-        return train(*args, **kwargs)

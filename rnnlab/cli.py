@@ -222,6 +222,7 @@ def _add_experiment_parsers(sub) -> None:
 def cmd_train(args) -> int:
     from rnnlab import distributed
     from rnnlab.config import load_config
+    from rnnlab.runs import default_run_dir
     from rnnlab.train import resume, train
 
     overrides = list(args.overrides)
@@ -258,12 +259,6 @@ def cmd_train(args) -> int:
                   f"accuracy {m['accuracy']:.4f}  ({m['tokens']} tokens)")
     print(f"{summary['steps']} steps in {summary['wall_seconds']:.0f} s ({summary['tokens_per_s']:.0f} tokens/s); run: {run_dir}")
     return 0
-
-
-def default_run_dir(name: str) -> Path:
-    import time
-
-    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def cmd_eval(args) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import tomllib
 from pathlib import Path
 
@@ -157,3 +158,8 @@ def load_run(run_dir: Path, tag: str = "best", device="cpu", impl: str | None = 
     model = build_model(cfg.model, len(vocab))
     load_model_tensors(model, tensors, str(run_dir))
     return model.to(device).eval(), vocab, cfg, meta
+
+
+def default_run_dir(name: str) -> Path:
+    """Where a run goes when no --run-dir is given: runs/NAME-TIMESTAMP."""
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -377,9 +377,3 @@ def resume(run_dir: Path, overrides=(), progress: bool = True) -> dict:
 
 def read_metrics(run_dir: Path) -> list[dict]:
     return read_jsonl(Path(run_dir) / "metrics.jsonl")
-
-
-# `rnnlab.train(...)` is the Python API; see rnnlab.api.CallableTrainModule.
-from rnnlab.api import CallableTrainModule  # noqa: E402
-
-sys.modules[__name__].__class__ = CallableTrainModule

@@ -9,6 +9,8 @@ equations, read from the docstring of the explicit PyTorch cell
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,13 +80,26 @@ def gru_graph(gru_z: str = "old") -> Graph:
     return n, e
 
 
-def equations(cell: str) -> list[str]:
+def equations(cell: str, **options: str) -> list[str]:
     """The equation lines of the explicit cell's docstring: the lines indented
-    past the prose (a top-level class's docstring prose sits at 4 spaces)."""
-    from rnnlab.models.cells import CELL_TYPES
+    past the prose (a top-level class's docstring prose sits at 4 spaces). A
+    line written for one option setting (`gru_z="old" (...):  h_t = ...`) is
+    kept, without its label, only when `options` (the cell's defaults filled
+    in) has that setting."""
+    from rnnlab import cell_registry
 
-    doc = CELL_TYPES[cell].__doc__ or ""
-    return [ln.strip() for ln in doc.splitlines() if "=" in ln and len(ln) - len(ln.lstrip()) > 4]
+    entry, chosen = cell_registry.resolve(cell, options)
+    doc = entry.torch_class().__doc__ or ""
+    lines = []
+    for ln in doc.splitlines():
+        if "=" not in ln or len(ln) - len(ln.lstrip()) <= 4:
+            continue
+        label = re.match(r'\s*(\w+)="(\w+)"[^:]*:\s*(.*)$', ln)
+        if label is None:
+            lines.append(ln.strip())
+        elif chosen.get(label[1]) == label[2]:
+            lines.append(label[3].strip())
+    return lines
 
 
 def _radius(node: Node) -> float:
@@ -109,7 +124,7 @@ def plot_cell(cell: str, out: Path, gru_z: str = "old") -> Path:
     from matplotlib.patches import Circle, FancyBboxPatch
 
     nodes, edges = lstm_graph() if cell == "lstm" else gru_graph(gru_z)
-    lines = equations(cell)
+    lines = equations(cell, **({"gru_z": gru_z} if cell == "gru" else {}))
     fig, ax = plt.subplots(figsize=(10, 5.2 + 0.28 * len(lines)))
     sizes = {"layer": (1.3, 0.75), "io": (0.8, 0.5)}
 
