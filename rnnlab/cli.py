@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--length", type=int, nargs="+", default=None, help="tokens to generate (one or more lengths)")
     p.add_argument("--num", type=int, default=1, help="samples per setting")
+    p.add_argument("--stop", default="", metavar="TEXT",
+                   help='end each sample where TEXT appears (not printed); "\\n" is a newline: one line per sample')
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--json", action="store_true")
@@ -283,11 +285,12 @@ def cmd_eval(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from rnnlab.generate import generate
+    from rnnlab.generate import generate, unescape, with_prompt
     from rnnlab.runs import load_run
     from rnnlab.train import resolve_device
 
     device = resolve_device(args.device)
+    stop = unescape(args.stop)
     model, vocab, cfg, _ = load_run(Path(args.run_dir), args.checkpoint, device, backend=args.backend)
     g = cfg.generate
     temperatures = args.temperature if args.temperature is not None else [g.temperature]
@@ -299,7 +302,8 @@ def cmd_generate(args) -> int:
     rows = []
     for length in lengths:
         for temperature in temperatures:
-            texts = generate(model, vocab, args.prompt, length, temperature, top_k, top_p, args.num, args.seed, device)
+            texts = generate(model, vocab, args.prompt, length, temperature, top_k, top_p, args.num, args.seed, device,
+                             stop=stop)
             rows.append({"temperature": temperature, "length": length, "prompt": args.prompt, "samples": texts})
     if args.json:
         print(json.dumps(rows))
@@ -307,7 +311,7 @@ def cmd_generate(args) -> int:
     for row in rows:
         for text in row["samples"]:
             print(f"── temperature {row['temperature']}, {row['length']} tokens ──")
-            print(args.prompt + text)
+            print(with_prompt(vocab, args.prompt, text))
     return 0
 
 
