@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -32,6 +33,7 @@ from rnnlab.config import load_config  # noqa: E402
 from rnnlab.data.corpus import load_corpus  # noqa: E402
 from rnnlab.generate import choose, never_sample, prompt_ids, sample_tokens, uniforms  # noqa: E402
 from rnnlab.models import build_model  # noqa: E402
+from rnnlab.models.softmax import fit_output  # noqa: E402
 
 PROMPTS = {"char": "The king said to his daughter", "word": "the king said"}
 
@@ -65,7 +67,9 @@ def naive_fused(model, vocab, prompt: str, length: int, seed: int) -> list[int]:
 
 def measure(name: str, preset: str, overrides: list[str], length: int, repeats: int) -> dict:
     cfg = load_config(preset, None, overrides)
-    vocab = load_corpus(cfg.data).vocab
+    corpus = load_corpus(cfg.data)
+    vocab = corpus.vocab
+    fit_output(cfg.model, np.bincount(corpus.train, minlength=len(vocab)))  # cutoffs="auto", as training resolves it
     torch.manual_seed(0)
     model = build_model(cfg.model, len(vocab)).eval()
     prompt = PROMPTS[vocab.level]

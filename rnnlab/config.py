@@ -44,7 +44,9 @@ class ModelConfig:
     # (rnnlab/models/softmax.py): an exact distribution that trains ~4x faster on 17k words;
     # the frequency-sorted vocabulary is cut at `cutoffs`, cluster k projects to hidden / div_value^k.
     softmax: str = "full"  # full | adaptive
-    cutoffs: str = "2000,10000"  # adaptive: comma-separated, increasing, below the vocabulary size
+    # adaptive: comma-separated, increasing, below the vocabulary size; "auto": chosen from the training
+    # vocabulary's frequencies when training starts (full softmax for a small vocabulary; models/softmax.py)
+    cutoffs: str = "auto"
     div_value: float = 4.0  # adaptive: how much smaller each tail cluster's projection is
 
 
@@ -289,7 +291,8 @@ def validate(cfg: Config) -> None:
         _check(m.embed in (0, m.hidden), "model.tie_weights needs model.embed equal to model.hidden (or 0)")
     _choice("model.softmax", m.softmax, ("full", "adaptive"))
     if m.softmax == "adaptive":
-        parse_cutoffs(m.cutoffs)
+        if m.cutoffs != "auto":
+            parse_cutoffs(m.cutoffs)
         _check(m.div_value >= 1.0, f"model.div_value must be >= 1, got {m.div_value}")
         _check(not m.tie_weights, "model.softmax=adaptive cannot tie weights (set model.tie_weights=false)")
         _check(m.backend == "torch", "model.softmax=adaptive needs model.backend=torch")

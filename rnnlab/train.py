@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -33,6 +34,7 @@ from rnnlab.evaluate import metrics_from_totals
 from rnnlab.generate import generate, teacher_forced
 from rnnlab.models import build_model
 from rnnlab.models.lm import positions
+from rnnlab.models.softmax import fit_output
 from rnnlab.optim import Schedule, build_optimizer, load_optimizer, optimizer_tensors, set_lr
 from rnnlab.runs import (append_jsonl, load_model_tensors, log_sizes, model_tensors, prepare, read_config,
                          read_jsonl, truncate_logs)
@@ -85,6 +87,7 @@ class Trainer:
                                              cfg.data.max_vocab).itos != vocab.itos:
             raise UserError(f"the vocabulary stored in {run_dir} does not match the data at '{cfg.data.path or 'bundled:grimm'}'")
         self.vocab = self.corpus.vocab
+        fit_output(cfg.model, np.bincount(self.corpus.train, minlength=len(self.vocab)))  # cutoffs="auto"
         self.model = build_model(cfg.model, len(self.vocab)).to(self.device, getattr(torch, t.dtype))
         self.names = [n for n, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
