@@ -145,3 +145,19 @@ def test_experiment_flag_errors(tmp_path, capsys):
     assert main(["experiment", "varlen", "--quick", "--epochs", "0", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--cells" in err and "--epochs must be positive" in err
+
+
+@pytest.mark.parametrize("name", sorted(__import__("rnnlab.experiments", fromlist=["EXPERIMENTS"]).EXPERIMENTS))
+def test_every_registered_experiment_has_a_command(name, capsys):
+    """The CLI is built from the registry: each entry's module gives the help line, the flags and run(args)."""
+    from rnnlab.experiments import experiment
+
+    module = experiment(name)
+    assert callable(module.add_arguments) and callable(module.run) and module.HELP
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment", name, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: rnnlab experiment {name}" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["experiment", "--help"])
+    assert module.HELP.split()[0] in capsys.readouterr().out

@@ -19,7 +19,10 @@ import numpy as np
 import torch
 
 from rnnlab.data.tasks import FrequencySpec, frequency
-from rnnlab.experiments import Budget, SequenceClassifier, accuracy, fit, run_jobs, write_results
+from rnnlab.experiments import (Budget, SequenceClassifier, accuracy, add_task_arguments, command_line, fit, out_dir,
+                                parse_cells, positive, print_results, run_jobs, task_config, workers, write_results)
+
+HELP = "LSTM vs Phased LSTM on regularly / irregularly sampled sine waves"
 
 COLUMNS = ["cell", "sampling", "accuracy", "std", "seeds", "steps", "seconds"]
 SAMPLINGS = ("regular", "irregular")
@@ -75,8 +78,24 @@ def train_one(cell: str, sampling: str, seed: int, cfg: FrequencyConfig, on_step
     return result
 
 
-def run(cfg: FrequencyConfig, out: Path, command: str, progress: bool = True,
-        workers: int = 1) -> tuple[list[dict], dict]:
+def add_arguments(p) -> None:
+    add_task_arguments(p, "frequency")
+    p.add_argument("--cells", help="comma list of cells (default lstm,phased_lstm)")
+    p.add_argument("--max-steps", type=int, help="step budget, the same for every cell")
+
+
+def run(args) -> int:
+    cfg = task_config(args, FrequencyConfig)
+    if args.cells:
+        cfg.cells = parse_cells(args.cells, ("lstm", "gru", "rnn", "phased_lstm"))
+    if args.max_steps is not None:
+        cfg.budget.max_steps = positive("--max-steps", args.max_steps)
+    rows, paths = measure(cfg, out_dir(args), command_line(args), not args.no_progress, workers(args))
+    return print_results(rows, paths, COLUMNS)
+
+
+def measure(cfg: FrequencyConfig, out: Path, command: str, progress: bool = True,
+            workers: int = 1) -> tuple[list[dict], dict]:
     jobs = [(c, s, seed) for s in cfg.samplings for c in cfg.cells for seed in range(cfg.seeds)]
     results: dict[tuple, list[dict]] = {}
     start = time.perf_counter()

@@ -27,7 +27,7 @@ from pathlib import Path
 from rnnlab.config import DataConfig
 from rnnlab.data.corpus import Corpus, load_corpus
 from rnnlab.errors import UserError
-from rnnlab.experiments import markdown_table, write_results
+from rnnlab.experiments import command_line, markdown_table, write_results
 from rnnlab.ngram.kneser_ney import KneserNey
 from rnnlab.ngram.neural import NgramConfig
 from rnnlab.ngram.neural import train as train_neural
@@ -215,6 +215,14 @@ def parse_overrides(items: list[str]) -> dict:
         except ValueError:
             raise UserError(f"--set {key} expects {type(default).__name__}, got '{value}'") from None
     return out
+
+
+HELP = "Bengio et al.'s neural n-gram model (linear vs tanh, sizes) against a Kneser-Ney trigram"
+
+
+def run(args) -> int:
+    main_from_args(args, command_line(args))
+    return 0
 
 
 def main_from_args(args, command: str = "") -> list[dict]:

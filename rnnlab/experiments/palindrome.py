@@ -19,7 +19,10 @@ import torch
 
 from rnnlab.data.tasks import DIGITS, palindromes
 from rnnlab.errors import UserError
-from rnnlab.experiments import Budget, SequenceClassifier, accuracy, fit, run_jobs, write_results
+from rnnlab.experiments import (Budget, SequenceClassifier, accuracy, add_task_arguments, command_line, fit, out_dir,
+                                parse_cells, positive, print_results, run_jobs, task_config, workers, write_results)
+
+HELP = "accuracy vs length on the palindrome task, per cell"
 
 COLUMNS = ["cell", "length", "accuracy", "std", "min", "max", "seeds", "reached", "steps", "seconds"]
 
@@ -171,8 +174,29 @@ def train_one_numpy(cell: str, length: int, seed: int, cfg: PalindromeConfig, on
             "accuracy": correct / sum(len(y) for _, y in test)}
 
 
-def run(cfg: PalindromeConfig, out: Path, command: str, progress: bool = True,
-        workers: int = 1) -> tuple[list[dict], dict]:
+def add_arguments(p) -> None:
+    add_task_arguments(p, "palindrome")
+    p.add_argument("--cells", help="comma list of cells (default rnn,lstm,gru)")
+    p.add_argument("--lengths", help="start:stop:step (stop included) or a comma list (default 5:40:5)")
+    p.add_argument("--backend", choices=["torch", "numpy"], default="torch")
+    p.add_argument("--max-steps", type=int, help="step budget per training run")
+
+
+def run(args) -> int:
+    cfg = task_config(args, PalindromeConfig)
+    if args.cells:
+        cfg.cells = parse_cells(args.cells, ("rnn", "lstm", "gru"))
+    if args.lengths:
+        cfg.lengths = parse_lengths(args.lengths)
+    cfg.backend = args.backend
+    if args.max_steps is not None:
+        cfg.budget.max_steps = positive("--max-steps", args.max_steps)
+    rows, paths = measure(cfg, out_dir(args), command_line(args), not args.no_progress, workers(args))
+    return print_results(rows, paths, COLUMNS)
+
+
+def measure(cfg: PalindromeConfig, out: Path, command: str, progress: bool = True,
+            workers: int = 1) -> tuple[list[dict], dict]:
     jobs = [(c, T, s) for c in cfg.cells for T in cfg.lengths for s in range(cfg.seeds)]
     results: dict[tuple, list[dict]] = {}
     start = time.perf_counter()
