@@ -26,6 +26,12 @@ CELLS = ("rnn", "lstm", "gru", "phased_lstm")
 
 @dataclass
 class ModelConfig:
+    # rnn: embedding → recurrent layers → softmax; nplm: Bengio et al.'s (2003) neural n-gram model,
+    # the previous `context` words' embeddings → one hidden layer → softmax (rnnlab/models/nplm.py)
+    arch: str = "rnn"  # rnn | nplm
+    context: int = 3  # nplm: words of context (a 4-gram)
+    activation: str = "tanh"  # nplm: the hidden layer's, tanh | linear
+    direct: bool = False  # nplm: direct connections from the embeddings to the output (Bengio's W x)
     cell: str = "lstm"  # rnn | lstm | gru | phased_lstm
     hidden: int = 128  # units per recurrent layer
     layers: int = 2  # stacked recurrent layers
@@ -276,6 +282,13 @@ def validate(cfg: Config) -> None:
         for f in dataclasses.fields(cls):
             value = getattr(getattr(cfg, section), f.name)
             _check(not isinstance(value, float) or math.isfinite(value), f"{section}.{f.name} must be a finite number, got {value}")
+    _choice("model.arch", m.arch, ("rnn", "nplm"))
+    _choice("model.activation", m.activation, ("tanh", "linear"))
+    _check(m.context >= 1, f"model.context must be >= 1, got {m.context}")
+    if m.arch == "nplm":
+        _check(not m.tie_weights, "model.arch=nplm does not tie weights (set model.tie_weights=false)")
+        _check(not m.direct or m.softmax == "full", "model.direct needs model.softmax=full")
+        _check(m.backend == "torch" or m.dropout == 0, "model.arch=nplm with model.backend=numpy has no dropout")
     _choice("model.cell", m.cell, CELLS)
     _choice("model.nonlinearity", m.nonlinearity, ("tanh", "relu"))
     _choice("model.gru_z", m.gru_z, ("old", "new"))

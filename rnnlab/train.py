@@ -380,7 +380,8 @@ class Trainer:
         self.echo(f"step {self.progress.step} (epoch {self.progress.epoch}): valid loss {v['loss']:.4f}, {score}, accuracy {v['accuracy']:.3f}")
 
     def _summary(self, results: dict, tokens_per_step: int) -> dict:
-        return {"name": self.cfg.name, "level": self.vocab.level, "cell": self.cfg.model.cell,
+        return {"name": self.cfg.name, "level": self.vocab.level, "arch": self.cfg.model.arch,
+                "cell": self.cfg.model.cell if self.cfg.model.arch == "rnn" else None,
                 "hidden": self.cfg.model.hidden, "layers": self.cfg.model.layers,
                 "parameters": self.model.num_parameters(), "vocab_size": len(self.vocab), "steps": self.progress.step,
                 "epochs": self.progress.epoch + self.progress.index / self.batcher.steps_per_epoch, "wall_seconds": self.progress.elapsed,

@@ -108,7 +108,12 @@ def positions(start: int, x: torch.Tensor) -> torch.Tensor:
     return (start + torch.arange(T, dtype=torch.float32, device=x.device))[:, None].expand(T, B)
 
 
-def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
+def build_model(cfg: ModelConfig, vocab_size: int) -> nn.Module:
+    """The model of `cfg.arch` (rnn: LanguageModel; nplm: the neural n-gram model) in `cfg.backend`."""
+    if cfg.arch == "nplm":
+        from rnnlab.models.nplm import NeuralNgramModel, NumpyBackedNgramModel
+
+        return (NumpyBackedNgramModel if cfg.backend == "numpy" else NeuralNgramModel)(vocab_size, cfg)
     if cfg.backend == "numpy":  # same parameters, NumPy's hand-written forward and backward
         from rnnlab.models.numpy_backend import NumpyBackedLanguageModel
 

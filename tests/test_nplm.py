@@ -1,0 +1,147 @@
+"""The neural n-gram model (Bengio et al. 2003) as a first-class model: a run
+like any other (`--preset nplm`), in either backend."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from rnnlab.cli import main
+from rnnlab.config import ModelConfig, load_config
+from rnnlab.errors import UserError
+from rnnlab.models import build_model
+from rnnlab.models.nplm import NeuralNgramModel
+from rnnlab.train import train
+
+NOUNS = "king queen prince princess man woman boy girl fox wolf".split()
+VERBS = "went came ran sat looked walked slept".split()
+PLACES = "forest castle river garden house well".split()
+WORDS = ["a", "the", "to"] + NOUNS + VERBS + PLACES
+SMALL = ["model.embed=8", "model.hidden=16", "train.batch_size=16", "train.max_steps=120", "train.eval_every=60",
+         "train.samples=0", "train.eval_batch_size=8", "train.eval_seq_len=64", "train.lr=1e-2", "train.threads=1"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """'the NOUN VERB to the PLACE' sentences: the word after 'to' is always 'the' (a 4-gram sees it)."""
+    rng = random.Random(0)
+    root = tmp_path_factory.mktemp("nplm-words")
+    for split, lines in (("train", 400), ("valid", 60), ("test", 60)):
+        text = "\n".join(f"the {rng.choice(NOUNS)} {rng.choice(VERBS)} to the {rng.choice(PLACES)}" for _ in range(lines))
+        (root / f"{split}.txt").write_text(text + "\n", encoding="utf-8")
+    return root
+
+
+def _config(corpus, *extra):
+    return load_config("nplm", None, [f"data.path={corpus}", *SMALL, *extra])
+
+
+@pytest.fixture(scope="module")
+def run(corpus, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("nplm-run") / "run"
+    train(_config(corpus), run_dir, progress=False)
+    return run_dir
+
+
+def test_presets_are_the_course_setting():
+    for name, activation in (("nplm", "linear"), ("nplm-tanh", "tanh")):
+        m = load_config(name, None, []).model
+        assert (m.arch, m.context, m.embed, m.hidden, m.activation, m.direct) == ("nplm", 3, 16, 128, activation, False)
+
+
+def test_each_prediction_sees_exactly_the_context_words_before_it():
+    """Logits at t are the MLP of (x_{t-2}, x_{t-1}, x_t); across segments the carried
+    state supplies the words, so segment by segment equals the whole stream at once."""
+    torch.manual_seed(0)
+    model = NeuralNgramModel(30, ModelConfig(arch="nplm", embed=4, hidden=8, activation="tanh", direct=True)).eval()
+    with torch.no_grad():
+        model.direct.weight.normal_()
+    x = torch.randint(0, 30, (12, 2))
+    whole, _ = model(x)
+    first, state = model(x[:5])
+    second, _ = model(x[5:], state)
+    assert torch.allclose(torch.cat([first, second]), whole, atol=1e-6)
+    padded = torch.cat([torch.full((3, 2), 1), x])  # <eos> (id 1) before the stream
+    for t in (0, 4, 11):
+        ctx = padded[t + 1:t + 4].t()  # [B, 3], oldest first
+        e = model.embedding(ctx).flatten(1)
+        by_hand = model.decoder(torch.tanh(model.hidden(e))) + model.direct(e)
+        assert torch.allclose(whole[t], by_hand, atol=1e-5)
+
+
+def test_numpy_twin_gives_the_same_logits_and_gradients():
+    torch.manual_seed(1)
+    cfg = ModelConfig(arch="nplm", embed=5, hidden=7, activation="tanh", direct=True)
+    ref = NeuralNgramModel(20, cfg).double()
+    twin = build_model(ModelConfig(**{**cfg.__dict__, "backend": "numpy"}), 20).double()
+    twin.load_state_dict(ref.state_dict())
+    with torch.no_grad():
+        for m in (ref, twin):
+            m.direct.weight.copy_(torch.linspace(-0.3, 0.3, m.direct.weight.numel()).view_as(m.direct.weight))
+    x, y = torch.randint(0, 20, (6, 3)), torch.randint(0, 20, (6, 3))
+    losses = []
+    for m in (ref, twin):
+        m.train()
+        out, _ = m(x, targets=y)
+        m.zero_grad()
+        out.loss.backward()
+        losses.append(out.loss.item())
+        assert torch.allclose(m.eval()(x)[0], ref.eval()(x)[0], atol=1e-12)
+    assert losses[0] == pytest.approx(losses[1], rel=1e-12)
+    for (name, p), q in zip(ref.named_parameters(), twin.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-12), name
+
+
+def test_training_writes_a_normal_run_with_per_epoch_metrics(run):
+    for name in ("config.toml", "vocab.json", "metrics.jsonl", "summary.json", "plots/curves.png"):
+        assert (run / name).exists(), name
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for split in ("train", "valid"):
+        rows = [r for r in records if r.get("split") == split]
+        assert rows and all(r["perplexity"] > 1 and 0 <= r["accuracy"] <= 1 for r in rows), split
+    summary = json.loads((run / "summary.json").read_text())
+    # far below a unigram model of this text (~14), let alone uniform (29 words)
+    assert summary["final"]["valid"]["perplexity"] < 5, summary["final"]["valid"]
+
+
+def test_eval_generate_inspect_report_and_serve_work_on_it(run, tmp_path, capsys):
+    assert main(["eval", str(run), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["perplexity"] == pytest.approx(json.loads((run / "summary.json").read_text())["final"]["valid"]["perplexity"])
+    assert main(["generate", str(run), "--prompt", "the king went", "--length", "3", "--temperature", "0"]) == 0
+    words = capsys.readouterr().out.splitlines()[1].split(" ")
+    assert words[:5] == ["the", "king", "went", "to", "the"] and words[5] in PLACES, words  # it learned 'to the PLACE'
+    assert main(["inspect", str(run), "neighbors", "king", "-k", "3"]) == 0
+    assert capsys.readouterr().out.startswith("king:")
+    assert main(["report", str(run), "--out", str(tmp_path / "r.html"), "--no-samples"]) == 0
+    assert (tmp_path / "r.html").stat().st_size > 1000
+    from rnnlab.serve import create_app
+
+    playground = create_app(run).state.playground
+    assert playground.info["vocab_size"] == json.loads((run / "summary.json").read_text())["vocab_size"]
+
+
+def test_numpy_backend_reaches_the_same_perplexity(corpus, run, tmp_path):
+    """The NumPy model's hand-written backward pass, at the same seed and steps: the same validation perplexity (±1%)."""
+    summary = train(_config(corpus, "model.backend=numpy"), tmp_path / "np", progress=False)
+    torch_ppl = json.loads((run / "summary.json").read_text())["final"]["valid"]["perplexity"]
+    assert summary["final"]["valid"]["perplexity"] == pytest.approx(torch_ppl, rel=0.01)
+
+
+def test_nplm_settings_are_checked():
+    with pytest.raises(UserError, match="model.arch must be one of"):
+        load_config("nplm", None, ["model.arch=mlp"])
+    with pytest.raises(UserError, match="model.direct needs model.softmax=full"):
+        load_config("nplm", None, ["model.direct=true", "model.softmax=adaptive"])
+    with pytest.raises(UserError, match="model.activation"):
+        load_config("nplm", None, ["model.activation=relu"])
