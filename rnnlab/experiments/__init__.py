@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -54,20 +55,56 @@ def experiment(name: str):
     return importlib.import_module(EXPERIMENTS[name])
 
 
+class _NumpyLayer(torch.autograd.Function):
+    """One recurrent layer by the NumPy reference: its forward pass and its
+    hand-written BPTT (rnnlab/numpy/cells.py), on this layer's own tensors."""
+
+    @staticmethod
+    def forward(ctx, layer, names, x, *tensors):
+        params = {name: t.detach().numpy() for name, t in zip(names, tensors)}
+        out, _, cache = layer.forward(params, x.detach().numpy(), None, train=True)
+        ctx.layer, ctx.names, ctx.params, ctx.cache = layer, names, params, cache
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, dout):
+        grads = ctx.layer.backward(ctx.params, ctx.cache, np.ascontiguousarray(dout.numpy())).params
+        ctx.cache = None
+        return (None, None, None) + tuple(torch.from_numpy(grads[name]) for name in ctx.names)
+
+
 class SequenceClassifier(nn.Module):
     """x → RecurrentStack → W h_last + b.
 
     x is token ids [T, B] (one-hot encoded over `vocab` symbols), real-valued
     features [T, B, I], or a PackedSequence of either. h_last is the output at
     each sequence's last valid step (`lengths`), or the final step.
+
+    backend="numpy" (one layer): the recurrent layer runs in the NumPy
+    reference, forward and backward by hand, on the same parameters; the
+    linear head and the optimizer stay PyTorch's.
     """
 
     def __init__(self, cell: str, input_size: int, hidden: int, classes: int, vocab: int = 0,
-                 layers: int = 1, impl: str = "fused"):
+                 layers: int = 1, impl: str = "fused", backend: str = "torch"):
         super().__init__()
         self.vocab = vocab
         self.rnn = RecurrentStack(cell, vocab or input_size, hidden, layers, impl=impl)
         self.head = nn.Linear(hidden, classes)
+        self.numpy_layer = None
+        if backend == "numpy":
+            from rnnlab.numpy.cells import make_cell
+
+            if layers != 1:
+                raise ValueError("the NumPy-backed classifier has one recurrent layer")
+            self.numpy_layer = make_cell(cell, vocab or input_size, hidden)
+
+    def _numpy_rnn(self, x: torch.Tensor) -> torch.Tensor:
+        names, tensors = zip(*self.rnn.layers[0].named_parameters())
+        if torch.is_grad_enabled() and self.training:
+            return _NumpyLayer.apply(self.numpy_layer, names, x, *tensors)
+        params = {name: t.detach().numpy() for name, t in zip(names, tensors)}
+        return torch.from_numpy(self.numpy_layer.forward(params, x.numpy(), None, train=False)[0])
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return F.one_hot(x, self.vocab).float() if self.vocab else x
@@ -75,7 +112,10 @@ class SequenceClassifier(nn.Module):
     def forward(self, x, lengths: torch.Tensor | None = None, times: torch.Tensor | None = None) -> torch.Tensor:
         if isinstance(x, PackedSequence):
             return self.head(self._last_packed(x))
-        out, _ = self.rnn(self.encode(x), None, times)
+        if self.numpy_layer is not None:
+            out = self._numpy_rnn(self.encode(x))
+        else:
+            out, _ = self.rnn(self.encode(x), None, times)
         if lengths is None:
             return self.head(out[-1])
         return self.head(out[lengths - 1, torch.arange(out.shape[1])])
