@@ -37,7 +37,7 @@ PRESETS = {"linear": "nplm", "tanh": "nplm-tanh"}
 # settings on top of the presets, as --set would give them.
 DEFAULT_BASE = ["model.context=4", "model.embed=100", "model.dropout=0.2", "model.softmax=adaptive",
                 "model.cutoffs=auto", "train.batch_size=128", "train.seq_len=4", "train.lr=2e-3",
-                "train.eval_batch_size=64", "train.eval_seq_len=1024",
+                "train.eval_batch_size=32", "train.eval_seq_len=256",
                 # a time budget has no step count for cosine to decay over
                 "train.schedule=constant"]
 QUICK = ["model.embed=16", "train.batch_size=16", "train.eval_batch_size=16", "train.eval_seq_len=256",
