@@ -164,3 +164,13 @@ def test_distribution_is_normalised_and_evaluation_exact(softmax):
         by_hand = -logp[:-1].gather(1, torch.as_tensor(data[1:])[:, None]).mean().item()
     assert evaluate(model, data, batch_size=1, seq_len=1000)["loss"] == pytest.approx(by_hand, rel=1e-10)
     assert evaluate(model, data, batch_size=1, seq_len=7)["loss"] == pytest.approx(by_hand, rel=1e-10)
+
+
+def test_sweep_over_the_context_size(corpus, tmp_path, capsys):
+    out = tmp_path / "sweep"
+    assert main(["sweep", "--preset", "nplm", "--grid", "model.context=1,3", "--out", str(out), "--no-progress",
+                 *[arg for s in [f"data.path={corpus}", *SMALL, "train.max_steps=60"] for arg in ("--set", s)]]) == 0
+    rows = json.loads((out / "sweep.json").read_text())
+    assert [r["model.context"] for r in rows] == ["1", "3"]
+    # one word of context cannot tell what follows 'the' (a noun or a place); three words can
+    assert rows[1]["valid"] < rows[0]["valid"], rows
