@@ -41,7 +41,7 @@ def parse_args(argv=None):
     ap.add_argument("--hidden", default="128,256,512")
     ap.add_argument("--activations", default="linear,tanh")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a neural n-gram setting (see rnnlab.ngram.neural.NgramConfig)")
+                    help="a setting of every neural n-gram run, e.g. model.embed=60 (see rnnlab config)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny subsets, seconds per model")
