@@ -55,6 +55,12 @@ class ModelConfig:
     cutoffs: str = "auto"
     div_value: float = 4.0  # adaptive: how much smaller each tail cluster's projection is
 
+    def kind_and_size(self) -> tuple[str, str]:
+        """How reports name the model: ("lstm", "2×128"), or ("nplm-tanh", "3×16→128") for the n-gram model."""
+        if self.arch == "nplm":
+            return f"nplm-{self.activation}", f"{self.context}×{self.embed or self.hidden}→{self.hidden}"
+        return self.cell, f"{self.layers}×{self.hidden}"
+
 
 @dataclass
 class DataConfig:

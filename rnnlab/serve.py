@@ -103,7 +103,7 @@ class Playground:
                          "seed": None}
         self.info = {
             "run": self.run_dir.resolve().name, "name": self.cfg.name, "description": self.cfg.description,
-            "level": self.vocab.level, "cell": self.cfg.model.cell, "layers": self.cfg.model.layers,
+            "level": self.vocab.level, "cell": self.cfg.model.kind_and_size()[0], "layers": self.cfg.model.layers,
             "hidden": self.cfg.model.hidden, "parameters": self.model.num_parameters(), "vocab_size": len(self.vocab),
             "checkpoint": checkpoint, "step": meta.get("step"),
             "valid": _valid_score(_valid_loss(self.run_dir, meta, checkpoint), self.vocab.level),
