@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import harness  # noqa: E402
 from rnnlab.experiments import markdown_table  # noqa: E402
-from rnnlab.experiments.lm_study import COLUMNS, MODELS, run  # noqa: E402
+from rnnlab.experiments.lm_study import COLUMNS, MODELS, study  # noqa: E402
 from rnnlab.report.embeddings import nearest_neighbors, plot_embeddings, run_embedding  # noqa: E402
 
 WORDS = ("Monday", "three", "said", "man", "John", "city")  # frequent words of different kinds
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         if missing:
             sys.exit(f"brown_lm_study: unfinished runs in {work}: {', '.join(missing)}")
     command = f"rnnlab experiment lm-study --data {args.data} --epochs {args.epochs} --out {work}"
-    rows, _ = run(args.data, work, MODELS, args.epochs, overrides=["train.threads=1"], command=command)
+    rows, _ = study(args.data, work, MODELS, args.epochs, overrides=["train.threads=1"], command=command)
     best = min(rows, key=lambda r: r["test_ppl"])
 
     results.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ def parse_args(argv=None):
     ap.add_argument("--hidden", default="128,256,512")
     ap.add_argument("--activations", default="linear,tanh")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a neural n-gram setting (see rnnlab.ngram.neural.NgramConfig)")
+                    help="a setting of every neural n-gram run, e.g. model.embed=60 (see rnnlab config)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="tiny subsets, seconds per model")
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
         else:
             rows = run_ngram_experiment(args.data, work, tuple(int(h) for h in args.hidden.split(",")),
                                         tuple(a.strip() for a in args.activations.split(",")), args.minutes,
-                                        args.best_minutes, args.quick, overrides, args.threads, args.seed,
+                                        args.best_minutes, args.quick, DEFAULT_BASE + overrides, args.threads, args.seed,
                                         command=command, log=lambda s: print(s, flush=True))
             details = json.loads((work / "details.json").read_text())
     except UserError as e:
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
     (results / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     detail_cols = ["model", "valid_ppl", "test_ppl", "train_minutes", "cpu_minutes", "epochs", "params",
                    "valid_accuracy", "test_accuracy"]
-    settings = dict(DEFAULT_BASE, **overrides)
+    settings = DEFAULT_BASE + overrides
     md = [
         "# Brown: neural n-gram models vs Kneser-Ney trigram",
         "",
@@ -130,8 +130,8 @@ def main(argv=None) -> int:
         "each split is read as one token stream and every token but the first is predicted.",
         "- KN: interpolated Kneser-Ney trigram, discount 0.75 at every order, interpolated down to the uniform "
         "distribution (`rnnlab/ngram/kneser_ney.py`).",
-        "- Neural n-gram (`rnnlab/ngram/neural.py`): "
-        f"{json.dumps({k: v for k, v in settings.items() if k not in ('context', 'embed', 'dropout')})}; "
+        "- Neural n-gram (`rnnlab/models/nplm.py`, presets nplm / nplm-tanh, trained by the Trainer): "
+        f"{' '.join(settings)}; "
         "context words, embedding size D, dropout and budget as in each row's `setup`; hidden size and "
         "activation as in the model name. `output=adaptive` is an adaptive softmax over the frequency-sorted "
         "vocabulary (head 2,000 words + 2 tail clusters): an exactly normalised distribution over all words, "
@@ -166,7 +166,7 @@ def render_from_runs(data: str, work: Path, command: str) -> tuple[list[dict], l
     from rnnlab.data.corpus import load_corpus
     from rnnlab.errors import UserError
     from rnnlab.experiments import write_results
-    from rnnlab.experiments.ngram import COLUMNS, kn_row, plot_rows
+    from rnnlab.experiments.ngram import COLUMNS, kn_row, plot_rows, row_from_run
 
     def order(path: Path):  # mlp-{activation}-h{hidden}[-variant]: by variant, then size, then activation
         _, activation, rest = path.parent.name.split("-", 2)
@@ -180,12 +180,9 @@ def render_from_runs(data: str, work: Path, command: str) -> tuple[list[dict], l
     kn = kn_row(corpus)
     rows, details = [kn], [dict(kn, kind="interpolated Kneser-Ney, D=0.75")]
     for path in summaries:
-        summary = json.loads(path.read_text())
-        name = path.parent.name
-        config = json.loads((path.parent / "config.json").read_text())
-        rows.append({"model": name, "valid_ppl": summary["valid_ppl"], "test_ppl": summary["test_ppl"],
-                     "train_minutes": summary["train_minutes"]})
-        details.append(dict(summary, model=name, config=config))
+        row, detail = row_from_run(path.parent.name, path.parent)
+        rows.append(row)
+        details.append(detail)
     (work / "details.json").write_text(json.dumps(details, indent=1) + "\n", encoding="utf-8")
     write_results(work, "summary", rows, COLUMNS, command, plot=lambda p: plot_rows(rows, p))
     return rows, details

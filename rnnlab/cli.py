@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--length", type=int, nargs="+", default=None, help="tokens to generate (one or more lengths)")
     p.add_argument("--num", type=int, default=1, help="samples per setting")
+    p.add_argument("--stop", default="", metavar="TEXT",
+                   help='end each sample where TEXT appears (not printed); "\\n" is a newline: one line per sample')
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--json", action="store_true")
@@ -160,50 +162,15 @@ def _add_numpy_parsers(sub) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def _add_word_experiment_parsers(names) -> None:
-    from rnnlab.experiments.ngram import add_arguments as add_ngram_arguments
-
-    e = names.add_parser("lm-study", help="LSTM and GRU language models with and without dropout (Zaremba et al. 2014)")
-    e.add_argument("--data", required=True, help="corpus directory with train/valid/test.txt, or a dataset name (ptb, brown, ...)")
-    e.add_argument("--models", default="lstm,lstm-dropout,gru,gru-dropout", help="comma list of presets (default: the four)")
-    e.add_argument("--epochs", type=int, help="epochs per model (default: each preset's)")
-    e.add_argument("--out", default="runs/experiments/lm-study", help="output directory (finished runs there are kept)")
-    e.add_argument("--quick", action="store_true", help="tiny models for a few steps (seconds), as the tests run it")
-    e.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_set(e)
-    e = names.add_parser("ngram", help="Bengio et al.'s neural n-gram model (linear vs tanh, sizes) against a Kneser-Ney trigram")
-    add_ngram_arguments(e)
-
-
 def _add_experiment_parsers(sub) -> None:
-    """`rnnlab experiment NAME` (sequence tasks) and `rnnlab plot kgate`."""
-    p = sub.add_parser("experiment", help="experiments: palindrome, frequency, varlen, lm-study, ngram")
+    """`rnnlab experiment NAME`, one per entry of the registry (rnnlab/experiments/__init__.py), and `rnnlab plot kgate`."""
+    from rnnlab.experiments import EXPERIMENTS, experiment
+
+    p = sub.add_parser("experiment", help="experiments: " + ", ".join(EXPERIMENTS))
     names = p.add_subparsers(dest="experiment", metavar="NAME", required=True)
-    _add_word_experiment_parsers(names)
-    helps = {"palindrome": "accuracy vs length on the palindrome task, per cell",
-             "frequency": "LSTM vs Phased LSTM on regularly / irregularly sampled sine waves",
-             "varlen": "pad vs bucket vs pack batching of variable-length sequences"}
-    for name, text in helps.items():
-        e = names.add_parser(name, help=text)
-        e.add_argument("--out", help=f"output directory (default: runs/experiments/{name})")
-        e.add_argument("--seeds", type=int, help="seeds per setting (mean and spread are reported)")
-        e.add_argument("--quick", action="store_true", help="a tiny version (seconds), as the tests run it")
-        e.add_argument("--hidden", type=int, help="hidden units")
-        e.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: PyTorch's choice)")
-        e.add_argument("--no-progress", action="store_true", help="no progress bar")
-        if name != "varlen":
-            e.add_argument("--jobs", type=int, default=0,
-                           help="training runs in parallel, one process and torch thread each (default 0: one per core)")
-        if name == "palindrome":
-            e.add_argument("--cells", help="comma list of cells (default rnn,lstm,gru)")
-            e.add_argument("--lengths", help="start:stop:step (stop included) or a comma list (default 5:40:5)")
-            e.add_argument("--backend", choices=["torch", "numpy"], default="torch")
-            e.add_argument("--max-steps", type=int, help="step budget per training run")
-        elif name == "frequency":
-            e.add_argument("--cells", help="comma list of cells (default lstm,phased_lstm)")
-            e.add_argument("--max-steps", type=int, help="step budget, the same for every cell")
-        else:
-            e.add_argument("--epochs", type=int, help="training epochs per strategy")
+    for name in EXPERIMENTS:
+        module = experiment(name)
+        module.add_arguments(names.add_parser(name, help=module.HELP))
     p = sub.add_parser("plot", help="figures that need no run: kgate (the Phased LSTM time gate), cell (a diagram)")
     kinds = p.add_subparsers(dest="plot", metavar="KIND", required=True)
     k = kinds.add_parser("kgate", help="the Phased LSTM time gate k(t), with tau, shift and r_on marked")
@@ -284,11 +251,12 @@ def cmd_eval(args) -> int:
 
 
 def cmd_generate(args) -> int:
-    from rnnlab.generate import generate
+    from rnnlab.generate import generate, unescape, with_prompt
     from rnnlab.runs import load_run
     from rnnlab.train import resolve_device
 
     device = resolve_device(args.device)
+    stop = unescape(args.stop)
     model, vocab, cfg, _ = load_run(Path(args.run_dir), args.checkpoint, device, backend=args.backend)
     g = cfg.generate
     temperatures = args.temperature if args.temperature is not None else [g.temperature]
@@ -300,7 +268,8 @@ def cmd_generate(args) -> int:
     rows = []
     for length in lengths:
         for temperature in temperatures:
-            texts = generate(model, vocab, args.prompt, length, temperature, top_k, top_p, args.num, args.seed, device)
+            texts = generate(model, vocab, args.prompt, length, temperature, top_k, top_p, args.num, args.seed, device,
+                             stop=stop)
             rows.append({"temperature": temperature, "length": length, "prompt": args.prompt, "samples": texts})
     if args.json:
         print(json.dumps(rows))
@@ -308,7 +277,7 @@ def cmd_generate(args) -> int:
     for row in rows:
         for text in row["samples"]:
             print(f"── temperature {row['temperature']}, {row['length']} tokens ──")
-            print(args.prompt + text)
+            print(with_prompt(vocab, args.prompt, text))
     return 0
 
 
@@ -361,31 +330,9 @@ def cmd_serve(args) -> int:
 
 
 def cmd_experiment(args) -> int:
-    import shlex
+    from rnnlab.experiments import experiment
 
-    command = "rnnlab " + shlex.join(args.argv)
-    if args.experiment == "ngram":
-        from rnnlab.experiments.ngram import main_from_args
-
-        main_from_args(args, command)
-        return 0
-    if args.experiment == "lm-study":
-        from rnnlab.experiments import markdown_table
-        from rnnlab.experiments.lm_study import COLUMNS, run
-
-        models = [m.strip() for m in args.models.split(",") if m.strip()]
-        if not models:
-            raise UserError("--models takes a comma list of presets, e.g. lstm,gru")
-        if args.epochs is not None and args.epochs < 1:
-            raise UserError(f"--epochs must be positive, got {args.epochs}")
-        rows, paths = run(args.data, Path(args.out), models, args.epochs, args.quick, args.overrides, command,
-                          progress=not args.no_progress)
-        print(markdown_table(rows, COLUMNS))
-        print("wrote " + ", ".join(str(p) for p in paths.values()))
-        return 0
-    from rnnlab.experiments import main as run_experiment
-
-    return run_experiment(args)
+    return experiment(args.experiment).run(args)
 
 
 def cmd_sweep(args) -> int:

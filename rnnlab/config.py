@@ -25,6 +25,12 @@ from rnnlab.errors import UserError
 
 @dataclass
 class ModelConfig:
+    # rnn: embedding → recurrent layers → softmax; nplm: Bengio et al.'s (2003) neural n-gram model,
+    # the previous `context` words' embeddings → one hidden layer → softmax (rnnlab/models/nplm.py)
+    arch: str = "rnn"  # rnn | nplm
+    context: int = 3  # nplm: words of context (a 4-gram)
+    activation: str = "tanh"  # nplm: the hidden layer's, tanh | linear
+    direct: bool = False  # nplm: direct connections from the embeddings to the output (Bengio's W x)
     cell: str = "lstm"  # rnn | lstm | gru | phased_lstm (rnnlab/cell_registry.py)
     hidden: int = 128  # units per recurrent layer
     layers: int = 2  # stacked recurrent layers
@@ -43,8 +49,16 @@ class ModelConfig:
     # (rnnlab/models/softmax.py): an exact distribution that trains ~4x faster on 17k words;
     # the frequency-sorted vocabulary is cut at `cutoffs`, cluster k projects to hidden / div_value^k.
     softmax: str = "full"  # full | adaptive
-    cutoffs: str = "2000,10000"  # adaptive: comma-separated, increasing, below the vocabulary size
+    # adaptive: comma-separated, increasing, below the vocabulary size; "auto": chosen from the training
+    # vocabulary's frequencies when training starts (full softmax for a small vocabulary; models/softmax.py)
+    cutoffs: str = "auto"
     div_value: float = 4.0  # adaptive: how much smaller each tail cluster's projection is
+
+    def kind_and_size(self) -> tuple[str, str]:
+        """How reports name the model: ("lstm", "2×128"), or ("nplm-tanh", "3×16→128") for the n-gram model."""
+        if self.arch == "nplm":
+            return f"nplm-{self.activation}", f"{self.context}×{self.embed or self.hidden}→{self.hidden}"
+        return self.cell, f"{self.layers}×{self.hidden}"
 
 
 @dataclass
@@ -273,6 +287,13 @@ def validate(cfg: Config) -> None:
         for f in dataclasses.fields(cls):
             value = getattr(getattr(cfg, section), f.name)
             _check(not isinstance(value, float) or math.isfinite(value), f"{section}.{f.name} must be a finite number, got {value}")
+    _choice("model.arch", m.arch, ("rnn", "nplm"))
+    _choice("model.activation", m.activation, ("tanh", "linear"))
+    _check(m.context >= 1, f"model.context must be >= 1, got {m.context}")
+    if m.arch == "nplm":
+        _check(not m.tie_weights, "model.arch=nplm does not tie weights (set model.tie_weights=false)")
+        _check(not m.direct or m.softmax == "full", "model.direct needs model.softmax=full")
+        _check(m.backend == "torch" or m.dropout == 0, "model.arch=nplm with model.backend=numpy has no dropout")
     _choice("model.cell", m.cell, tuple(cell_registry.CELLS))
     for option, values in cell_registry.OPTIONS.items():  # nonlinearity, gru_z, gru_reset
         _choice(f"model.{option}", getattr(m, option), values)
@@ -288,7 +309,8 @@ def validate(cfg: Config) -> None:
         _check(m.embed in (0, m.hidden), "model.tie_weights needs model.embed equal to model.hidden (or 0)")
     _choice("model.softmax", m.softmax, ("full", "adaptive"))
     if m.softmax == "adaptive":
-        parse_cutoffs(m.cutoffs)
+        if m.cutoffs != "auto":
+            parse_cutoffs(m.cutoffs)
         _check(m.div_value >= 1.0, f"model.div_value must be >= 1, got {m.div_value}")
         _check(not m.tie_weights, "model.softmax=adaptive cannot tie weights (set model.tie_weights=false)")
         _check(m.backend == "torch", "model.softmax=adaptive needs model.backend=torch")

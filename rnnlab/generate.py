@@ -170,13 +170,23 @@ def sample_tokens(model, vocab: Vocab, prompt: str = "", length: int = 200, temp
 
 def generate(model, vocab: Vocab, prompt: str = "", length: int = 200, temperature: float = 1.0,
              top_k: int = 0, top_p: float = 1.0, num: int = 1, seed: int | None = None, device="cpu",
-             on_token: Callable[[int, str], None] | None = None) -> list[str]:
+             on_token: Callable[[int, str], None] | None = None, stop: str = "") -> list[str]:
     """Return `num` continuations of `prompt` (without the prompt itself).
 
-    `on_token(sample_index, text)` is called as each token is sampled, for streaming.
+    `on_token(sample_index, text)` is called as text is sampled, for streaming.
+    A non-empty `stop` ends a sample where that string first appears (the
+    string itself is not returned). As a stop string may span several tokens,
+    text that could be the start of it is held back until it is not.
     """
-    outputs: list[list[str]] = [[] for _ in range(num)]
+    texts = [""] * num
+    emitted = [0] * num  # characters of texts[i] already handed to on_token
     done = [False] * num
+
+    def emit(i: int, end: int) -> None:
+        if on_token and end > emitted[i]:
+            on_token(i, texts[i][emitted[i]:end])
+            emitted[i] = end
+
     for step in sample_tokens(model, vocab, prompt, length, temperature, top_k, top_p, num, seed, device):
         for i, t in enumerate(step.tolist()):
             if done[i]:
@@ -185,13 +195,46 @@ def generate(model, vocab: Vocab, prompt: str = "", length: int = 200, temperatu
             if vocab.level == "word" and token == EOS:
                 done[i] = True
                 continue
-            piece = token if vocab.level == "char" or not outputs[i] else " " + token
-            outputs[i].append(piece)
-            if on_token:
-                on_token(i, piece)
+            texts[i] += token if vocab.level == "char" or not texts[i] else " " + token
+            if stop and (at := texts[i].find(stop)) >= 0:
+                texts[i], done[i] = texts[i][:at], True
+            emit(i, len(texts[i]) if done[i] else len(texts[i]) - _partial_stop(texts[i], stop))
         if all(done):
             break
-    return ["".join(o) for o in outputs]
+    for i in range(num):
+        emit(i, len(texts[i]))
+    return texts
+
+
+def _partial_stop(text: str, stop: str) -> int:
+    """Length of the longest end of `text` that begins `stop` (0 without a stop string)."""
+    for k in range(min(len(stop) - 1, len(text)), 0, -1):
+        if stop.startswith(text[-k:]):
+            return k
+    return 0
+
+
+def with_prompt(vocab: Vocab, prompt: str, text: str) -> str:
+    """The prompt followed by its continuation, as printed: a word model's
+    continuation starts without a space (tokens are joined by spaces), so one
+    goes between them."""
+    if vocab.level == "word" and prompt.strip() and text:
+        return prompt.rstrip() + " " + text
+    return prompt + text
+
+
+def unescape(text: str) -> str:
+    r"""A command-line stop string: `\n`, `\t`, `\r` and `\\` stand for newline, tab,
+    carriage return and a backslash (a shell passes "\n" as two characters)."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in "ntr\\":
+            out.append({"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 @torch.no_grad()

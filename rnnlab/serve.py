@@ -2,7 +2,8 @@
 
     GET  /              the playground page (rnnlab/static/playground.html)
     GET  /api/info      the model: name, cell, size, parameters, validation score, defaults, limits
-    POST /api/generate  JSON {"prompt", "temperature", "top_k", "top_p", "length", "seed"} (all optional)
+    POST /api/generate  JSON {"prompt", "temperature", "top_k", "top_p", "length", "seed", "stop"} (all optional;
+                        "stop": a string that ends the sample where it appears)
                         → newline-delimited JSON as tokens are sampled: {"text": piece} per token,
                           then {"done": true, "tokens": n, "seconds": s}; bad parameters → 400 {"error": ...}
 
@@ -46,7 +47,8 @@ from rnnlab.runs import load_run
 MAX_LENGTH = 2000  # tokens per request
 MAX_PROMPT = 2000  # characters
 MAX_TEMPERATURE = 5.0
-FIELDS = ("prompt", "temperature", "top_k", "top_p", "length", "seed")
+FIELDS = ("prompt", "temperature", "top_k", "top_p", "length", "seed", "stop")
+MAX_STOP = 100  # characters
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -62,6 +64,7 @@ class Params:
     top_p: float
     length: int
     seed: int | None
+    stop: str = ""
 
 
 def _number(body: dict, key: str, default: float, low: float, high: float, low_open: bool = False) -> float:
@@ -100,7 +103,7 @@ class Playground:
                          "seed": None}
         self.info = {
             "run": self.run_dir.resolve().name, "name": self.cfg.name, "description": self.cfg.description,
-            "level": self.vocab.level, "cell": self.cfg.model.cell, "layers": self.cfg.model.layers,
+            "level": self.vocab.level, "cell": self.cfg.model.kind_and_size()[0], "layers": self.cfg.model.layers,
             "hidden": self.cfg.model.hidden, "parameters": self.model.num_parameters(), "vocab_size": len(self.vocab),
             "checkpoint": checkpoint, "step": meta.get("step"),
             "valid": _valid_score(_valid_loss(self.run_dir, meta, checkpoint), self.vocab.level),
@@ -121,13 +124,16 @@ class Playground:
             raise BadRequest(f"prompt must be a string, got {json.dumps(prompt)}")
         if len(prompt) > MAX_PROMPT:
             raise BadRequest(f"prompt is too long: {len(prompt)} characters, at most {MAX_PROMPT}")
+        stop = body.get("stop", "")
+        if not isinstance(stop, str) or len(stop) > MAX_STOP:
+            raise BadRequest(f"stop must be a string of at most {MAX_STOP} characters, got {json.dumps(stop)[:120]}")
         d = self.defaults
         params = Params(prompt,
                         _number(body, "temperature", d["temperature"], 0.0, MAX_TEMPERATURE),
                         _integer(body, "top_k", d["top_k"], 0, len(self.vocab)),
                         _number(body, "top_p", d["top_p"], 0.0, 1.0, low_open=True),
                         _integer(body, "length", d["length"], 1, MAX_LENGTH),
-                        _integer(body, "seed", None, 0, 2**63 - 1))
+                        _integer(body, "seed", None, 0, 2**63 - 1), stop)
         warnings = []
         if self.vocab.level == "char":
             try:
@@ -164,7 +170,7 @@ class Playground:
                 model = copy.deepcopy(self.model)
                 start = time.perf_counter()
                 generate(model, self.vocab, params.prompt, params.length, params.temperature, params.top_k,
-                         params.top_p, seed=params.seed, device=self.device, on_token=on_token)
+                         params.top_p, seed=params.seed, device=self.device, on_token=on_token, stop=params.stop)
                 emit({"done": True, "tokens": tokens, "seconds": round(time.perf_counter() - start, 4)})
         except Stopped:
             pass

@@ -17,8 +17,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -33,6 +36,7 @@ from rnnlab.evaluate import metrics_from_totals
 from rnnlab.generate import generate, teacher_forced
 from rnnlab.models import build_model
 from rnnlab.models.lm import positions
+from rnnlab.models.softmax import fit_output
 from rnnlab.optim import Schedule, build_optimizer, load_optimizer, optimizer_tensors, set_lr
 from rnnlab.runs import (append_jsonl, load_model_tensors, log_sizes, model_tensors, prepare, read_config,
                          read_jsonl, truncate_logs)
@@ -63,15 +67,69 @@ def use_bf16(cfg: Config, device: torch.device) -> bool:
     return t.bf16 == "on"
 
 
+@dataclass
+class Progress:
+    """Where a run stands, besides its tensors: what a checkpoint's metadata
+    carries to resume it exactly. Keys in the metadata are the field names,
+    but for the three training totals, one list (`train_totals`)."""
+
+    step: int = 0  # completed optimizer steps (skipped faulty ones included)
+    epoch: int = 0
+    index: int = 0  # batches done in this epoch
+    best_valid: float = math.inf  # lowest validation loss so far (the 'best' checkpoint's)
+    faults: int = 0  # non-finite losses or gradients so far
+    consecutive_faults: int = 0
+    fault_lr_scale: float = 1.0  # halved after every 3rd consecutive fault
+    elapsed: float = 0.0  # training seconds, over all sessions of the run
+    train_nll: float = 0.0  # training loss summed over tokens since the last evaluation
+    train_correct: float = 0.0
+    train_tokens: float = 0.0
+
+    TOTALS = ("train_nll", "train_correct", "train_tokens")
+
+    def to_meta(self) -> dict:
+        """The checkpoint metadata; the training totals are summed over the processes of a distributed run."""
+        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.TOTALS}
+        meta["train_totals"] = list(distributed.all_sum(*(getattr(self, k) for k in self.TOTALS)))
+        return meta
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> Progress:
+        """Raises KeyError / TypeError / ValueError on metadata that lacks or garbles a field."""
+        names = [f.name for f in fields(cls) if f.name not in cls.TOTALS]
+        nll, correct, tokens = meta["train_totals"]
+        return cls(**{name: meta[name] for name in names}, train_nll=nll, train_correct=correct, train_tokens=tokens)
+
+
+class Sampler:
+    """The sampling callback: at the given steps, the main process samples
+    from the model (Trainer.sample)."""
+
+    def __init__(self, steps):
+        self.steps = set(steps)
+
+    @classmethod
+    def spread(cls, samples: int, total_steps: float) -> Sampler:
+        """`samples` samples at evenly spaced steps (none for a run without a step bound)."""
+        if total_steps == math.inf:
+            return cls(())
+        return cls(round(total_steps * (i + 1) / samples) for i in range(samples))
+
+    def __call__(self, trainer: Trainer) -> None:
+        if trainer.progress.step in self.steps and distributed.is_main():
+            trainer.sample()
+
+
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True,
-                 overwrite: bool = False, echo=lambda text: tqdm.write(text, file=sys.stderr)):
-        self.cfg, self.run_dir, self.progress, self.echo = cfg, Path(run_dir), progress, echo
+                 overwrite: bool = False, echo=lambda text: tqdm.write(text, file=sys.stderr),
+                 callbacks: list[Callable[[Trainer], None]] | None = None):
+        self.cfg, self.run_dir, self.show_bar, self.echo = cfg, Path(run_dir), progress, echo
         t = cfg.train
         self.device = resolve_device(t.device)
         distributed.setup(self.device, t.dist_timeout)  # only under torchrun / --nproc
         if not distributed.is_main():  # rank 0 alone prints
-            self.progress, self.echo = False, lambda text: None
+            self.show_bar, self.echo = False, lambda text: None
         if t.threads:
             torch.set_num_threads(t.threads)
         self.bf16 = use_bf16(cfg, self.device)
@@ -85,6 +143,7 @@ class Trainer:
                                              cfg.data.max_vocab).itos != vocab.itos:
             raise UserError(f"the vocabulary stored in {run_dir} does not match the data at '{cfg.data.path or 'bundled:grimm'}'")
         self.vocab = self.corpus.vocab
+        fit_output(cfg.model, np.bincount(self.corpus.train, minlength=len(self.vocab)))  # cutoffs="auto"
         self.model = build_model(cfg.model, len(self.vocab)).to(self.device, getattr(torch, t.dtype))
         self.names = [n for n, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
@@ -95,13 +154,7 @@ class Trainer:
         per_epoch = self.batcher.steps_per_epoch
         self.total_steps = min(t.max_steps or math.inf, t.epochs * per_epoch)
         self.schedule = Schedule(t, self.total_steps)
-        # Position and bookkeeping; all of it goes into the checkpoint.
-        self.step = self.epoch = self.index = 0
-        self.best_valid = math.inf
-        self.faults = self.consecutive_faults = 0
-        self.fault_lr_scale = 1.0
-        self.elapsed = 0.0
-        self.train_nll = self.train_tokens = self.train_correct = 0.0
+        self.progress = Progress()  # position and bookkeeping; all of it goes into the checkpoint
         self.saved_step, self.stop_requested = -1, False
         self.state = self.model.init_state(self.batcher.batch_size) if self.batcher.carries_state else None
         if stored:
@@ -109,8 +162,8 @@ class Trainer:
         elif distributed.is_main():
             prepare(self.run_dir, overwrite=overwrite)
             self._write_run_files()
-        steps = self.total_steps
-        self.sample_steps = {round(steps * (i + 1) / t.samples) for i in range(t.samples)} if steps < math.inf else set()
+        # Called after every step with the trainer; `callbacks` replaces the default (samples, train.samples).
+        self.callbacks = list(callbacks) if callbacks is not None else [Sampler.spread(t.samples, self.total_steps)]
 
     # ----------------------------------------------------------------- files
     def _write_run_files(self) -> None:
@@ -128,19 +181,16 @@ class Trainer:
         if self.state is not None:
             tensors.update({f"state.{i}": s for i, s in enumerate(distributed.gather_state(self.state))})
         if not all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point()):
-            self.echo(f"warning: non-finite weights or optimizer state at step {self.step}; '{tag}' checkpoint not written")
+            self.echo(f"warning: non-finite weights or optimizer state at step {self.progress.step}; '{tag}' checkpoint not written")
             return
-        meta = {"step": self.step, "epoch": self.epoch, "index": self.index, "config": self.cfg.to_dict(),
-                "vocab": self.vocab.to_json(), "optimizer": opt_extra, "schedule": self.schedule.state(),
-                "best_valid": self.best_valid, "faults": self.faults, "consecutive_faults": self.consecutive_faults,
-                "fault_lr_scale": self.fault_lr_scale, "elapsed": self.elapsed,
-                "train_totals": list(distributed.all_sum(self.train_nll, self.train_correct, self.train_tokens)),
+        meta = {**self.progress.to_meta(), "config": self.cfg.to_dict(), "vocab": self.vocab.to_json(),
+                "optimizer": opt_extra, "schedule": self.schedule.state(),
                 "parameters": self.model.num_parameters(), "logs": log_sizes(self.run_dir)}
         if distributed.is_main():
             checkpoint.save(self.run_dir, tag, tensors, meta)
         distributed.barrier()  # no process may exit while rank 0 is still writing
         if tag == "last":
-            self.saved_step = self.step
+            self.saved_step = self.progress.step
 
     def _restore(self, tensors: dict, meta: dict) -> None:
         tensors, meta = distributed.localize(tensors, meta, self.cfg.train.seed)  # this rank's streams and RNG
@@ -153,51 +203,48 @@ class Trainer:
             torch.set_rng_state(tensors["rng.torch"])
             if self.state is not None:
                 self.state = tuple(tensors[f"state.{i}"].to(self.device) for i in range(len(self.state)))
-            self.step, self.epoch, self.index = meta["step"], meta["epoch"], meta["index"]
+            self.progress = Progress.from_meta(meta)
             self.schedule.load(meta["schedule"])
-            self.best_valid = meta["best_valid"]
-            self.faults, self.consecutive_faults = meta["faults"], meta["consecutive_faults"]
-            self.fault_lr_scale, self.elapsed = meta["fault_lr_scale"], meta["elapsed"]
-            self.train_nll, self.train_correct, self.train_tokens = meta["train_totals"]
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise UserError(f"the 'last' checkpoint in {self.run_dir} cannot be resumed: missing or invalid {e}") from None
-        self.saved_step = self.step
+        self.saved_step = self.progress.step
         # Whatever the killed run logged after this checkpoint is recomputed.
         if distributed.is_main():
-            truncate_logs(self.run_dir, meta.get("logs"), self.step)
+            truncate_logs(self.run_dir, meta.get("logs"), self.progress.step)
             checkpoint.write_atomic(self.run_dir / "config.toml", self.cfg.to_toml().encode())
 
     # ------------------------------------------------------------ evaluation
     def _evaluate(self, final: bool = False) -> dict:
         t = self.cfg.train
         results = {}
-        self.train_nll, self.train_correct, self.train_tokens = distributed.all_sum(
-            self.train_nll, self.train_correct, self.train_tokens)
-        if self.train_tokens:
-            results["train"] = metrics_from_totals(self.train_nll, int(self.train_correct), int(self.train_tokens))
+        self.progress.train_nll, self.progress.train_correct, self.progress.train_tokens = distributed.all_sum(
+            self.progress.train_nll, self.progress.train_correct, self.progress.train_tokens)
+        if self.progress.train_tokens:
+            results["train"] = metrics_from_totals(self.progress.train_nll, int(self.progress.train_correct), int(self.progress.train_tokens))
             if self.cfg.model.softmax == "adaptive":
                 results["train"]["accuracy"] = math.nan  # not counted in training (see Loss in models/softmax.py)
-            self.train_nll = self.train_correct = self.train_tokens = 0.0
+            self.progress.train_nll = self.progress.train_correct = self.progress.train_tokens = 0.0
         splits = ["valid"] + (["test"] if self.corpus.test is not None else [])
         for split in splits:
             results[split] = distributed.evaluate(self.model, self.corpus.split(split), t.eval_batch_size, t.eval_seq_len, self.device)
         for split, m in results.items():
-            self._record({"step": self.step, "epoch": self.epoch + self.index / self.batcher.steps_per_epoch,
-                          "split": split, **m, "lr": self.optimizer.param_groups[0]["lr"], "elapsed": self.elapsed})
-        improved = results["valid"]["loss"] < self.best_valid
+            self._record({"step": self.progress.step, "epoch": self.progress.epoch + self.progress.index / self.batcher.steps_per_epoch,
+                          "split": split, **m, "lr": self.optimizer.param_groups[0]["lr"], "elapsed": self.progress.elapsed})
+        improved = results["valid"]["loss"] < self.progress.best_valid
         if not final:
             self.schedule.observe(improved)
         if improved:
-            self.best_valid = results["valid"]["loss"]
+            self.progress.best_valid = results["valid"]["loss"]
             self._save("best")
         return results
 
-    def _sample(self) -> None:
+    def sample(self) -> None:
+        """Print a sample (and for a char model a teacher-forced line) and append it to samples.jsonl."""
         g, level = self.cfg.generate, self.vocab.level
         text = generate(self.model, self.vocab, length=self.cfg.train.sample_length, temperature=g.temperature,
-                        top_k=g.top_k, top_p=g.top_p, seed=self.cfg.train.seed + self.step, device=self.device)[0]
-        record = {"step": self.step, "temperature": g.temperature, "text": text}
-        lines = [f"── sample at step {self.step} (temperature {g.temperature}) ──", text.strip()]
+                        top_k=g.top_k, top_p=g.top_p, seed=self.cfg.train.seed + self.progress.step, device=self.device)[0]
+        record = {"step": self.progress.step, "temperature": g.temperature, "text": text}
+        lines = [f"── sample at step {self.progress.step} (temperature {g.temperature}) ──", text.strip()]
         if level == "char":
             line = _first_line(self.corpus, self.vocab)
             if line:
@@ -211,10 +258,10 @@ class Trainer:
     # --------------------------------------------------------------- the loop
     def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> float | None:
         t = self.cfg.train
-        lr = self.schedule.lr(self.epoch, self.step) * self.fault_lr_scale
+        lr = self.schedule.lr(self.progress.epoch, self.progress.step) * self.progress.fault_lr_scale
         set_lr(self.optimizer, lr)
         state = self.state if self.state is not None else None
-        times = positions(self.index * t.seq_len, x) if state is not None else None  # token positions
+        times = positions(self.progress.index * t.seq_len, x) if state is not None else None  # token positions
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             out, new_state = self.ddp(x, state, times, targets=y)  # the model's loss head (full or adaptive softmax)
         loss = out.loss
@@ -228,29 +275,29 @@ class Trainer:
                 self.state = self.model.init_state(x.shape[1])
             return None
         self.optimizer.step()
-        self.consecutive_faults = 0
+        self.progress.consecutive_faults = 0
         if self.state is not None:
             self.state = tuple(s.detach() for s in new_state)
-        self.train_nll += loss_value * y.numel()
+        self.progress.train_nll += loss_value * y.numel()
         if out.correct is not None:  # None: an adaptive head in training (rnnlab/models/softmax.py)
-            self.train_correct += out.correct.item()
-        self.train_tokens += y.numel()
+            self.progress.train_correct += out.correct.item()
+        self.progress.train_tokens += y.numel()
         return loss_value
 
     def _fault(self, loss_value: float) -> None:
-        step = self.step + 1  # the step being skipped (self.step counts completed steps)
-        self.faults += 1
-        self.consecutive_faults += 1
-        self._record({"step": step, "event": "fault", "loss": str(loss_value), "faults": self.faults,
+        step = self.progress.step + 1  # the step being skipped (self.progress.step counts completed steps)
+        self.progress.faults += 1
+        self.progress.consecutive_faults += 1
+        self._record({"step": step, "event": "fault", "loss": str(loss_value), "faults": self.progress.faults,
                       "lr": self.optimizer.param_groups[0]["lr"]})
-        self.echo(f"warning: non-finite loss or gradient at step {step}; step skipped ({self.faults} so far)")
+        self.echo(f"warning: non-finite loss or gradient at step {step}; step skipped ({self.progress.faults} so far)")
         if not all(torch.isfinite(p).all() for p in self.params):
             raise UserError(f"training diverged: the weights are no longer finite at step {step}; "
                             "try a lower train.lr or train.clip")
-        if self.consecutive_faults % 3 == 0:
-            self.fault_lr_scale /= 2  # repeated faults: the step size is the usual culprit
-        if self.faults > self.cfg.train.max_faults:
-            raise UserError(f"training aborted: {self.faults} non-finite losses or gradients "
+        if self.progress.consecutive_faults % 3 == 0:
+            self.progress.fault_lr_scale /= 2  # repeated faults: the step size is the usual culprit
+        if self.progress.faults > self.cfg.train.max_faults:
+            raise UserError(f"training aborted: {self.progress.faults} non-finite losses or gradients "
                             f"(limit train.max_faults={self.cfg.train.max_faults}); try a lower train.lr or train.clip")
 
     def run(self) -> dict:
@@ -258,51 +305,51 @@ class Trainer:
         tokens_per_step = t.batch_size * t.seq_len
         per_epoch = self.batcher.steps_per_epoch
         last_ckpt_time = time.monotonic()
-        bar = tqdm(total=self.total_steps if self.total_steps < math.inf else None, initial=self.step,
-                   disable=not self.progress, unit="step", dynamic_ncols=True, file=sys.stderr, mininterval=0.5)
+        bar = tqdm(total=self.total_steps if self.total_steps < math.inf else None, initial=self.progress.step,
+                   disable=not self.show_bar, unit="step", dynamic_ncols=True, file=sys.stderr, mininterval=0.5)
         previous_handlers = self._catch_stop_signals()
-        start, start_step, start_elapsed = time.monotonic() - self.elapsed, self.step, self.elapsed
+        start, start_step, start_elapsed = time.monotonic() - self.progress.elapsed, self.progress.step, self.progress.elapsed
         smooth = None
         try:
-            while self.step < self.total_steps and self.epoch < t.epochs:
-                if t.max_minutes and distributed.agree(self.elapsed >= t.max_minutes * 60):
-                    self.echo(f"time limit train.max_minutes={t.max_minutes} reached at step {self.step}")
+            while self.progress.step < self.total_steps and self.progress.epoch < t.epochs:
+                if t.max_minutes and distributed.agree(self.progress.elapsed >= t.max_minutes * 60):
+                    self.echo(f"time limit train.max_minutes={t.max_minutes} reached at step {self.progress.step}")
                     break
-                x, y = self.batcher.batch(self.epoch, self.index)
+                x, y = self.batcher.batch(self.progress.epoch, self.progress.index)
                 loss = self._train_step(x.to(self.device), y.to(self.device))
-                self.step += 1
-                self.index += 1
-                self.elapsed = time.monotonic() - start
+                self.progress.step += 1
+                self.progress.index += 1
+                self.progress.elapsed = time.monotonic() - start
                 if loss is not None:
                     smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
-                    rate = (self.step - start_step) * tokens_per_step / max(self.elapsed - start_elapsed, 1e-9)
+                    rate = (self.progress.step - start_step) * tokens_per_step / max(self.progress.elapsed - start_elapsed, 1e-9)
                     bar.set_postfix_str(_postfix(smooth, self.vocab.level, rate), refresh=False)
                 bar.update(1)
-                epoch_end = self.index >= per_epoch
+                epoch_end = self.progress.index >= per_epoch
                 if epoch_end:
-                    self.epoch, self.index = self.epoch + 1, 0
+                    self.progress.epoch, self.progress.index = self.progress.epoch + 1, 0
                     if self.state is not None:
                         self.state = self.model.init_state(self.batcher.batch_size)
-                if (t.eval_every and self.step % t.eval_every == 0) or (not t.eval_every and epoch_end):
+                if (t.eval_every and self.progress.step % t.eval_every == 0) or (not t.eval_every and epoch_end):
                     self._report(self._evaluate())
-                if self.step in self.sample_steps and distributed.is_main():
-                    self._sample()
+                for callback in self.callbacks:
+                    callback(self)
                 minutes_due = t.checkpoint_minutes and distributed.agree(time.monotonic() - last_ckpt_time >= t.checkpoint_minutes * 60)
-                if (t.checkpoint_every and self.step % t.checkpoint_every == 0) or minutes_due:
+                if (t.checkpoint_every and self.progress.step % t.checkpoint_every == 0) or minutes_due:
                     self._save("last")
                     last_ckpt_time = time.monotonic()
                 if distributed.agree(self.stop_requested):  # Ctrl-C / SIGTERM, acted on between steps so the checkpoint is exact
                     bar.close()
-                    if self.saved_step != self.step:
+                    if self.saved_step != self.progress.step:
                         self._save("last")
-                    raise Interrupted(f"interrupted at step {self.step}; resume with: rnnlab train --resume {self.run_dir}")
+                    raise Interrupted(f"interrupted at step {self.progress.step}; resume with: rnnlab train --resume {self.run_dir}")
         except KeyboardInterrupt:  # a second Ctrl-C: quit now, the last checkpoint written stays valid
             raise Interrupted(f"interrupted; resume from the last checkpoint with: rnnlab train --resume {self.run_dir}") from None
         finally:
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
             bar.close()
-        if self.saved_step != self.step:
+        if self.saved_step != self.progress.step:
             # Saved before the final evaluation: resuming a finished run (or one
             # killed during that evaluation) redoes exactly the evaluation.
             self._save("last")
@@ -330,15 +377,16 @@ class Trainer:
     def _report(self, results: dict) -> None:
         v = results["valid"]
         score = f"bpc {v['bpc']:.3f}" if self.vocab.level == "char" else f"ppl {v['perplexity']:.1f}"
-        self.echo(f"step {self.step} (epoch {self.epoch}): valid loss {v['loss']:.4f}, {score}, accuracy {v['accuracy']:.3f}")
+        self.echo(f"step {self.progress.step} (epoch {self.progress.epoch}): valid loss {v['loss']:.4f}, {score}, accuracy {v['accuracy']:.3f}")
 
     def _summary(self, results: dict, tokens_per_step: int) -> dict:
-        return {"name": self.cfg.name, "level": self.vocab.level, "cell": self.cfg.model.cell,
+        return {"name": self.cfg.name, "level": self.vocab.level, "arch": self.cfg.model.arch,
+                "cell": self.cfg.model.cell if self.cfg.model.arch == "rnn" else None,
                 "hidden": self.cfg.model.hidden, "layers": self.cfg.model.layers,
-                "parameters": self.model.num_parameters(), "vocab_size": len(self.vocab), "steps": self.step,
-                "epochs": self.epoch + self.index / self.batcher.steps_per_epoch, "wall_seconds": self.elapsed,
-                "tokens_per_s": self.step * tokens_per_step / max(self.elapsed, 1e-9), "faults": self.faults,
-                "bf16": self.bf16, "best_valid_loss": self.best_valid, "final": results}
+                "parameters": self.model.num_parameters(), "vocab_size": len(self.vocab), "steps": self.progress.step,
+                "epochs": self.progress.epoch + self.progress.index / self.batcher.steps_per_epoch, "wall_seconds": self.progress.elapsed,
+                "tokens_per_s": self.progress.step * tokens_per_step / max(self.progress.elapsed, 1e-9), "faults": self.progress.faults,
+                "bf16": self.bf16, "best_valid_loss": self.progress.best_valid, "final": results}
 
 
 def _postfix(loss: float, level: str, rate: float) -> str:

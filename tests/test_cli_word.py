@@ -62,6 +62,14 @@ def test_lm_study_rerun_keeps_finished_runs(study, word_corpus, capsys):
     assert (study / "lstm" / "summary.json").stat().st_mtime_ns == before
 
 
+def test_generate_puts_a_space_after_a_word_prompt(study, capsys):
+    """It once printed 'the company said<unk>'."""
+    assert main(["generate", str(study / "lstm"), "--prompt", "a king", "--length", "4", "--temperature", "0"]) == 0
+    line = capsys.readouterr().out.splitlines()[1]
+    words = line.split(" ")
+    assert words[:2] == ["a", "king"] and len(words) > 2 and all(w in WORDS + ["<unk>"] for w in words), line
+
+
 def test_lm_study_bad_arguments(tmp_path, capsys):
     assert main(["experiment", "lm-study", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
     assert "corpus not found" in capsys.readouterr().err

@@ -28,15 +28,29 @@ def test_quick_experiment_on_brown(tmp_path):
         assert [r["model"] for r in csv.DictReader(f)] == names
     assert json.loads((out / "summary.json").read_text()) == rows
     assert (out / "summary.png").read_bytes()[:4] == b"\x89PNG"
-    for name in names[1:]:
-        assert (out / "runs" / name / "model.safetensors").is_file()
-        assert json.loads((out / "runs" / name / "vocab.json").read_text())["level"] == "word"
+    for name in names[1:]:  # normal run directories of the Trainer
+        run = out / "runs" / name
+        assert (run / "config.toml").is_file() and (run / "checkpoints").is_dir()
+        assert json.loads((run / "vocab.json").read_text())["level"] == "word"
+        assert json.loads((run / "summary.json").read_text())["arch"] == "nplm"
+    details = json.loads((out / "details.json").read_text())
+    assert [d["config"]["model"]["activation"] for d in details[1:]] == ["linear", "tanh", "linear", "tanh"]
+
+
+def test_quick_command_line(tmp_path, capsys):
+    from rnnlab.cli import main
+
+    data = shared_data("brown")
+    out = tmp_path / "cli"
+    assert main(["experiment", "ngram", "--data", str(data), "--out", str(out), "--quick", "--hidden", "8",
+                 "--activations", "tanh", "--no-progress"]) == 0
+    assert "| mlp-tanh-h8 |" in capsys.readouterr().out
+    assert (out / "runs" / "mlp-tanh-h8" / "config.toml").is_file()
 
 
 def test_overrides():
-    assert parse_overrides(["embed=60", "direct=true", "cutoffs=1000,4000", "lr=0.01"]) == {
-        "embed": 60, "direct": True, "cutoffs": (1000, 4000), "lr": 0.01}
-    with pytest.raises(UserError, match="KEY=VALUE"):
-        parse_overrides(["embedding=60"])
+    assert parse_overrides(["model.embed=60", "model.direct=true"]) == ["model.embed=60", "model.direct=true"]
+    with pytest.raises(UserError, match="unknown setting"):
+        parse_overrides(["model.embedding=60"])
     with pytest.raises(UserError, match="expects int"):
-        parse_overrides(["embed=big"])
+        parse_overrides(["model.embed=big"])

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from rnnlab.ngram.neural import NeuralNgramLM
+from rnnlab.config import ModelConfig
+from rnnlab.models.nplm import NUMPY_NAMES, NeuralNgramModel
 from rnnlab.numpy import ngram as npg
 
 
@@ -46,15 +47,19 @@ def test_gradients_match_finite_differences(activation, direct):
 @pytest.mark.parametrize("direct", [False, True])
 def test_numpy_and_torch_agree(activation, direct):
     torch.manual_seed(0)
-    model = NeuralNgramLM(13, context=3, embed=4, hidden=6, activation=activation, direct=direct).double()
+    model = NeuralNgramModel(13, ModelConfig(arch="nplm", context=3, embed=4, hidden=6, activation=activation,
+                                             direct=direct)).double()
     with torch.no_grad():
         for p in model.parameters():
             p.uniform_(-0.5, 0.5)
-    params = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+    params = {NUMPY_NAMES.get(k, k): v.detach().numpy().copy() for k, v in model.state_dict().items()}
     assert set(params) <= set(npg.NAMES)
     ctx, y = batch(V=13, N=9)
-    x = torch.from_numpy(ctx)
-    logits = model(x)
+    # The model reads token streams [T, B] after a state of c words: one step per context,
+    # its last word as the input and the words before it in the state (whose first is dropped).
+    x = torch.from_numpy(ctx[:, -1])[None]
+    state = (torch.from_numpy(np.concatenate([ctx[:, :1], ctx[:, :-1]], 1))[None],)
+    logits = model(x, state)[0][0]
     loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y))
     loss.backward()
     z, _ = npg.forward(params, ctx, activation)
@@ -62,7 +67,7 @@ def test_numpy_and_torch_agree(activation, direct):
     L, grads = npg.loss_and_grads(params, ctx, y, activation)
     assert L == pytest.approx(loss.item(), rel=1e-12)
     for name, p in model.named_parameters():
-        np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(grads[NUMPY_NAMES.get(name, name)], p.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
 
 
 def test_numpy_sgd_learns_a_deterministic_sequence():

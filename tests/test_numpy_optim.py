@@ -87,32 +87,19 @@ def test_clip_grad_norm_matches_torch(max_norm, norm_type):
         np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-12, atol=0)
 
 
-def test_reduce_on_plateau_matches_torch():
-    kwargs = {"factor": 0.5, "patience": 2, "threshold": 0.01, "cooldown": 1, "min_lr": 0.02}
-    params = {"w": np.zeros(2)}
-    opt = optim.SGD(params, lr=1.0)
-    sched = optim.ReduceLROnPlateau(opt, **kwargs)
-    topt = torch.optim.SGD([torch.zeros(2, requires_grad=True)], lr=1.0)
-    tsched = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, **kwargs)
-    metrics = [5, 4, 4, 3.99, 3.98, 3.97, 3.97, 2] + [2.5] * 30
-    lrs, tlrs = [], []
-    for m in metrics:
-        lrs.append(sched.step(m))
-        tsched.step(m)
-        tlrs.append(topt.param_groups[0]["lr"])
-    assert lrs == pytest.approx(tlrs, rel=1e-15)
-    assert min(lrs) == 0.02 and len(set(lrs)) > 3
+def test_the_one_schedule_drives_numpy_optimizers():
+    """rnnlab.optim.Schedule is the only learning-rate schedule; a NumPy optimizer takes its lr."""
+    from rnnlab.config import TrainConfig
+    from rnnlab.optim import Schedule
 
-
-def test_epoch_decay_schedule():
     opt = optim.SGD({"w": np.zeros(1)}, lr=1.0)
-    sched = optim.make_scheduler("decay", opt, decay=2.0, start_epoch=4)
-    lrs = [opt.lr]  # epoch 1
-    for _ in range(6):
-        lrs.append(sched.step())  # epochs 2..7
+    schedule = Schedule(TrainConfig(schedule="zaremba", lr=1.0, lr_decay=2.0, decay_after=4), total_steps=100)
+    lrs = []
+    for epoch in range(7):
+        opt.lr = schedule.lr(epoch, step=0)
+        lrs.append(opt.lr)
     assert lrs == [1.0, 1.0, 1.0, 1.0, 0.5, 0.25, 0.125]
-    const = optim.make_scheduler("constant", opt)
-    assert const.step() == opt.lr == 0.125
+    assert not hasattr(optim, "make_scheduler")
 
 
 def test_factories_and_state_dict():

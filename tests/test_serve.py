@@ -110,7 +110,18 @@ def test_tokens_arrive_while_the_model_is_still_sampling(server, monkeypatch):
     assert first_at < done["seconds"] / 2, (first_at, done["seconds"])  # streamed, not sent at the end
 
 
+def test_stop_field_ends_the_sample(server, model):
+    m, vocab, _, _ = model
+    full = generate(m, vocab, "The", 400, 1.0, seed=3)[0]
+    assert "\n" in full  # the tiny model writes line breaks within 400 characters
+    events, _ = stream(server, {"prompt": "The", "length": 400, "seed": 3, "temperature": 1.0, "stop": "\n"})
+    assert "".join(e["text"] for e in events if "text" in e) == full.split("\n")[0]
+    assert events[-1]["done"]
+
+
 @pytest.mark.parametrize("body, message", [
+    ({"stop": 3}, "stop must be a string"),
+    ({"stop": "x" * 101}, "stop must be a string of at most 100"),
     ({"length": 0}, "length must be between 1 and 2000"),
     ({"length": 2001}, "length must be between 1 and 2000"),
     ({"length": 2.5}, "length must be an integer"),

@@ -2,6 +2,7 @@
 the same number as its full log-probabilities, evaluated exactly, trained,
 checkpointed and sampled like any other model."""
 
+import json
 import math
 import random
 
@@ -16,7 +17,7 @@ from rnnlab.models.softmax import AdaptiveSoftmax
 from rnnlab.runs import load_run
 from rnnlab.train import read_metrics, train
 
-from conftest import TINY
+from conftest import TINY, shared_data
 
 
 @pytest.fixture(autouse=True)
@@ -83,7 +84,65 @@ def test_bad_settings_are_one_line_errors(setting, message):
 
 def test_cutoffs_must_fit_the_vocabulary():
     with pytest.raises(UserError, match="needs a vocabulary larger than 10000"):
-        build_model(ModelConfig(softmax="adaptive"), 90)
+        build_model(ModelConfig(softmax="adaptive", cutoffs="2000,10000"), 90)
+    with pytest.raises(UserError, match="chosen from the training data"):
+        build_model(ModelConfig(softmax="adaptive", cutoffs="auto"), 90)
+
+
+def test_auto_cutoffs_follow_the_frequencies():
+    import numpy as np
+
+    from rnnlab.models.softmax import auto_cutoffs, fit_output
+
+    zipf = np.round(1e6 / np.arange(1, 20_001)).astype(np.int64)  # ids sorted by frequency, as Vocab.build sorts them
+    covered = np.cumsum(zipf) / zipf.sum()
+    cutoffs = auto_cutoffs(zipf)
+    assert len(cutoffs) == 2 and cutoffs[0] < cutoffs[1] < len(zipf)
+    for cut, share in zip(cutoffs, (0.83, 0.97)):
+        assert abs(covered[cut - 1] - share) < 0.01, (cutoffs, covered[cut - 1])
+    assert auto_cutoffs(zipf[:3000]) == []  # a small vocabulary: the full softmax
+    m = ModelConfig(softmax="adaptive", cutoffs="auto")
+    fit_output(m, zipf)
+    assert (m.softmax, m.cutoffs) == ("adaptive", f"{cutoffs[0]},{cutoffs[1]}")
+    m = ModelConfig(softmax="adaptive", cutoffs="auto")
+    fit_output(m, zipf[:500])
+    assert m.softmax == "full"
+    m = ModelConfig(softmax="adaptive", cutoffs="30,60")
+    fit_output(m, zipf)
+    assert m.cutoffs == "30,60"  # numeric cutoffs are left as they are
+
+
+def test_auto_cutoffs_keep_browns_committed_split():
+    """The Brown results (benchmarks/results/brown_lm_study.md) were measured with 2000,10000."""
+    from rnnlab.data.corpus import load_corpus
+    from rnnlab.models.softmax import fit_output
+    import numpy as np
+
+    cfg = load_config("lstm-dropout", None, [f"data.path={shared_data('brown')}"])
+    assert cfg.model.cutoffs == "auto"
+    corpus = load_corpus(cfg.data)
+    fit_output(cfg.model, np.bincount(corpus.train, minlength=len(corpus.vocab)))
+    assert cfg.model.cutoffs == "2000,10000"
+
+
+def test_word_preset_trains_on_a_7000_word_corpus(tmp_path, capsys):
+    """`model.cutoffs=2000,10000 needs a vocabulary larger than 10000 tokens` once
+    stopped every word preset on a smaller corpus: PTB's validation text as training data."""
+    from rnnlab.cli import main
+
+    ptb = shared_data("ptb-sample")
+    data = tmp_path / "ptb"
+    data.mkdir()
+    (data / "train.txt").write_text((ptb / "ptb.valid.txt").read_text())
+    (data / "valid.txt").write_text("".join((ptb / "ptb.test.txt").read_text().splitlines(True)[:200]))
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "lstm-dropout", "--set", f"data.path={data}", "--set", "train.max_steps=50",
+                 "--run-dir", str(run), "--no-progress"]) == 0
+    stored = load_config(None, str(run / "config.toml"))
+    assert stored.model.softmax == "adaptive" and stored.model.cutoffs == "1100,3900"
+    summary = json.loads((run / "summary.json").read_text())
+    assert 5000 < summary["vocab_size"] < 8000
+    assert summary["final"]["valid"]["perplexity"] < summary["vocab_size"] / 5
 
 
 @pytest.mark.skipif(torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has native bf16")

@@ -129,3 +129,31 @@ def test_sum_time_loss_is_the_mean_loss_scaled_by_seq_len(tiny_text, tmp_path):
     for k in model_keys:
         a, b = weights["sum"][k], weights["mean"][k]
         assert abs(a - b).max() <= 1e-5 * max(1.0, abs(b).max()), k
+
+
+def test_progress_round_trips_through_checkpoint_metadata():
+    from dataclasses import asdict
+
+    from rnnlab.train import Progress
+
+    p = Progress(step=7, epoch=1, index=3, best_valid=1.5, faults=2, consecutive_faults=1, fault_lr_scale=0.5,
+                 elapsed=9.25, train_nll=12.0, train_correct=4.0, train_tokens=30.0)
+    meta = json.loads(json.dumps(p.to_meta()))  # as a checkpoint stores it
+    assert meta["train_totals"] == [12.0, 4.0, 30.0] and meta["step"] == 7
+    assert asdict(Progress.from_meta(meta)) == asdict(p)
+    del meta["faults"]
+    with pytest.raises(KeyError):
+        Progress.from_meta(meta)
+
+
+def test_callbacks_run_after_every_step_and_sampling_is_one(tiny_text, tmp_path):
+    from rnnlab.train import Sampler, Trainer
+
+    seen = []
+    cfg = config(tiny_text, "train.max_steps=12", "train.sample_length=20")
+    Trainer(cfg, tmp_path / "a", progress=False, callbacks=[lambda trainer: seen.append(trainer.progress.step),
+                                                           Sampler([4, 9])]).run()
+    assert seen == list(range(1, 13))
+    samples = [json.loads(line) for line in (tmp_path / "a" / "samples.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in samples] == [4, 9] and all(len(s["text"]) > 0 for s in samples)
+    assert Sampler.spread(3, 12).steps == {4, 8, 12} and Sampler.spread(3, math.inf).steps == set()

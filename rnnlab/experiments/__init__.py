@@ -1,16 +1,23 @@
-"""Sequence-task experiments (`rnnlab experiment NAME`).
+"""Experiments (`rnnlab experiment NAME`) and what they share.
 
-What they share lives here: the classifier (input → `RecurrentStack` → a
+The registry, `EXPERIMENTS`, maps each name to one module that defines
+`HELP` (one line), `add_arguments(parser)` and `run(args) -> int` (the exit
+status); the CLI builds `rnnlab experiment ...` from it. Adding an
+experiment is adding its module and one line here.
+
+Shared here: the sequence-task classifier (input → `RecurrentStack` → a
 linear layer on the last valid step), the training loop with early stopping
-on fresh samples, and the writer that leaves NAME.{csv,md,json,png} in the
-output directory. Each experiment module (palindrome, frequency, varlen) only
-says what data to draw, what to vary and what to report.
+on fresh samples, the flags every sequence task takes, and the writer that
+leaves NAME.{csv,md,json,png} in the output directory. Each experiment
+module only says what data to draw, what to vary and what to report.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import functools
+import importlib
 import json
 import math
 import multiprocessing
@@ -20,17 +27,50 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence
 
-from rnnlab.config import TrainConfig
-from rnnlab.models.stack import RecurrentStack
-from rnnlab.optim import build_optimizer
 from tqdm import tqdm
 
-EXPERIMENTS = ("palindrome", "frequency", "varlen")
+from rnnlab.config import TrainConfig
+from rnnlab.errors import UserError
+from rnnlab.models.stack import RecurrentStack
+from rnnlab.optim import build_optimizer
+
+# name → module (imported when the CLI builds its parser or runs the experiment)
+EXPERIMENTS = {
+    "lm-study": "rnnlab.experiments.lm_study",
+    "ngram": "rnnlab.experiments.ngram",
+    "palindrome": "rnnlab.experiments.palindrome",
+    "frequency": "rnnlab.experiments.frequency",
+    "varlen": "rnnlab.experiments.varlen",
+}
+
+
+def experiment(name: str):
+    """The module registered as `name`."""
+    return importlib.import_module(EXPERIMENTS[name])
+
+
+class _NumpyLayer(torch.autograd.Function):
+    """One recurrent layer by the NumPy reference: its forward pass and its
+    hand-written BPTT (rnnlab/numpy/cells.py), on this layer's own tensors."""
+
+    @staticmethod
+    def forward(ctx, layer, names, x, *tensors):
+        params = {name: t.detach().numpy() for name, t in zip(names, tensors)}
+        out, _, cache = layer.forward(params, x.detach().numpy(), None, train=True)
+        ctx.layer, ctx.names, ctx.params, ctx.cache = layer, names, params, cache
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, dout):
+        grads = ctx.layer.backward(ctx.params, ctx.cache, np.ascontiguousarray(dout.numpy())).params
+        ctx.cache = None
+        return (None, None, None) + tuple(torch.from_numpy(grads[name]) for name in ctx.names)
 
 
 class SequenceClassifier(nn.Module):
@@ -39,14 +79,32 @@ class SequenceClassifier(nn.Module):
     x is token ids [T, B] (one-hot encoded over `vocab` symbols), real-valued
     features [T, B, I], or a PackedSequence of either. h_last is the output at
     each sequence's last valid step (`lengths`), or the final step.
+
+    backend="numpy" (one layer): the recurrent layer runs in the NumPy
+    reference, forward and backward by hand, on the same parameters; the
+    linear head and the optimizer stay PyTorch's.
     """
 
     def __init__(self, cell: str, input_size: int, hidden: int, classes: int, vocab: int = 0,
-                 layers: int = 1, impl: str = "fused"):
+                 layers: int = 1, impl: str = "fused", backend: str = "torch"):
         super().__init__()
         self.vocab = vocab
         self.rnn = RecurrentStack(cell, vocab or input_size, hidden, layers, impl=impl)
         self.head = nn.Linear(hidden, classes)
+        self.numpy_layer = None
+        if backend == "numpy":
+            from rnnlab.cell_registry import numpy_layer as make_cell
+
+            if layers != 1:
+                raise ValueError("the NumPy-backed classifier has one recurrent layer")
+            self.numpy_layer = make_cell(cell, vocab or input_size, hidden)
+
+    def _numpy_rnn(self, x: torch.Tensor) -> torch.Tensor:
+        names, tensors = zip(*self.rnn.layers[0].named_parameters())
+        if torch.is_grad_enabled() and self.training:
+            return _NumpyLayer.apply(self.numpy_layer, names, x, *tensors)
+        params = {name: t.detach().numpy() for name, t in zip(names, tensors)}
+        return torch.from_numpy(self.numpy_layer.forward(params, x.numpy(), None, train=False)[0])
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return F.one_hot(x, self.vocab).float() if self.vocab else x
@@ -54,7 +112,10 @@ class SequenceClassifier(nn.Module):
     def forward(self, x, lengths: torch.Tensor | None = None, times: torch.Tensor | None = None) -> torch.Tensor:
         if isinstance(x, PackedSequence):
             return self.head(self._last_packed(x))
-        out, _ = self.rnn(self.encode(x), None, times)
+        if self.numpy_layer is not None:
+            out = self._numpy_rnn(self.encode(x))
+        else:
+            out, _ = self.rnn(self.encode(x), None, times)
         if lengths is None:
             return self.head(out[-1])
         return self.head(out[lengths - 1, torch.arange(out.shape[1])])
@@ -215,61 +276,59 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def main(args) -> int:
-    """`rnnlab experiment NAME ...`: build the config from the flags, run, print the table."""
+def command_line(args) -> str:
+    """The command that ran, as the result files show it (to redo it)."""
     import shlex
 
-    from rnnlab.errors import UserError
+    return "rnnlab " + shlex.join(getattr(args, "argv", None) or ["experiment", args.experiment])
 
+
+def add_task_arguments(p: argparse.ArgumentParser, name: str, jobs: bool = True) -> None:
+    """The flags every sequence task takes."""
+    p.add_argument("--out", help=f"output directory (default: runs/experiments/{name})")
+    p.add_argument("--seeds", type=int, help="seeds per setting (mean and spread are reported)")
+    p.add_argument("--quick", action="store_true", help="a tiny version (seconds), as the tests run it")
+    p.add_argument("--hidden", type=int, help="hidden units")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: PyTorch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if jobs:
+        p.add_argument("--jobs", type=int, default=0,
+                       help="training runs in parallel, one process and torch thread each (default 0: one per core)")
+
+
+def task_config(args, config_class):
+    """A sequence task's configuration from the shared flags: --quick, --seeds, --hidden (and --threads)."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.seeds is not None and args.seeds < 1:
-        raise UserError(f"--seeds must be positive, got {args.seeds}")
-    name = args.experiment
-    if name == "palindrome":
-        from rnnlab.experiments.palindrome import COLUMNS, PalindromeConfig as Config, parse_lengths, run
-    elif name == "frequency":
-        from rnnlab.experiments.frequency import COLUMNS, FrequencyConfig as Config, run
-    else:
-        from rnnlab.experiments.varlen import COLUMNS, VarlenConfig as Config, run
-    cfg = Config.quick() if args.quick else Config()
+    cfg = config_class.quick() if args.quick else config_class()
     if args.seeds is not None:
-        cfg.seeds = args.seeds
+        cfg.seeds = positive("--seeds", args.seeds)
     if args.hidden is not None:
-        cfg.hidden = _positive("--hidden", args.hidden)
-    if getattr(args, "cells", None):
-        cfg.cells = _cells(args.cells, ("rnn", "lstm", "gru") if name == "palindrome" else ("lstm", "gru", "rnn", "phased_lstm"))
-    if getattr(args, "lengths", None):
-        cfg.lengths = parse_lengths(args.lengths)
-    if getattr(args, "backend", None):
-        cfg.backend = args.backend
-    if getattr(args, "max_steps", None) is not None:
-        cfg.budget.max_steps = _positive("--max-steps", args.max_steps)
-    if getattr(args, "epochs", None) is not None:
-        cfg.epochs = _positive("--epochs", args.epochs)
-    out = Path(args.out) if args.out else Path("runs") / "experiments" / name
-    command = "rnnlab " + shlex.join(getattr(args, "argv", None) or ["experiment", name])
-    if name == "varlen":  # strategies share initial weights and train in turn: one process
-        rows, paths = run(cfg, out, command, progress=not args.no_progress)
-    else:
-        workers = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
-        rows, paths = run(cfg, out, command, progress=not args.no_progress, workers=workers)
-    print(markdown_table(rows, COLUMNS))
+        cfg.hidden = positive("--hidden", args.hidden)
+    return cfg
+
+
+def out_dir(args) -> Path:
+    return Path(args.out) if args.out else Path("runs") / "experiments" / args.experiment
+
+
+def workers(args) -> int:
+    return args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
+
+
+def print_results(rows: list[dict], paths: dict, columns: list[str]) -> int:
+    print(markdown_table(rows, columns))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 
-def _positive(flag: str, value: int) -> int:
-    from rnnlab.errors import UserError
-
+def positive(flag: str, value: int) -> int:
     if value < 1:
         raise UserError(f"{flag} must be positive, got {value}")
     return value
 
 
-def _cells(text: str, allowed: tuple[str, ...]) -> list[str]:
-    from rnnlab.errors import UserError
-
+def parse_cells(text: str, allowed: tuple[str, ...]) -> list[str]:
     cells = [c.strip() for c in text.split(",") if c.strip()]
     bad = [c for c in cells if c not in allowed]
     if not cells or bad:

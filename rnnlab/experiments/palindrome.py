@@ -19,7 +19,10 @@ import torch
 
 from rnnlab.data.tasks import DIGITS, palindromes
 from rnnlab.errors import UserError
-from rnnlab.experiments import Budget, SequenceClassifier, accuracy, fit, run_jobs, write_results
+from rnnlab.experiments import (Budget, SequenceClassifier, accuracy, add_task_arguments, command_line, fit, out_dir,
+                                parse_cells, positive, print_results, run_jobs, task_config, workers, write_results)
+
+HELP = "accuracy vs length on the palindrome task, per cell"
 
 COLUMNS = ["cell", "length", "accuracy", "std", "min", "max", "seeds", "reached", "steps", "seconds"]
 
@@ -97,11 +100,11 @@ def chrono_init(cell: str, bias_ih, bias_hh, horizon: int, u) -> None:
 
 
 def train_one(cell: str, length: int, seed: int, cfg: PalindromeConfig, on_step=None) -> dict:
-    """Train one classifier; return its test accuracy and the steps it took."""
-    if cfg.backend == "numpy":
-        return train_one_numpy(cell, length, seed, cfg, on_step)
+    """Train one classifier; return its test accuracy and the steps it took.
+    With cfg.backend = "numpy" the recurrent layer runs in the NumPy reference
+    (hand-written BPTT), trained by the same loop on the same data streams."""
     torch.manual_seed(seed)
-    model = SequenceClassifier(cell, 0, cfg.hidden, DIGITS, vocab=DIGITS)
+    model = SequenceClassifier(cell, 0, cfg.hidden, DIGITS, vocab=DIGITS, backend=cfg.backend)
     if cfg.chrono:
         for layer in model.rnn.layers:
             with torch.no_grad():
@@ -115,64 +118,29 @@ def train_one(cell: str, length: int, seed: int, cfg: PalindromeConfig, on_step=
     return result
 
 
-def train_one_numpy(cell: str, length: int, seed: int, cfg: PalindromeConfig, on_step=None) -> dict:
-    """`train_one` on the NumPy backend (hand-written BPTT, float32): the same
-    data streams, model shape, optimizer and early stopping."""
-    from rnnlab.numpy import make_cell
-    from rnnlab.numpy.layers import linear_backward, linear_forward, softmax_cross_entropy
-    from rnnlab.numpy.optim import clip_grad_norm, make_optimizer
-
-    rng, H, b = np.random.default_rng(seed), cfg.hidden, cfg.budget
-    layer = make_cell(cell, DIGITS, H)
-    rnn = layer.init_params(rng, np.float32)
-    if cfg.chrono:
-        chrono_init(cell, rnn["bias_ih"], rnn.get("bias_hh"), length - 1, rng.random(H))
-    bound = 1 / np.sqrt(H)  # nn.Linear's default init
-    head = {"weight": rng.uniform(-bound, bound, (DIGITS, H)).astype(np.float32),
-            "bias": rng.uniform(-bound, bound, DIGITS).astype(np.float32)}
-    params = {**{f"rnn.{k}": v for k, v in rnn.items()}, **{f"head.{k}": v for k, v in head.items()}}
-    optimizer = make_optimizer(b.optimizer, params, lr=b.lr)
-    one_hot = np.eye(DIGITS, dtype=np.float32)
-
-    def forward(x: np.ndarray, train: bool):  # x: [N, T-1] digits
-        out, _, cache = layer.forward(rnn, one_hot[x.T], None, train=train)
-        return linear_forward(out[-1], head["weight"], head["bias"]), out, cache
-
-    def acc(x, y) -> float:
-        return float((forward(x, False)[0].argmax(-1) == y).mean())
-
-    train_rng, check_rng = np.random.default_rng([seed, length]), np.random.default_rng([seed, length, 1])
-    start, step, loss, best, best_step, stop = time.perf_counter(), 0, float("nan"), -1.0, 0, "budget"
-    while step < b.max_steps:
-        x, y = palindromes(cfg.batch_size, length, train_rng)
-        logits, out, cache = forward(x, True)
-        loss, dlogits = softmax_cross_entropy(logits, y)
-        dh, dw, db = linear_backward(out[-1], head["weight"], dlogits)
-        dout = np.zeros_like(out)
-        dout[-1] = dh  # the loss sees only the last step
-        grads = {f"rnn.{k}": g for k, g in layer.backward(rnn, cache, dout).params.items()}
-        grads.update({"head.weight": dw, "head.bias": db})
-        if b.clip > 0:
-            clip_grad_norm(grads, b.clip)
-        optimizer.step(grads)
-        step += 1
-        if on_step:
-            on_step(step, loss)
-        if step % b.check_every == 0:  # the same stopping rules as `fit`
-            reached = acc(*palindromes(cfg.check_samples, length, check_rng))
-            if reached >= best + 0.01:
-                best, best_step = reached, step
-            if reached >= b.target or (b.patience and step - best_step >= b.patience):
-                stop = "target" if reached >= b.target else "plateau"
-                break
-    test = [(x.numpy().T, y.numpy()) for x, _, y in _test_batches(length, cfg.test_samples)]
-    correct = sum(acc(x, y) * len(y) for x, y in test)
-    return {"steps": step, "seconds": time.perf_counter() - start, "loss": float(loss), "stop": stop,
-            "accuracy": correct / sum(len(y) for _, y in test)}
+def add_arguments(p) -> None:
+    add_task_arguments(p, "palindrome")
+    p.add_argument("--cells", help="comma list of cells (default rnn,lstm,gru)")
+    p.add_argument("--lengths", help="start:stop:step (stop included) or a comma list (default 5:40:5)")
+    p.add_argument("--backend", choices=["torch", "numpy"], default="torch")
+    p.add_argument("--max-steps", type=int, help="step budget per training run")
 
 
-def run(cfg: PalindromeConfig, out: Path, command: str, progress: bool = True,
-        workers: int = 1) -> tuple[list[dict], dict]:
+def run(args) -> int:
+    cfg = task_config(args, PalindromeConfig)
+    if args.cells:
+        cfg.cells = parse_cells(args.cells, ("rnn", "lstm", "gru"))
+    if args.lengths:
+        cfg.lengths = parse_lengths(args.lengths)
+    cfg.backend = args.backend
+    if args.max_steps is not None:
+        cfg.budget.max_steps = positive("--max-steps", args.max_steps)
+    rows, paths = measure(cfg, out_dir(args), command_line(args), not args.no_progress, workers(args))
+    return print_results(rows, paths, COLUMNS)
+
+
+def measure(cfg: PalindromeConfig, out: Path, command: str, progress: bool = True,
+            workers: int = 1) -> tuple[list[dict], dict]:
     jobs = [(c, T, s) for c in cfg.cells for T in cfg.lengths for s in range(cfg.seeds)]
     results: dict[tuple, list[dict]] = {}
     start = time.perf_counter()

@@ -30,7 +30,10 @@ from tqdm import tqdm
 
 from rnnlab.config import TrainConfig
 from rnnlab.data.tasks import VarlenSpec, varlen
-from rnnlab.experiments import SequenceClassifier, accuracy, write_results
+from rnnlab.experiments import (SequenceClassifier, accuracy, add_task_arguments, command_line, out_dir, positive,
+                                print_results, task_config, write_results)
+
+HELP = "pad vs bucket vs pack batching of variable-length sequences"
 from rnnlab.optim import build_optimizer
 
 COLUMNS = ["strategy", "pad_fraction", "seqs_per_s", "accuracy", "std", "seeds", "train_seconds"]
@@ -122,7 +125,20 @@ def run_seed(seed: int, cfg: VarlenConfig, bar=None) -> dict[str, dict]:
             for s, st in stats.items()}
 
 
-def run(cfg: VarlenConfig, out: Path, command: str, progress: bool = True) -> tuple[list[dict], dict]:
+def add_arguments(p) -> None:
+    add_task_arguments(p, "varlen", jobs=False)  # strategies share initial weights and train in turn: one process
+    p.add_argument("--epochs", type=int, help="training epochs per strategy")
+
+
+def run(args) -> int:
+    cfg = task_config(args, VarlenConfig)
+    if args.epochs is not None:
+        cfg.epochs = positive("--epochs", args.epochs)
+    rows, paths = measure(cfg, out_dir(args), command_line(args), not args.no_progress)
+    return print_results(rows, paths, COLUMNS)
+
+
+def measure(cfg: VarlenConfig, out: Path, command: str, progress: bool = True) -> tuple[list[dict], dict]:
     start = time.perf_counter()
     bar = tqdm(total=cfg.seeds * cfg.epochs * len(cfg.strategies), unit="epoch", disable=not progress,
                dynamic_ncols=True, desc="varlen")

@@ -1,18 +1,27 @@
-"""PyTorch models: explicit cells, the recurrent stack (explicit or fused) and the language model.
+"""PyTorch models: explicit cells, the recurrent stack (explicit or fused), the
+language model and the neural n-gram model.
 
-`build_model` lives here, above both language models, so that neither module
-imports the other (lm.py's base class is what numpy_backend.py extends).
+`build_model` lives here, above the models, so that no model module imports
+another to choose between them (lm.py's base class is what numpy_backend.py
+extends).
 """
+
+from torch import nn
 
 from rnnlab.config import ModelConfig
 from rnnlab.models.lm import LanguageModel
+from rnnlab.models.nplm import NeuralNgramModel, NumpyBackedNgramModel
 from rnnlab.models.numpy_backend import NumpyBackedLanguageModel
 
 
-def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
-    if cfg.backend == "numpy":  # same parameters, NumPy's hand-written forward and backward
+def build_model(cfg: ModelConfig, vocab_size: int) -> nn.Module:
+    """The model of `cfg.arch` (rnn: LanguageModel; nplm: the neural n-gram model) in `cfg.backend`
+    (numpy: the same parameters, NumPy's hand-written forward and backward)."""
+    if cfg.arch == "nplm":
+        return (NumpyBackedNgramModel if cfg.backend == "numpy" else NeuralNgramModel)(vocab_size, cfg)
+    if cfg.backend == "numpy":
         return NumpyBackedLanguageModel(vocab_size, cfg)
     return LanguageModel(vocab_size, cfg)
 
 
-__all__ = ["LanguageModel", "NumpyBackedLanguageModel", "build_model"]
+__all__ = ["LanguageModel", "NeuralNgramModel", "NumpyBackedLanguageModel", "NumpyBackedNgramModel", "build_model"]

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from rnnlab import cell_registry
 from rnnlab.config import ModelConfig, parse_cutoffs
+from rnnlab.errors import UserError
 from rnnlab.models.softmax import AdaptiveSoftmax, Loss, full_loss
 from rnnlab.models.stack import RecurrentStack
 
@@ -57,6 +58,9 @@ class LanguageModel(nn.Module):
         self.rnn = RecurrentStack(cfg.cell, embed, cfg.hidden, cfg.layers, cfg.dropout, cfg.impl, cfg.bias,
                                   **cell_options(cfg))
         if cfg.softmax == "adaptive":  # see rnnlab/models/softmax.py
+            if cfg.cutoffs == "auto":
+                raise UserError("model.cutoffs=auto is chosen from the training data when a run starts "
+                                "(models/softmax.py:fit_output); a model built by hand needs numeric cutoffs")
             self.decoder = AdaptiveSoftmax(cfg.hidden, vocab_size, parse_cutoffs(cfg.cutoffs), cfg.div_value)
         else:
             self.decoder = Decoder(cfg.hidden, vocab_size, self.embedding if cfg.tie_weights else None)

@@ -8,7 +8,7 @@ Modules (one job each):
                (built by name with make_cell, from the cell table rnnlab/cell_registry.py)
     layers     Embedding, Linear, dropout, softmax cross-entropy
     model      NumpyLanguageModel (embedding -> stacked cells -> decoder)
-    optim      SGD, Adagrad, RMSprop, Adam, clip_grad_norm, LR schedules
+    optim      SGD, Adagrad, RMSprop, Adam, clip_grad_norm (schedules: rnnlab.optim.Schedule)
     gradcheck  finite-difference check of every backward pass
     params     closed-form parameter counts
     gradflow   ||dL_T/dh_t|| against T - t, and its plot
@@ -21,8 +21,7 @@ from .cells import (GRULayer, LayerGrads, LSTMLayer, PhasedLSTMLayer, RNNLayer, 
 from .gradcheck import format_table, run_gradcheck
 from .gradflow import gradient_flow, plot_gradient_flow
 from .model import NumpyLanguageModel
-from .optim import (SGD, Adagrad, Adam, ConstantLR, EpochDecayLR, ReduceLROnPlateau, RMSprop,
-                    clip_grad_norm, make_optimizer, make_scheduler)
+from .optim import SGD, Adagrad, Adam, RMSprop, clip_grad_norm, make_optimizer
 from .params import count_params
 
 __all__ = [
@@ -30,6 +29,5 @@ __all__ = [
     "forward_backward",
     "phase_gate", "phase_gate_backward", "NumpyLanguageModel",
     "SGD", "Adagrad", "RMSprop", "Adam", "make_optimizer", "clip_grad_norm",
-    "ConstantLR", "EpochDecayLR", "ReduceLROnPlateau", "make_scheduler",
     "run_gradcheck", "format_table", "count_params", "gradient_flow", "plot_gradient_flow",
 ]

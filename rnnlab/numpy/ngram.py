@@ -1,7 +1,7 @@
 """The neural n-gram model of Bengio et al. (2003) in NumPy, forward and backward by hand.
 
-Same model, parameter names and shapes as `rnnlab.ngram.neural.NeuralNgramLM`
-(dropout excluded), so weights move between the two unchanged.
+Same model and shapes as `rnnlab.models.nplm.NeuralNgramModel` (dropout excluded; its
+`decoder.*` is `output.*` here), so weights move between the two unchanged.
 
 Notation: a batch of N examples, context c words, embedding size E, hidden
 size H, vocabulary V. Inputs: ctx int [N, c] (oldest word first), targets

@@ -1,5 +1,6 @@
-"""Optimizers, gradient clipping and learning-rate schedules for dicts of
-NumPy arrays, written to reproduce ``torch.optim`` exactly.
+"""Optimizers and gradient clipping for dicts of NumPy arrays, written to
+reproduce ``torch.optim`` exactly. Learning-rate schedules have one
+implementation, ``rnnlab.optim.Schedule``: set ``opt.lr`` from it.
 
 Each optimizer holds a reference to the parameter dict and updates its arrays
 in place: ``opt.step(grads)`` with ``grads`` keyed like the parameters (a
@@ -8,7 +9,7 @@ whose ``.grad`` is None). Names, argument order and defaults are those of
 ``torch.optim`` (torch 2.x); the update rules below are transcribed from its
 single-tensor implementations, with ``g`` the gradient after weight decay
 (``g = grad + weight_decay * p``) and ``s`` the per-parameter step count.
-The learning rate lives in ``opt.lr`` so schedulers can change it.
+The learning rate lives in ``opt.lr`` so a schedule can change it.
 """
 
 from __future__ import annotations
@@ -220,106 +221,3 @@ def clip_grad_norm(grads: dict[str, np.ndarray], max_norm: float, norm_type: flo
         for g in arrays:
             g *= g.dtype.type(coef)
     return total
-
-
-# ---------------------------------------------------------------------------
-# Learning-rate schedules: call ``step()`` (``step(metric)`` for plateau) once
-# at the end of every epoch, as with torch's schedulers.
-# ---------------------------------------------------------------------------
-
-class ConstantLR:
-    """Keeps the optimizer's learning rate unchanged."""
-
-    def __init__(self, optimizer: Optimizer):
-        self.optimizer = optimizer
-
-    def step(self, metric=None) -> float:
-        return self.optimizer.lr
-
-
-class EpochDecayLR:
-    """Divide the learning rate by ``decay`` after every epoch once
-    ``start_epoch`` epochs are done (Zaremba et al. 2014). With epochs
-    counted from 1, the rate used during epoch e is
-
-        lr(e) = lr0 / decay ** max(0, e - start_epoch).
-    """
-
-    def __init__(self, optimizer: Optimizer, decay: float, start_epoch: int):
-        if decay <= 0:
-            raise ValueError("decay must be positive")
-        self.optimizer, self.decay, self.start_epoch = optimizer, float(decay), int(start_epoch)
-        self.base_lr = optimizer.lr
-        self.epoch = 1  # the epoch about to run / running
-
-    def lr_at(self, epoch: int) -> float:
-        return self.base_lr / self.decay ** max(0, epoch - self.start_epoch)
-
-    def step(self, metric=None) -> float:
-        self.epoch += 1
-        self.optimizer.lr = self.lr_at(self.epoch)
-        return self.optimizer.lr
-
-
-class ReduceLROnPlateau:
-    """torch.optim.lr_scheduler.ReduceLROnPlateau (same arguments and logic):
-    multiply the rate by ``factor`` when the metric has not improved by more
-    than ``threshold`` (relative or absolute) for more than ``patience``
-    epochs, then wait ``cooldown`` epochs; never go below ``min_lr`` and
-    ignore changes smaller than ``eps``."""
-
-    def __init__(self, optimizer: Optimizer, mode: str = "min", factor: float = 0.1,
-                 patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel",
-                 cooldown: int = 0, min_lr: float = 0.0, eps: float = 1e-8):
-        if factor >= 1.0:
-            raise ValueError("factor should be < 1.0")
-        if mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
-            raise ValueError("mode must be min/max and threshold_mode rel/abs")
-        self.optimizer = optimizer
-        self.mode, self.factor, self.patience = mode, float(factor), int(patience)
-        self.threshold, self.threshold_mode = float(threshold), threshold_mode
-        self.cooldown, self.min_lr, self.eps = int(cooldown), float(min_lr), float(eps)
-        self.best = math.inf if mode == "min" else -math.inf
-        self.num_bad_epochs = 0
-        self.cooldown_counter = 0
-
-    def _is_better(self, a: float) -> bool:
-        if self.mode == "min":
-            if self.threshold_mode == "rel":
-                return a < self.best * (1.0 - self.threshold)
-            return a < self.best - self.threshold
-        if self.threshold_mode == "rel":
-            return a > self.best * (1.0 + self.threshold)
-        return a > self.best + self.threshold
-
-    def step(self, metric: float) -> float:
-        current = float(metric)
-        if self._is_better(current):
-            self.best = current
-            self.num_bad_epochs = 0
-        else:
-            self.num_bad_epochs += 1
-        if self.cooldown_counter > 0:
-            self.cooldown_counter -= 1
-            self.num_bad_epochs = 0  # bad epochs during cooldown do not count
-        if self.num_bad_epochs > self.patience:
-            old = self.optimizer.lr
-            new = max(old * self.factor, self.min_lr)
-            if old - new > self.eps:
-                self.optimizer.lr = new
-            self.cooldown_counter = self.cooldown
-            self.num_bad_epochs = 0
-        return self.optimizer.lr
-
-
-def make_scheduler(name: str, optimizer: Optimizer, **kwargs):
-    """"constant"; "decay" (kwargs decay, start_epoch); "plateau" (kwargs of
-    :class:`ReduceLROnPlateau`)."""
-    key = name.lower()
-    if key in ("constant", "none"):
-        return ConstantLR(optimizer)
-    if key in ("decay", "epoch_decay", "step"):
-        return EpochDecayLR(optimizer, **kwargs)
-    if key in ("plateau", "reduce_on_plateau"):
-        return ReduceLROnPlateau(optimizer, **kwargs)
-    raise ValueError(f"unknown schedule {name!r}; expected constant, decay or plateau")

@@ -92,7 +92,7 @@ def run_row(run: Run, experiment: str) -> list[str]:
     epochs = run.summary.get("epochs", last.get("epoch"))
     steps = run.summary.get("steps", last.get("step"))
     label = run.label if run.summary else f"{run.label} (unfinished)"
-    return [experiment, label, f"{run.config.name} ({run.level})", m.cell, f"{m.layers}×{m.hidden}",
+    return [experiment, label, f"{run.config.name} ({run.level})", *m.kind_and_size(),
             fmt_count(_parameters(run)), "–" if epochs is None else f"{epochs:.2f}", "–" if steps is None else str(steps),
             fmt_seconds(run.summary.get("wall_seconds", last.get("elapsed"))), run.score_name,
             *(fmt_score(run.best(split), run.level) for split in ("train", "valid", "test")),
@@ -168,7 +168,7 @@ def model_views(run: Run, names, group: str, samples: bool, prompt: str, sample_
     images, tables = [], []
     if loaded[1].level == "word":
         images, tables = embedding_views(run.label, loaded, names, group)
-    if cell_registry.get(loaded[2].model.cell).needs_times:  # a time gate to draw
+    if loaded[2].model.arch == "rnn" and cell_registry.get(loaded[2].model.cell).needs_times:  # a time gate to draw
         try:
             images += kgate_views(run.label, loaded, names, group)
         except UserError:  # learned parameters outside the plot's range

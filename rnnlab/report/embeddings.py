@@ -148,7 +148,7 @@ def load_embedding(path: str | Path, name: str = "embedding.weight") -> np.ndarr
 def run_embedding(run_dir: str | Path) -> tuple[np.ndarray, list[str]]:
     """(embedding matrix, vocabulary tokens) of a run directory of either kind:
 
-    - a neural n-gram run (`rnnlab.ngram.neural`): model.safetensors + vocab.json;
+    - a neural n-gram run of the format before `model.arch = "nplm"`: model.safetensors + vocab.json;
     - a recurrent LM run (`rnnlab train`): its 'best' checkpoint (else 'last'),
       tensor ``model.embedding.weight``, vocabulary from the checkpoint's meta.
     """

@@ -1,0 +1,144 @@
+"""The neural probabilistic language model of Bengio et al. (2003), `model.arch = "nplm"`.
+
+Given the previous c = `model.context` words w_{t-c+1} .. w_t::
+
+    x = [C(w_{t-c+1}); ...; C(w_t)]          concatenated embeddings, size c·E   (dropout)
+    h = act(A x + d)                          act = tanh, or the identity ("linear")   (dropout)
+    y = b + U h  (+ W x with model.direct)    one logit per word
+    P(w_{t+1} = i | context) = softmax(y)_i
+
+It is a language model like the recurrent one (rnnlab/models/lm.py) and
+trains, evaluates, samples and checkpoints through the same code: it reads
+token batches x [T, B], and its "state" is the last c words of the batch
+[1, B, c], so contexts run on across segments as a recurrent state does and
+every token is predicted from the c words before it in its stream. Before the
+start of a stream the context is `<eos>` (the start of a line). The output
+layer is the language model's (`decoder.*`: full or adaptive softmax).
+
+Parameters: `embedding.weight` [V, E], `hidden.weight` [H, c·E], `hidden.bias`
+[H], `decoder.weight` [V, H], `decoder.bias` [V] and, with direct connections,
+`direct.weight` [V, c·E] (starting at zero). The NumPy twin, with its
+hand-written backward pass, is rnnlab/numpy/ngram.py.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from rnnlab.config import ModelConfig, parse_cutoffs
+from rnnlab.errors import UserError
+from rnnlab.models.lm import Decoder
+from rnnlab.models.softmax import AdaptiveSoftmax, full_loss
+from rnnlab.numpy import ngram as ngram_np
+
+START = 1  # <eos>'s id in a word vocabulary (Vocab.build: <unk>, <eos>, then by frequency)
+EMBED_INIT = 0.1  # embeddings ~ U(-0.1, 0.1) unless model.init is set: tanh units start in their linear range
+
+
+class NeuralNgramModel(nn.Module):
+    def __init__(self, vocab_size: int, cfg: ModelConfig):
+        super().__init__()
+        self.cfg, self.vocab_size, self.context = cfg, vocab_size, cfg.context
+        embed = cfg.embed or cfg.hidden
+        self.embedding = nn.Embedding(vocab_size, embed)
+        self.hidden = nn.Linear(cfg.context * embed, cfg.hidden)
+        if cfg.softmax == "adaptive":
+            if cfg.cutoffs == "auto":
+                raise UserError("model.cutoffs=auto is chosen from the training data when a run starts "
+                                "(models/softmax.py:fit_output); a model built by hand needs numeric cutoffs")
+            self.decoder = AdaptiveSoftmax(cfg.hidden, vocab_size, parse_cutoffs(cfg.cutoffs), cfg.div_value)
+        else:
+            self.decoder = Decoder(cfg.hidden, vocab_size)
+        self.direct = nn.Linear(cfg.context * embed, vocab_size, bias=False) if cfg.direct else None
+        self.drop = nn.Dropout(cfg.dropout)
+        if cfg.init > 0:
+            for p in self.parameters():
+                nn.init.uniform_(p, -cfg.init, cfg.init)
+        else:
+            nn.init.uniform_(self.embedding.weight, -EMBED_INIT, EMBED_INIT)
+        if self.direct is not None:
+            nn.init.zeros_(self.direct.weight)
+
+    def init_state(self, batch_size: int) -> tuple[torch.Tensor]:
+        """The context before a stream starts: c `<eos>` tokens per stream."""
+        start = min(START, self.vocab_size - 1)
+        return (torch.full((1, batch_size, self.context), start, dtype=torch.long, device=self.embedding.weight.device),)
+
+    def contexts(self, x: torch.Tensor, state=None) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
+        """x [T, B] → the c words ending at each x_t [T, B, c] (oldest first), and the new state."""
+        before = (state if state is not None else self.init_state(x.shape[1]))[0][0].t()  # [c, B]
+        stream = torch.cat([before, x], 0)  # [c + T, B]
+        windows = stream.unfold(0, self.context, 1)  # [T + 1, B, c]: windows[s] = stream[s : s + c]
+        return windows[1:], (stream[-self.context:].t()[None].contiguous(),)
+
+    def features(self, x: torch.Tensor, state=None):
+        """(x_cat [T, B, c·E], h [T, B, H]) after dropout, and the new state."""
+        ctx, state = self.contexts(x, state)
+        e = self.drop(self.embedding(ctx).flatten(2))
+        h = self.hidden(e)
+        if self.cfg.activation == "tanh":
+            h = torch.tanh(h)
+        return e, self.drop(h), state
+
+    def forward(self, x: torch.Tensor, state=None, times=None, targets=None):
+        """As LanguageModel.forward: logits [T, B, V] (or with targets the Loss), and the new state.
+        `times` is accepted and ignored (only the Phased LSTM reads it)."""
+        e, h, state = self.features(x, state)
+        if self.direct is None:
+            return (self.decoder.logits(h) if targets is None else self.decoder.loss(h, targets)), state
+        logits = self.decoder.logits(h) + self.direct(e)
+        return (logits if targets is None else full_loss(logits, targets)), state
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+# NumPy's names for the output layer (rnnlab/numpy/ngram.py); the rest are the same.
+NUMPY_NAMES = {"decoder.weight": "output.weight", "decoder.bias": "output.bias"}
+
+
+class _NumpyNgramLoss(torch.autograd.Function):
+    """Mean cross-entropy by NumPy's forward; gradients by NumPy's hand-written backward."""
+
+    @staticmethod
+    def forward(ctx, model, contexts, targets, *params):
+        loss, grads = ngram_np.loss_and_grads(model.numpy_params(), contexts.numpy(), targets.numpy(),
+                                              model.cfg.activation)
+        ctx.model, ctx.grads = model, grads
+        return torch.tensor(loss, dtype=params[0].dtype)
+
+    @staticmethod
+    def backward(ctx, grad_loss):
+        grads, scale = ctx.grads, grad_loss.item()
+        ctx.grads = None
+        return (None,) * 3 + tuple(torch.from_numpy(grads[NUMPY_NAMES.get(name, name)] * scale)
+                                   for name, _ in ctx.model.named_parameters())
+
+
+class NumpyBackedNgramModel(NeuralNgramModel):
+    """`model.backend = "numpy"`: the same parameters, computed by rnnlab/numpy/ngram.py
+    (forward and backward by hand); PyTorch holds the weights and runs the optimizer."""
+
+    def __init__(self, vocab_size: int, cfg: ModelConfig):
+        if cfg.softmax != "full":
+            raise UserError("model.backend=numpy supports model.softmax=full only")
+        super().__init__(vocab_size, cfg)
+
+    def numpy_params(self) -> dict:
+        """NumPy views of this module's tensors (no copies), under NumPy's names."""
+        return {NUMPY_NAMES.get(name, name): p.detach().numpy() for name, p in self.named_parameters()}
+
+    def forward(self, x: torch.Tensor, state=None, times=None, targets=None):
+        if x.device.type != "cpu":
+            raise UserError("model.backend=numpy runs on the CPU only (use train.device=cpu)")
+        ctx, state = self.contexts(x, state)
+        flat = ctx.reshape(-1, self.context)
+        logits = torch.from_numpy(ngram_np.forward(self.numpy_params(), flat.numpy(), self.cfg.activation)[0])
+        logits = logits.view(*x.shape, self.vocab_size)
+        if targets is None:
+            return logits, state
+        out = full_loss(logits, targets)
+        if self.training:  # the loss whose gradient NumPy computes (the value is the same)
+            out = out._replace(loss=_NumpyNgramLoss.apply(self, flat, targets.reshape(-1), *self.parameters()))
+        return out, state
