@@ -12,10 +12,10 @@ one overlay per split (lm_study_{train,valid,test}.png).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
+from rnnlab import safejson
 from rnnlab.config import load_config
 from rnnlab.experiments import train_unless_finished, write_results
 from rnnlab.report.plots import COLORS, new_figure, save
@@ -39,7 +39,7 @@ def epoch_curves(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
 
 
 def row_for(model: str, run_dir: Path) -> dict:
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = safejson.read(run_dir / "summary.json")
     curves = epoch_curves(run_dir)
     final = summary["final"]
     return {"model": model,

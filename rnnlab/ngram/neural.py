@@ -50,6 +50,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from rnnlab import safejson
 from rnnlab.checkpoint import write_atomic
 from rnnlab.data.corpus import Corpus
 from rnnlab.data.vocab import Vocab
@@ -393,10 +394,15 @@ def load_run(run_dir: str | Path) -> tuple[NeuralNgramLM, Vocab, NgramConfig]:
     for name in ("config.json", "vocab.json", "model.safetensors"):
         if not (run / name).is_file():
             raise UserError(f"{run} is not a neural n-gram run directory (no {name})")
-    raw = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    try:
+        raw, vocab_json = safejson.read(run / "config.json"), safejson.read(run / "vocab.json")
+    except (OSError, ValueError) as e:
+        raise UserError(f"{run} has an unreadable config.json or vocab.json: {e}") from None
+    if not isinstance(raw, dict) or not isinstance(vocab_json, dict):
+        raise UserError(f"{run}: config.json and vocab.json must each hold a JSON object")
     known = {f.name for f in dataclasses.fields(NgramConfig)}
     cfg = NgramConfig(**{k: v for k, v in raw.items() if k in known})
-    vocab = Vocab.from_json(json.loads((run / "vocab.json").read_text(encoding="utf-8")))
+    vocab = Vocab.from_json(vocab_json)
     model = NeuralNgramLM.from_config(cfg, len(vocab))
     state = load_file(str(run / "model.safetensors"))
     try:
