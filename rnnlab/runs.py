@@ -53,7 +53,7 @@ class RunLock:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(self.fd)
+            self.release()
             raise UserError(f"run directory {run_dir} is in use by another rnnlab process (PID {holder}); "
                             "wait for it to finish or stop it") from None
         os.ftruncate(self.fd, 0)
