@@ -305,8 +305,6 @@ def cmd_generate(args) -> int:
     lengths = args.length if args.length is not None else [g.length]
     top_k = g.top_k if args.top_k is None else args.top_k
     top_p = g.top_p if args.top_p is None else args.top_p
-    if args.num < 1:
-        raise UserError(f"--num must be positive, got {args.num}")
     rows = []
     for length in lengths:
         for temperature in temperatures:
@@ -348,8 +346,6 @@ def cmd_report(args) -> int:
 
     from rnnlab.report.build import build_report
 
-    if args.sample_length is not None and args.sample_length < 1:
-        raise UserError(f"--sample-length must be positive, got {args.sample_length}")
     out = Path(args.out) if args.out else Path("report.md" if args.format == "md" else "report.html")
     command = shlex.join(["rnnlab", *getattr(args, "argv", sys.argv[1:])])  # shown in the report, to redo it
     out = build_report(args.paths, out, args.format, title=args.title, samples=not args.no_samples,
@@ -458,8 +454,6 @@ def cmd_params(args) -> int:
 
     from rnnlab.numpy import count_params
 
-    if min(args.input, args.hidden, args.layers) < 1:
-        raise UserError("--input, --hidden and --layers must be positive")
     count, formula = count_params(args.cell, args.input, args.hidden, args.layers, args.bias)
     module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[args.cell](
         args.input, args.hidden, args.layers)

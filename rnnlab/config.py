@@ -211,13 +211,24 @@ def merge(cfg: Config, data: dict, source: str) -> None:
             apply(cfg, key, value)
 
 
-def _read_toml(path: Path, source: str) -> dict:
+MAX_TOML_BYTES = 1 << 20  # a resolved configuration is ~1 KB
+
+
+def read_toml(path: Path, source: str) -> dict:
+    """A TOML file from outside (--config, a run's config.toml): bounded in size, and
+    tomllib's recursion on deeply nested arrays (RecursionError) is one line too."""
     try:
+        if path.stat().st_size > MAX_TOML_BYTES:
+            raise UserError(f"{source} is too large for a configuration ({path.stat().st_size:,} bytes)")
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"config file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{source} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise UserError(f"{source} is not valid TOML: nested too deeply") from None
+    except OSError as e:
+        raise UserError(f"{source} is unreadable: {e.strerror or e}") from None
 
 
 def preset_names() -> list[str]:
@@ -232,7 +243,7 @@ def preset_path(name: str) -> Path:
 
 
 def preset_description(name: str) -> str:
-    return _read_toml(preset_path(name), f"preset {name}").get("description", "")
+    return read_toml(preset_path(name), f"preset {name}").get("description", "")
 
 
 def load_config(preset: str | None = None, config_file: str | None = None, overrides=()) -> Config:
@@ -241,10 +252,10 @@ def load_config(preset: str | None = None, config_file: str | None = None, overr
     if preset is None and config_file is None:
         preset = "grimm-char"
     if preset is not None:
-        merge(cfg, _read_toml(preset_path(preset), f"preset {preset}"), f"preset {preset}")
+        merge(cfg, read_toml(preset_path(preset), f"preset {preset}"), f"preset {preset}")
         cfg.name = preset
     if config_file is not None:
-        merge(cfg, _read_toml(Path(config_file), config_file), config_file)
+        merge(cfg, read_toml(Path(config_file), config_file), config_file)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:

@@ -21,14 +21,13 @@ import fcntl
 import json
 import os
 import shutil
-import tomllib
 from pathlib import Path
 
 import torch
 
 from rnnlab import checkpoint, safejson
 from rnnlab.bounds import INFERENCE_COPIES, check_model_memory
-from rnnlab.config import Config, config_from_dict
+from rnnlab.config import Config, config_from_dict, read_toml
 from rnnlab.data.vocab import Vocab
 from rnnlab.errors import UserError
 from rnnlab.models import build_model
@@ -116,11 +115,7 @@ def read_config(run_dir: Path) -> Config:
         raise UserError(f"{run_dir} is not a run directory (it is a file)")
     if not is_run(run_dir):
         raise UserError(f"{run_dir} is not a run directory (no config.toml)")
-    try:
-        data = tomllib.loads((Path(run_dir) / "config.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{run_dir}/config.toml is unreadable: {e}") from None
-    return config_from_dict(data)
+    return config_from_dict(read_toml(Path(run_dir) / "config.toml", f"{run_dir}/config.toml"))
 
 
 def append_jsonl(path: Path, record: dict) -> None:

@@ -317,7 +317,13 @@ def _plant_deep_metrics(run: Path) -> None:
         f.write("[" * 100_000 + "\n")
 
 
+def _plant_deep_config(run: Path) -> None:
+    (run / "config.toml").write_text("name = " + "[" * 100_000 + "]" * 100_000 + "\n")
+
+
 @pytest.mark.parametrize("plant, argv, fragment", [
+    (_plant_deep_config, ["eval", "{run}"], "config.toml is not valid TOML: nested too deeply"),
+    (_plant_deep_config, ["train", "--config", "{run}/config.toml"], "config.toml is not valid TOML: nested too deeply"),
     (_plant_deep_meta, ["eval", "{run}", "--checkpoint", "last"], "is corrupted or incomplete"),
     (_plant_deep_meta, ["generate", "{run}", "--checkpoint", "last", "--length", "3"], "is corrupted or incomplete"),
     (_plant_deep_meta, ["train", "--resume", "{run}"], "is corrupted or incomplete"),
