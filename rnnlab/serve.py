@@ -215,8 +215,9 @@ def _valid_loss(run_dir: Path, meta: dict, checkpoint: str) -> float | None:
     if checkpoint == "last":
         try:
             summary = safejson.read(run_dir / "summary.json")
-            if summary["steps"] == meta.get("step"):
-                return summary["final"]["valid"]["loss"]
+            loss = summary["final"]["valid"]["loss"]
+            if summary["steps"] == meta.get("step") and isinstance(loss, (int, float)) and not isinstance(loss, bool):
+                return loss
         except (OSError, ValueError, KeyError, TypeError):
             pass
         return None  # a checkpoint taken mid-training has not been evaluated

@@ -286,3 +286,16 @@ def test_every_bind_checks_the_host_header(tiny_lm_run, host):
         proc.wait(timeout=30)
     warned = "rnnlab: warning: listening on 0.0.0.0" in printed
     assert warned == (host == "0.0.0.0")
+
+
+def test_a_forged_summary_does_not_stop_the_server_or_reach_the_page(tiny_lm_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_lm_run, run)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["final"]["valid"]["loss"] = "<script>alert(1)</script>"
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert create_app(run, checkpoint="last").state.playground.info["valid"] is None
+    (run / "summary.json").write_text("[" * 100_000)
+    assert create_app(run, checkpoint="last").state.playground.info["valid"] is None
