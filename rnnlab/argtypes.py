@@ -35,9 +35,9 @@ def _ranged(typ: type, low=None, high=None, low_open: bool = False, hint: str = 
             if low is not None and high is not None:
                 wanted = f"in {'(' if low_open else '['}{low:g}, {high:g}]" if typ is float else f"between {low} and {high}"
             elif low is not None:
-                wanted = f"{'>' if low_open else '>='} {low}"
+                wanted = f"{'>' if low_open else '>='} {low:g}" if typ is float else f">= {low}"
             else:
-                wanted = f"<= {high}"
+                wanted = f"<= {high:g}" if typ is float else f"<= {high}"
             raise argparse.ArgumentTypeError(f"must be {wanted}{hint}, got {text}")
         return value
 

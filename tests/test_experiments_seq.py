@@ -131,11 +131,11 @@ def test_plot_kgate(tmp_path, capsys):
     assert main(["plot", "kgate", "--tau", "4", "--r-on", "0.3", "--s", "1.5", "--out", str(out)]) == 0
     assert out.stat().st_size > 1000
     assert main(["plot", "kgate", "--tau", "-1", "--out", str(out)]) == 2
-    assert "--tau must be positive" in capsys.readouterr().err
+    assert "argument --tau: must be > 0, got -1" in capsys.readouterr().err
 
 
 def test_experiment_flag_errors(tmp_path, capsys):
     assert main(["experiment", "palindrome", "--quick", "--cells", "lstm,bogus", "--out", str(tmp_path)]) == 2
     assert main(["experiment", "varlen", "--quick", "--epochs", "0", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "--cells" in err and "--epochs must be positive" in err
+    assert "--cells" in err and "argument --epochs: must be >= 1, got 0" in err
