@@ -122,8 +122,8 @@ def test_one_writer_per_run_readers_unaffected_and_no_stale_lock_after_sigkill(t
         code, err = run_cli(["train", "--resume", run, "--no-progress", *sets("train.max_steps=1")], capsys)
         assert code == 2 and err == [f"rnnlab: error: run directory {run} is in use by another rnnlab process "
                                      f"(PID {writer.pid}); wait for it to finish or stop it"], err
-        code, err = run_cli(["train", *sets(f"data.path={tiny_text}", *TINY, "train.max_steps=2"), "--run-dir", run, "--overwrite",
-                             "--no-progress"], capsys)
+        code, err = run_cli(["train", *sets(f"data.path={tiny_text}", *TINY, "train.max_steps=2"), "--run-dir", run,
+                             "--overwrite", "--no-progress"], capsys)
         one_error(code, err, f"(PID {writer.pid})")
         assert (run / "config.toml").is_file()  # --overwrite did not empty a run that is being written
         code, err = run_cli(["eval", run, "--checkpoint", "last"], capsys)
