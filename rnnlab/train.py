@@ -161,7 +161,8 @@ class Trainer:
             load_optimizer(self.optimizer, self.names, tensors, meta["optimizer"])
             torch.set_rng_state(tensors["rng.torch"])
             if self.state is not None:
-                self.state = tuple(tensors[f"state.{i}"].to(self.device) for i in range(len(self.state)))
+                # in the model's dtype (older checkpoints of bf16 runs stored bf16 state)
+                self.state = tuple(tensors[f"state.{i}"].to(self.device, s.dtype) for i, s in enumerate(self.state))
             self.step, self.epoch, self.index = meta["step"], meta["epoch"], meta["index"]
             self.schedule.load(meta["schedule"])
             self.best_valid = meta["best_valid"]
