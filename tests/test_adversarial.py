@@ -423,3 +423,31 @@ def test_a_model_too_large_for_memory_is_refused_before_loading(run, capsys):
     (run / "config.toml").write_text(text)
     code, err = run_cli(["eval", run], capsys)
     one_error(code, err, "the model is too large for this machine")
+
+
+@pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="needs a CPU with native bf16")
+def test_a_bf16_run_resumes_bitwise_with_its_state_in_float32(tmp_path, corpora, capsys, monkeypatch):
+    from rnnlab.train import Trainer
+
+    class Crash(BaseException):
+        """SIGKILL inside the process: nothing saves on the way out."""
+
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    train_tiny(corpora[0], whole, capsys, "train.bf16=on", "train.max_steps=6")
+    real, calls = Trainer._train_step, []
+
+    def step(self, *args):
+        calls.append(1)
+        if len(calls) == 6:  # after the step-4 checkpoint
+            raise Crash
+        return real(self, *args)
+
+    monkeypatch.setattr(Trainer, "_train_step", step)
+    with pytest.raises(Crash):
+        train_tiny(corpora[0], parts, capsys, "train.bf16=on", "train.max_steps=6")
+    monkeypatch.undo()
+    assert checkpoint.load(parts)[1]["step"] == 4
+    code, err = run_cli(["train", "--resume", parts, "--no-progress"], capsys)
+    assert code == 0, err
+    a, b = checkpoint.load(whole)[0], checkpoint.load(parts)[0]
+    assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
