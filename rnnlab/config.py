@@ -289,9 +289,9 @@ def validate(cfg: Config) -> None:
         for f in dataclasses.fields(cls):
             value = getattr(getattr(cfg, section), f.name)
             _check(not isinstance(value, float) or math.isfinite(value), f"{section}.{f.name} must be a finite number, got {value}")
-    # The name becomes a directory under runs/: a separator or '..' would put the run elsewhere.
-    _check(cfg.name not in ("", ".", "..") and not any(c in cfg.name for c in "/\\\0"),
-           f"name must not be empty, '.', '..' or contain '/', '\\' or NUL (it names the run directory), got {cfg.name!r}")
+    # The name becomes runs/NAME-TIMESTAMP: a separator would put the run elsewhere ('../../x').
+    _check(not any(c in cfg.name for c in "/\\\0"),
+           f"name must not contain '/', '\\' or NUL (it names the run directory), got {cfg.name!r}")
     _choice("model.cell", m.cell, CELLS)
     _choice("model.nonlinearity", m.nonlinearity, ("tanh", "relu"))
     _choice("model.gru_z", m.gru_z, ("old", "new"))

@@ -268,7 +268,7 @@ def test_generate_refuses_parameters_that_cannot_be_sampled(tmp_path, corpora, c
     ("generate.top_p=1e-300", "generate.top_p must be in [1e-06, 1]"),
     ("train.seed=-1", "train.seed must be between 0 and 2**63-1"),
     ("train.sample_length=2000000", "train.sample_length must be between 1 and 1,000,000"),
-    ("name=../../escaped", "name must not be empty, '.', '..' or contain '/'"),
+    ("name=../../escaped", "name must not contain '/'"),
     ("model.hidden=1000000000", "the model is too large for this machine"),
 ])
 def test_bad_configurations_are_refused_before_the_run_directory_exists(tmp_path, corpora, capsys, setting, fragment):
