@@ -45,8 +45,9 @@ TENSORS, META = "tensors.safetensors", "meta.json"
 
 
 def _file_mode() -> int:
-    """The mode of an ordinary new file under the current umask. safetensors
-    and os.open choose their own; every checkpoint file is set to this one."""
+    """The mode of an ordinary new file under the current umask (0666 less it).
+    safetensors creates its file 0600 whatever the umask, so every checkpoint
+    file is set to this mode explicitly."""
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
@@ -219,6 +220,13 @@ def _vocab(v) -> bool:
             and len(v["tokens"]) > 0 and all(isinstance(t, str) for t in v["tokens"]))
 
 
+def _fingerprint(v) -> bool:  # rnnlab/fingerprint.py
+    corpus = v.get("corpus") if isinstance(v, dict) else None
+    return (isinstance(corpus, dict) and isinstance(v.get("bf16"), bool)
+            and all(isinstance(f, dict) and _int()(f.get("bytes")) and isinstance(f.get("sha256"), str)
+                    for f in corpus.values()))
+
+
 def _totals(v) -> bool:
     return isinstance(v, list) and len(v) == 3 and all(_number(0)(x) for x in v)
 
@@ -240,7 +248,7 @@ SCHEMA = {
     "parameters": (False, _int()),
     "optimizer": (False, lambda v: isinstance(v, dict)),
     "schedule": (False, lambda v: isinstance(v, dict)),
-    "fingerprint": (False, lambda v: isinstance(v, dict)),
+    "fingerprint": (False, _fingerprint),
     "logs": (False, lambda v: isinstance(v, dict) and all(isinstance(k, str) and _int()(n) for k, n in v.items())),
 }
 

@@ -347,6 +347,7 @@ def test_deeply_nested_json_in_a_run_is_one_line(run, capsys, plant, argv, fragm
     (lambda m: m.update(logs={"metrics.jsonl": 10**12}), "'logs' puts the end of metrics.jsonl at byte 1000000000000"),
     (lambda m: m.update(logs={"../../etc/passwd.jsonl": 0}), "'logs' names '../../etc/passwd.jsonl'"),
     (lambda m: m.update(optimizer=[]), "'optimizer' has an invalid value"),
+    (lambda m: m.update(fingerprint={"corpus": [], "bf16": False}), "'fingerprint' has an invalid value"),
 ])
 def test_forged_checkpoint_metadata_is_refused_with_one_line(run, capsys, change, fragment):
     for tag in ("last", "best"):
