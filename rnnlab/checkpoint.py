@@ -18,13 +18,17 @@ checkpoint, never a torn one.
 Reading trusts nothing: the pointer, the metadata checksum, the format
 version and the tensor checksum are all verified, and tensors are parsed by
 safetensors (a JSON header and raw bytes), so a planted pickle is rejected
-and never executed.
+and never executed. The checksums are computed by the writer, so they catch
+damage, not forgery: the metadata is also checked against a schema (`SCHEMA`:
+types and ranges, log offsets within the logs) and the tensors must be finite,
+so that a hand-edited checkpoint is one clear error, never a traceback.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from pathlib import Path
@@ -33,10 +37,20 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from rnnlab import safejson
 from rnnlab.errors import UserError
 
 FORMAT_VERSION = 2  # 2: meta.json carries its own checksum (meta_sha256)
 TENSORS, META = "tensors.safetensors", "meta.json"
+
+
+def _file_mode() -> int:
+    """The mode of an ordinary new file under the current umask (0666 less it).
+    safetensors creates its file 0600 whatever the umask, so every checkpoint
+    file is set to this mode explicitly."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _fsync_dir(path: Path) -> None:
@@ -55,6 +69,7 @@ def write_atomic(path: Path, data: bytes) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
+            os.chmod(f.fileno(), _file_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -90,6 +105,7 @@ def save(run_dir: Path, tag: str, tensors: dict[str, torch.Tensor], meta: dict) 
     """Write checkpoint `tag` (e.g. "last", "best") atomically; returns its directory."""
     root = Path(run_dir) / "checkpoints"
     tmp = root / f".tmp-{tag}-{os.getpid()}"
+    placed = None  # the new checkpoint's directory once renamed into place
     try:
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -101,15 +117,20 @@ def save(run_dir: Path, tag: str, tensors: dict[str, torch.Tensor], meta: dict) 
         (tmp / META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
         for f in (TENSORS, META):
             with open(tmp / f, "rb") as fh:
+                os.chmod(fh.fileno(), _file_mode())
                 os.fsync(fh.fileno())
         _fsync_dir(tmp)
         name = _unused_name(root, f"{tag}-{int(meta.get('step', 0)):08d}")
         os.replace(tmp, root / name)
+        placed = root / name
         _fsync_dir(root)
         write_atomic(root / f"{tag}.json", json.dumps({"dir": name, "step": meta.get("step", 0)}).encode())
-    except OSError as e:
+    except (OSError, SafetensorError) as e:  # safetensors reports a full disk as its own error type
         shutil.rmtree(tmp, ignore_errors=True)
-        raise UserError(f"cannot write checkpoint in {root}: {e.strerror or e} "
+        if placed is not None and _pointed_to(root, tag) != placed.name:  # never referenced: not a checkpoint
+            shutil.rmtree(placed, ignore_errors=True)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[0]
+        raise UserError(f"cannot write checkpoint in {root} (disk {_disk(root)}): {reason} "
                         "(the previous checkpoint is intact)") from None
     # Old checkpoints of this tag, and temporaries of killed writers, are no longer referenced.
     for old in [*root.glob(f"{tag}-*"), *root.glob(f".tmp-{tag}-*"), *root.glob(f".{tag}.json.tmp-*")]:
@@ -120,6 +141,23 @@ def save(run_dir: Path, tag: str, tensors: dict[str, torch.Tensor], meta: dict) 
         else:
             old.unlink(missing_ok=True)
     return root / name
+
+
+def _pointed_to(root: Path, tag: str) -> str | None:
+    try:
+        return safejson.read(root / f"{tag}.json").get("dir")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _disk(path: Path) -> str:
+    """The mount point holding `path`, to name the disk that is full."""
+    path = Path(os.path.abspath(path))
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return str(path)
 
 
 def exists(run_dir: Path, tag: str) -> bool:
@@ -134,11 +172,11 @@ def load(run_dir: Path, tag: str = "last") -> tuple[dict[str, torch.Tensor], dic
     if not pointer.is_file():
         raise UserError(f"{run_dir} has no '{tag}' checkpoint (not a run directory, or it stopped before writing one)")
     try:
-        where = json.loads(pointer.read_text(encoding="utf-8"))
+        where = safejson.read(pointer, max_bytes=4096)
         name = where["dir"]
         if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
             raise ValueError(name)
-        meta = json.loads((root / name / META).read_text(encoding="utf-8"))
+        meta = safejson.read(root / name / META)
         if not isinstance(meta, dict):
             raise TypeError(type(meta))
     except (OSError, ValueError, KeyError, TypeError):
@@ -148,6 +186,9 @@ def load(run_dir: Path, tag: str = "last") -> tuple[dict[str, torch.Tensor], dic
                         f"this rnnlab reads version {FORMAT_VERSION}")
     if meta.get("meta_sha256") != _meta_checksum(meta) or meta.get("step", 0) != where.get("step"):
         raise UserError(f"{what} is corrupted (metadata checksum mismatch)")
+    problem = schema_problem(meta, Path(run_dir), tag)
+    if problem:
+        raise UserError(f"{what} has invalid metadata: {problem}")
     path = root / name / TENSORS
     if not path.is_file() or _sha256(path) != meta.get("sha256"):
         raise UserError(f"{what} is corrupted (tensor file missing or checksum mismatch)")
@@ -155,4 +196,77 @@ def load(run_dir: Path, tag: str = "last") -> tuple[dict[str, torch.Tensor], dic
         tensors = load_file(str(path))  # safetensors: a header and raw bytes, no code is ever run
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{what} is not a valid safetensors file: {e}") from None
+    bad = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:  # never written by rnnlab (save refuses them): a forged or damaged file
+        raise UserError(f"{what} has non-finite values in {bad}")
     return tensors, meta
+
+
+# ------------------------------------------------------------------ schema
+def _int(low: int = 0):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _number(low: float = -math.inf, finite: bool = True):
+    def ok(v) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
+            return False
+        return (math.isfinite(v) or not finite) and v >= low
+    return ok
+
+
+def _vocab(v) -> bool:
+    return (isinstance(v, dict) and v.get("level") in ("char", "word") and isinstance(v.get("tokens"), list)
+            and len(v["tokens"]) > 0 and all(isinstance(t, str) for t in v["tokens"]))
+
+
+def _fingerprint(v) -> bool:  # rnnlab/fingerprint.py
+    corpus = v.get("corpus") if isinstance(v, dict) else None
+    return (isinstance(corpus, dict) and isinstance(v.get("bf16"), bool)
+            and all(isinstance(f, dict) and _int()(f.get("bytes")) and isinstance(f.get("sha256"), str)
+                    for f in corpus.values()))
+
+
+def _totals(v) -> bool:
+    return isinstance(v, list) and len(v) == 3 and all(_number(0)(x) for x in v)
+
+
+# key: (required, check). Keys rnnlab itself writes; anything else in meta.json is ignored.
+SCHEMA = {
+    "step": (True, _int()),
+    "vocab": (True, _vocab),
+    "config": (True, lambda v: isinstance(v, dict)),
+    "sha256": (True, lambda v: isinstance(v, str) and len(v) == 64),
+    "epoch": (False, _int()),
+    "index": (False, _int()),
+    "best_valid": (False, _number(finite=False)),  # inf before the first evaluation
+    "faults": (False, _int()),
+    "consecutive_faults": (False, _int()),
+    "fault_lr_scale": (False, lambda v: _number()(v) and v > 0),
+    "elapsed": (False, _number(0)),
+    "train_totals": (False, _totals),
+    "parameters": (False, _int()),
+    "optimizer": (False, lambda v: isinstance(v, dict)),
+    "schedule": (False, lambda v: isinstance(v, dict)),
+    "fingerprint": (False, _fingerprint),
+    "logs": (False, lambda v: isinstance(v, dict) and all(isinstance(k, str) and _int()(n) for k, n in v.items())),
+}
+
+
+def schema_problem(meta: dict, run_dir: Path, tag: str = "last") -> str | None:
+    """What is wrong with checkpoint metadata, or None. Log offsets are checked
+    for 'last' only: resuming cuts the logs back to them, while a 'best' taken
+    after the last 'last' by a killed run may legitimately point past that cut."""
+    for key, (required, ok) in SCHEMA.items():
+        if key not in meta:
+            if required:
+                return f"'{key}' is missing"
+        elif not ok(meta[key]):
+            return f"'{key}' has an invalid value {json.dumps(meta[key])[:60]}"
+    for name, offset in meta.get("logs", {}).items():
+        if Path(name).name != name or not name.endswith(".jsonl"):
+            return f"'logs' names {name!r}, not a log of the run"
+        log = run_dir / name
+        if tag == "last" and log.is_file() and offset > log.stat().st_size:
+            return f"'logs' puts the end of {name} at byte {offset}, past its size {log.stat().st_size}"
+    return None

@@ -13,6 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from rnnlab import argtypes as at
 from rnnlab.errors import Interrupted, UserError
 
 EPILOG_TRAIN = """examples:
@@ -24,13 +25,22 @@ EPILOG_TRAIN = """examples:
 """
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose mistakes are UserErrors, so that they end like every other
+    one: one line, exit status 2 (argparse would print the usage too and exit
+    from inside parse_args); subcommand parsers inherit it."""
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog.removeprefix('rnnlab ')}: {message}")
+
+
 def _add_set(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set model.hidden=256 (repeatable; see 'rnnlab config')")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rnnlab", description="Train, evaluate, sample and understand recurrent networks.")
+    parser = Parser(prog="rnnlab", description="Train, evaluate, sample and understand recurrent networks.")
     parser.add_argument("--version", action="version", version=f"rnnlab {__import__('rnnlab').__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -43,11 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set(p)
     p.add_argument("--run-dir", help="where to write the run (default: runs/NAME-TIMESTAMP)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--max-steps", type=int, help="shorthand for --set train.max_steps=N")
-    p.add_argument("--max-minutes", type=float, help="shorthand for --set train.max_minutes=M")
+    p.add_argument("--max-steps", type=at.count, help="shorthand for --set train.max_steps=N")
+    p.add_argument("--max-minutes", type=at.nonnegative_number, help="shorthand for --set train.max_minutes=M")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="shorthand for --set train.device=D")
-    p.add_argument("--nproc", type=int, default=1, metavar="N",
+    p.add_argument("--nproc", type=at.positive, default=1, metavar="N",
                    help="data-parallel training in N local processes (torch.distributed; see docs/distributed.md)")
 
     p = sub.add_parser("eval", help="evaluate a run on a split")
@@ -63,15 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="sample text from a run")
     p.add_argument("run_dir")
     p.add_argument("--prompt", default="", help="text to continue")
-    p.add_argument("--temperature", type=float, nargs="+", default=None,
+    p.add_argument("--temperature", type=at.finite, nargs="+", default=None,
                    help="one or more temperatures (0 = greedy); default from the run's [generate]")
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--length", type=int, nargs="+", default=None, help="tokens to generate (one or more lengths)")
-    p.add_argument("--num", type=int, default=1, help="samples per setting")
+    p.add_argument("--top-k", type=at.count, default=None)
+    p.add_argument("--top-p", type=at.finite, default=None)
+    p.add_argument("--length", type=at.length, nargs="+", default=None, help="tokens to generate (one or more lengths)")
+    p.add_argument("--num", type=at.positive, default=1, help="samples per setting")
     p.add_argument("--stop", default="", metavar="TEXT",
                    help='end each sample where TEXT appears (not printed); "\\n" is a newline: one line per sample')
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=at.seed, default=None)
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--json", action="store_true")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
@@ -89,13 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["html", "md"], help="html: one self-contained file; md: markdown + PNG files")
     p.add_argument("--title", help="report title")
     p.add_argument("--prompt", default="", help="prompt for the samples")
-    p.add_argument("--sample-length", type=int, help="tokens per sample (default 300 characters / 60 words)")
+    p.add_argument("--sample-length", type=at.length, help="tokens per sample (default 300 characters / 60 words)")
     p.add_argument("--no-samples", action="store_true", help="skip sampling from the models")
 
     p = sub.add_parser("serve", help="a local web page to generate text with a run")
     p.add_argument("run_dir")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=at.port, default=8000)
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also accept requests whose Host header is NAME (repeatable; needed for a non-loopback "
+                        "--host, e.g. the machine's name; the check stops DNS-rebinding pages)")
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     _add_experiment_parsers(sub)
@@ -131,10 +144,10 @@ def _add_data_parsers(sub) -> None:
     what = p.add_subparsers(dest="inspect_command", metavar="WHAT", required=True)
     n = what.add_parser("neighbors", help="the words whose embeddings are closest (cosine) to each WORD")
     n.add_argument("words", nargs="+", metavar="WORD")
-    n.add_argument("-k", type=int, default=5, help="neighbours per word (default 5)")
-    n.add_argument("--top", type=int, default=10000, help="search among the TOP most frequent words (0: all; default 10000)")
+    n.add_argument("-k", type=at.positive, default=5, help="neighbours per word (default 5)")
+    n.add_argument("--top", type=at.count, default=10000, help="search among the TOP most frequent words (0: all; default 10000)")
     e = what.add_parser("embeddings", help="2-D map (PCA or t-SNE) of the most frequent words' embeddings")
-    e.add_argument("--top", type=int, default=500, help="words to plot (default 500)")
+    e.add_argument("--top", type=at.positive, default=500, help="words to plot (default 500)")
     e.add_argument("--method", choices=["pca", "tsne"], default="pca")
     e.add_argument("--out", help="PNG file (default RUN_DIR/plots/embeddings.png)")
 
@@ -143,21 +156,21 @@ def _add_numpy_parsers(sub) -> None:
     """Commands of the NumPy reference backend: gradcheck, params, gradflow."""
     p = sub.add_parser("gradcheck", help="check every hand-written NumPy gradient against finite differences")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=at.seed, default=0)
     p.add_argument("--gru-by-hand", action="store_true",
                    help="instead: the hand-derived dE2/dW of a bias-free reset-before GRU next to autograd's")
     p = sub.add_parser("params", help="closed-form parameter count of a recurrent stack, checked against the models")
     p.add_argument("--cell", required=True, choices=["rnn", "lstm", "gru"])
-    p.add_argument("--input", type=int, required=True, metavar="M", help="input size")
-    p.add_argument("--hidden", type=int, required=True, metavar="N", help="hidden units")
-    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--input", type=at.positive, required=True, metavar="M", help="input size")
+    p.add_argument("--hidden", type=at.positive, required=True, metavar="N", help="hidden units")
+    p.add_argument("--layers", type=at.positive, default=1)
     p.add_argument("--bias", choices=["single", "double"], default="single",
                    help="single: one bias per gate (the textbook count); double: PyTorch's b_ih and b_hh")
     p = sub.add_parser("gradflow", help="the vanishing-gradient picture: ||dL_T/dh_t|| against T - t")
     p.add_argument("--cells", default="rnn_tanh,lstm,gru", help="comma list of rnn_tanh, rnn_relu, lstm, gru")
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--steps", type=int, default=50, metavar="T")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hidden", type=at.positive, default=64)
+    p.add_argument("--steps", type=at.positive, default=50, metavar="T")
+    p.add_argument("--seed", type=at.seed, default=0)
     p.add_argument("--out", default="gradflow.png", help="PNG file (default gradflow.png)")
     p.add_argument("--json", action="store_true")
 
@@ -174,11 +187,11 @@ def _add_experiment_parsers(sub) -> None:
     p = sub.add_parser("plot", help="figures that need no run: kgate (the Phased LSTM time gate), cell (a diagram)")
     kinds = p.add_subparsers(dest="plot", metavar="KIND", required=True)
     k = kinds.add_parser("kgate", help="the Phased LSTM time gate k(t), with tau, shift and r_on marked")
-    k.add_argument("--tau", type=float, default=5.0, help="period (default 5)")
-    k.add_argument("--r-on", type=float, default=0.2, help="open ratio (default 0.2)")
-    k.add_argument("--s", "--shift", dest="shift", type=float, default=1.0, help="phase shift (default 1)")
-    k.add_argument("--alpha", type=float, default=0.0, help="leak while closed (1e-3 in training; default 0)")
-    k.add_argument("--periods", type=float, default=3.0, help="periods to draw (default 3)")
+    k.add_argument("--tau", type=at.positive_number, default=5.0, help="period (default 5)")
+    k.add_argument("--r-on", type=at.number(0.0, 1.0, low_open=True), default=0.2, help="open ratio (default 0.2)")
+    k.add_argument("--s", "--shift", dest="shift", type=at.finite, default=1.0, help="phase shift (default 1)")
+    k.add_argument("--alpha", type=at.nonnegative_number, default=0.0, help="leak while closed (1e-3 in training; default 0)")
+    k.add_argument("--periods", type=at.positive_number, default=3.0, help="periods to draw (default 3)")
     k.add_argument("--out", default="kgate.png", help="PNG file (default kgate.png)")
     c = kinds.add_parser("cell", help="a diagram of one LSTM or GRU step, with the cell's equations")
     c.add_argument("--cell", required=True, choices=["lstm", "gru"])
@@ -212,9 +225,7 @@ def cmd_train(args) -> int:
         if relaunch:  # all processes must agree on the (time-stamped) directory
             distributed.preflight(cfg.train.batch_size, args.nproc, run_dir, args.overwrite)
             return distributed.launch(args.nproc, [*args.argv, "--run-dir", str(run_dir)])
-        if distributed.is_main():
-            print(f"run directory: {run_dir}", file=sys.stderr)
-        with distributed.guard():
+        with distributed.guard():  # the trainer prints "run directory: ..." once the directory is ready
             summary = train(cfg, run_dir, progress=not args.no_progress, overwrite=args.overwrite)
     if not distributed.is_main():
         return 0
@@ -263,8 +274,6 @@ def cmd_generate(args) -> int:
     lengths = args.length if args.length is not None else [g.length]
     top_k = g.top_k if args.top_k is None else args.top_k
     top_p = g.top_p if args.top_p is None else args.top_p
-    if args.num < 1:
-        raise UserError(f"--num must be positive, got {args.num}")
     rows = []
     for length in lengths:
         for temperature in temperatures:
@@ -307,8 +316,6 @@ def cmd_report(args) -> int:
 
     from rnnlab.report.build import build_report
 
-    if args.sample_length is not None and args.sample_length < 1:
-        raise UserError(f"--sample-length must be positive, got {args.sample_length}")
     out = Path(args.out) if args.out else Path("report.md" if args.format == "md" else "report.html")
     command = shlex.join(["rnnlab", *getattr(args, "argv", sys.argv[1:])])  # shown in the report, to redo it
     out = build_report(args.paths, out, args.format, title=args.title, samples=not args.no_samples,
@@ -325,7 +332,8 @@ def cmd_serve(args) -> int:
     except ModuleNotFoundError as e:
         raise UserError(f"rnnlab serve needs {e.name}: pip install 'rnnlab[serve]'") from None
 
-    serve(Path(args.run_dir), args.host, args.port, args.checkpoint, resolve_device(args.device))
+    serve(Path(args.run_dir), args.host, args.port, args.checkpoint, resolve_device(args.device),
+          allow_hosts=args.allow_host)
     return 0
 
 
@@ -405,8 +413,6 @@ def cmd_params(args) -> int:
 
     from rnnlab.numpy import count_params
 
-    if min(args.input, args.hidden, args.layers) < 1:
-        raise UserError("--input, --hidden and --layers must be positive")
     count, formula = count_params(args.cell, args.input, args.hidden, args.layers, args.bias)
     module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[args.cell](
         args.input, args.hidden, args.layers)
@@ -449,7 +455,11 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "generate": cmd_generate, "pre
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UserError as e:
+        print(f"rnnlab: error: {e}", file=sys.stderr)
+        return 2
     args.argv = list(sys.argv[1:] if argv is None else argv)  # `train --nproc` re-runs it in N processes
     if args.command is None:
         parser.print_help()

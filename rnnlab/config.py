@@ -20,6 +20,7 @@ from pathlib import Path
 import tomli_w
 
 from rnnlab import cell_registry
+from rnnlab.bounds import MAX_LENGTH, MAX_SEED
 from rnnlab.errors import UserError
 
 
@@ -191,6 +192,9 @@ def _coerce(key: str, value, typ):
     return value
 
 
+coerce = _coerce  # public for rnnlab/argtypes.py: command-line options parse numbers the same way
+
+
 def apply(cfg: Config, key: str, value) -> None:
     """Set one dotted key, with type conversion and a suggestion for typos."""
     if key in TOP_LEVEL:
@@ -220,13 +224,24 @@ def merge(cfg: Config, data: dict, source: str) -> None:
             apply(cfg, key, value)
 
 
-def _read_toml(path: Path, source: str) -> dict:
+MAX_TOML_BYTES = 1 << 20  # a resolved configuration is ~1 KB
+
+
+def read_toml(path: Path, source: str) -> dict:
+    """A TOML file from outside (--config, a run's config.toml): bounded in size, and
+    tomllib's recursion on deeply nested arrays (RecursionError) is one line too."""
     try:
+        if path.stat().st_size > MAX_TOML_BYTES:
+            raise UserError(f"{source} is too large for a configuration ({path.stat().st_size:,} bytes)")
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"config file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{source} is not valid TOML: {e}") from None
+    except RecursionError:
+        raise UserError(f"{source} is not valid TOML: nested too deeply") from None
+    except OSError as e:
+        raise UserError(f"{source} is unreadable: {e.strerror or e}") from None
 
 
 def preset_names() -> list[str]:
@@ -241,7 +256,7 @@ def preset_path(name: str) -> Path:
 
 
 def preset_description(name: str) -> str:
-    return _read_toml(preset_path(name), f"preset {name}").get("description", "")
+    return read_toml(preset_path(name), f"preset {name}").get("description", "")
 
 
 def load_config(preset: str | None = None, config_file: str | None = None, overrides=()) -> Config:
@@ -250,10 +265,10 @@ def load_config(preset: str | None = None, config_file: str | None = None, overr
     if preset is None and config_file is None:
         preset = "grimm-char"
     if preset is not None:
-        merge(cfg, _read_toml(preset_path(preset), f"preset {preset}"), f"preset {preset}")
+        merge(cfg, read_toml(preset_path(preset), f"preset {preset}"), f"preset {preset}")
         cfg.name = preset
     if config_file is not None:
-        merge(cfg, _read_toml(Path(config_file), config_file), config_file)
+        merge(cfg, read_toml(Path(config_file), config_file), config_file)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
@@ -287,6 +302,9 @@ def validate(cfg: Config) -> None:
         for f in dataclasses.fields(cls):
             value = getattr(getattr(cfg, section), f.name)
             _check(not isinstance(value, float) or math.isfinite(value), f"{section}.{f.name} must be a finite number, got {value}")
+    # The name becomes runs/NAME-TIMESTAMP: a separator would put the run elsewhere ('../../x').
+    _check(not any(c in cfg.name for c in "/\\\0"),
+           f"name must not contain '/', '\\' or NUL (it names the run directory), got {cfg.name!r}")
     _choice("model.arch", m.arch, ("rnn", "nplm"))
     _choice("model.activation", m.activation, ("tanh", "linear"))
     _check(m.context >= 1, f"model.context must be >= 1, got {m.context}")
@@ -320,6 +338,10 @@ def validate(cfg: Config) -> None:
     _check(0.0 <= d.test_fraction < 1.0 - d.valid_fraction, "data.test_fraction must be >= 0 and leave room for training text")
     _check(d.min_count >= 1, f"data.min_count must be >= 1, got {d.min_count}")
     _check(d.max_vocab >= 0, f"data.max_vocab must be >= 0, got {d.max_vocab}")
+    specials = 1 if d.level == "char" else 2  # <unk> (never sampled from a char model), and a word model's <eos>
+    _check(d.max_vocab == 0 or d.max_vocab > specials,
+           f"data.max_vocab={d.max_vocab} leaves no token to sample besides the {specials} special token(s); "
+           f"use 0 (no limit) or at least {specials + 1}")
     _choice("train.optimizer", t.optimizer, ("sgd", "adagrad", "rmsprop", "adam"))
     _choice("train.schedule", t.schedule, ("constant", "zaremba", "plateau", "cosine"))
     _choice("train.device", t.device, ("cpu", "cuda", "auto"))
@@ -337,7 +359,8 @@ def validate(cfg: Config) -> None:
         _check(getattr(t, key) >= 0, f"train.{key} must be >= 0, got {getattr(t, key)}")
     _check(t.lr > 0, f"train.lr must be positive, got {t.lr}")
     _check(t.lr_decay >= 1.0, f"train.lr_decay must be >= 1 (the lr is divided by it), got {t.lr_decay}")
-    _check(t.sample_length > 0, f"train.sample_length must be positive, got {t.sample_length}")
+    _check(0 <= t.seed <= MAX_SEED, f"train.seed must be between 0 and 2**63-1, got {t.seed}")
+    _check(0 < t.sample_length <= MAX_LENGTH, f"train.sample_length must be between 1 and {MAX_LENGTH:,}, got {t.sample_length}")
     validate_generation(g.temperature, g.top_k, g.top_p, g.length, prefix="generate.")
 
 
@@ -352,8 +375,12 @@ def parse_cutoffs(text: str) -> list[int]:
     return cutoffs
 
 
+MIN_TEMPERATURE, MAX_TEMPERATURE, MIN_TOP_P = 1e-3, 100.0, 1e-6  # beyond them float32 softmax underflows
+
+
 def validate_generation(temperature: float, top_k: int, top_p: float, length: int, prefix: str = "") -> None:
-    _check(temperature >= 0, f"{prefix}temperature must be >= 0 (0 = greedy), got {temperature}")
+    _check(temperature == 0 or MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE,
+           f"{prefix}temperature must be 0 (greedy) or in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}], got {temperature}")
     _check(top_k >= 0, f"{prefix}top_k must be >= 0 (0 = off), got {top_k}")
-    _check(0 < top_p <= 1, f"{prefix}top_p must be in (0, 1], got {top_p}")
-    _check(length > 0, f"{prefix}length must be positive, got {length}")
+    _check(MIN_TOP_P <= top_p <= 1, f"{prefix}top_p must be in [{MIN_TOP_P:g}, 1], got {top_p}")
+    _check(0 < length <= MAX_LENGTH, f"{prefix}length must be between 1 and {MAX_LENGTH:,}, got {length}")

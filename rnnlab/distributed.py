@@ -296,7 +296,7 @@ def preflight(batch_size: int, nproc: int, run_dir, overwrite: bool) -> None:
     if nproc < 1:
         raise UserError(f"--nproc must be positive, got {nproc}")
     shard_columns(batch_size, 0, nproc)
-    prepare(run_dir, overwrite=overwrite)
+    prepare(run_dir, overwrite=overwrite).release()  # rank 0 takes the lock itself
 
 
 def launch(nproc: int, argv: list[str]) -> int:

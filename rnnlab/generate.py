@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
+from rnnlab.bounds import MAX_SEED
 from rnnlab.config import validate_generation
 from rnnlab.data.vocab import EOS, Vocab
+from rnnlab.errors import UserError
 from rnnlab.models.lm import positions
 from rnnlab.models.stepper import Stepper
 
@@ -69,6 +71,17 @@ def uniforms(generator: torch.Generator, num: int, block: int = 1024) -> Iterato
         yield from torch.rand(block, num, generator=generator).double().numpy()
 
 
+def argmax(logits: np.ndarray) -> np.ndarray:
+    """Greedy choice along the last axis; NaN counts as -inf (a diverged model's logits)."""
+    return np.where(np.isnan(logits), -np.inf, logits).argmax(-1)
+
+
+def degenerate(total: float) -> bool:
+    """A distribution with no positive, finite mass (every logit -inf, an inf or NaN
+    logit, or an extreme temperature): nothing to sample, so the caller falls back to argmax."""
+    return not (0 < total < np.inf)
+
+
 def choose(logits: np.ndarray, temperature: float, top_k: int, top_p: float, u: np.ndarray) -> np.ndarray:
     """logits [B, V] → next token ids [B], given uniforms u [B] (see `uniforms`).
 
@@ -76,10 +89,11 @@ def choose(logits: np.ndarray, temperature: float, top_k: int, top_p: float, u: 
     torch.multinomial's dispatch): p = softmax(logits / T) after the top-k /
     top-p filter, then the first index whose cumulative probability exceeds
     u · Σp. As u · Σp < Σp strictly, a token of probability 0 is never chosen.
-    Temperature 0 is greedy (argmax) and ignores u.
+    Temperature 0 is greedy (argmax) and ignores u, and so is a row whose
+    distribution degenerates (see `degenerate`).
     """
     if temperature == 0:
-        return logits.argmax(-1)
+        return argmax(logits)
     z = logits - logits.max(-1, keepdims=True)  # a new array: the caller's logits stay as they were
     if temperature != 1:
         z /= np.float32(temperature)
@@ -89,7 +103,10 @@ def choose(logits: np.ndarray, temperature: float, top_k: int, top_p: float, u: 
     cdf = cumsum64(z)
     tokens = np.empty(len(cdf), np.int64)
     for b, row in enumerate(cdf):
-        tokens[b] = np.searchsorted(row, u[b] * row[-1], side="right")
+        if degenerate(row[-1]):
+            tokens[b] = argmax(logits[b])
+        else:
+            tokens[b] = np.searchsorted(row, u[b] * row[-1], side="right")
     return tokens
 
 
@@ -105,6 +122,14 @@ def choose_in_clusters(stepper: Stepper, u: np.ndarray) -> np.ndarray:
     tokens = np.empty(len(head), np.int64)
     for b, row in enumerate(head):
         cdf = cumsum64(np.exp(row - row.max()))
+        if degenerate(cdf[-1]):
+            j = int(argmax(row))
+            if j < shortlist:
+                tokens[b] = j
+            else:
+                first, scores = stepper.cluster(j - shortlist, b)
+                tokens[b] = first + int(argmax(scores))
+            continue
         target = u[b] * cdf[-1]
         j = int(np.searchsorted(cdf, target, side="right"))
         if j < shortlist:
@@ -113,6 +138,9 @@ def choose_in_clusters(stepper: Stepper, u: np.ndarray) -> np.ndarray:
         below = cdf[j - 1] if j else 0.0
         first, scores = stepper.cluster(j - shortlist, b)
         inner = cumsum64(np.exp(scores - scores.max()))
+        if degenerate(inner[-1]):
+            tokens[b] = first + int(argmax(scores))
+            continue
         rest = (target - below) / (cdf[j] - below) * inner[-1]  # < inner[-1] but for rounding
         tokens[b] = first + min(int(np.searchsorted(inner, rest, side="right")), len(inner) - 1)
     return tokens
@@ -135,6 +163,8 @@ def sample_tokens(model, vocab: Vocab, prompt: str = "", length: int = 200, temp
     # Not decorated with torch.no_grad: that would enter and leave the context at
     # every yield (~20 µs a token); the blocks below never span a yield instead.
     validate_generation(temperature, top_k, top_p, length)
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise UserError(f"seed must be between 0 and 2**63-1, got {seed}")
     was_training = model.training
     model.eval()
     u = uniforms(torch.Generator().manual_seed(seed if seed is not None else torch.seed()), num)

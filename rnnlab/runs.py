@@ -7,47 +7,102 @@
     RUN_DIR/summary.json     final figures (written when training ends)
     RUN_DIR/checkpoints/     'last' and 'best' (see rnnlab.checkpoint)
     RUN_DIR/plots/           PNG plots
+    RUN_DIR/.lock            held (flock) by the one process writing the run
+
+One writer at a time: `lock` takes an exclusive flock on RUN_DIR/.lock. The
+kernel drops it when the process ends, however it ends, so a SIGKILLed run
+leaves no stale lock; the PID in the file only names the holder in the
+error. Readers (eval, generate, report, serve) never take it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import time
-import tomllib
 from pathlib import Path
 
 import torch
 
-from rnnlab import checkpoint
-from rnnlab.config import Config, config_from_dict
+from rnnlab import checkpoint, safejson
+from rnnlab.bounds import INFERENCE_COPIES, check_model_memory
+from rnnlab.config import Config, config_from_dict, read_toml
 from rnnlab.data.vocab import Vocab
 from rnnlab.errors import UserError
 from rnnlab.models import build_model
 
 MODEL_PREFIX = "model."
 LOGS = ("metrics.jsonl", "samples.jsonl")  # appended during training, cut back on resume
+LOCK = ".lock"
 
 
-def prepare(run_dir: Path, overwrite: bool = False) -> Path:
+class RunLock:
+    """An exclusive lock on a run directory, held until `release` or process exit."""
+
+    def __init__(self, run_dir: Path):
+        run_dir = Path(run_dir)
+        self.fd = None
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UserError(f"run directory {run_dir} is not writable: {e.strerror or e}") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            self.release()
+            raise UserError(f"run directory {run_dir} is in use by another rnnlab process (PID {holder}); "
+                            "wait for it to finish or stop it") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the flock
+            self.fd = None
+
+    __del__ = release  # a lock nobody holds on to any more (distributed.preflight's) is let go at once
+
+
+def prepare(run_dir: Path, overwrite: bool = False) -> RunLock:
+    """Make `run_dir` ready for a new run (emptied for --overwrite) and lock it.
+
+    Everything that can be refused is checked before anything is created, so
+    a refused run leaves no trace; the checks are repeated under the lock,
+    against a writer that got there in between."""
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"run directory {run_dir} exists and is not a directory")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
+
+    def contents() -> list[Path]:
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UserError(f"run directory {run_dir} exists and is not a directory")
+        found = [p for p in run_dir.iterdir() if p.name != LOCK] if run_dir.is_dir() else []
+        if found and not overwrite:
             raise UserError(f"run directory {run_dir} is not empty: use --resume to continue it or --overwrite to replace it")
-        if not is_run(run_dir):
+        if found and not is_run(run_dir):
             raise UserError(f"refusing to overwrite {run_dir}: it is not an rnnlab run directory")
-        shutil.rmtree(run_dir)
+        return found
+
+    contents()
+    lock = RunLock(run_dir)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        for p in contents():
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
         probe = run_dir / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
+        lock.release()
         raise UserError(f"run directory {run_dir} is not writable: {e.strerror or e}") from None
-    return run_dir
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def is_run(run_dir: Path) -> bool:
@@ -61,11 +116,7 @@ def read_config(run_dir: Path) -> Config:
         raise UserError(f"{run_dir} is not a run directory (it is a file)")
     if not is_run(run_dir):
         raise UserError(f"{run_dir} is not a run directory (no config.toml)")
-    try:
-        data = tomllib.loads((Path(run_dir) / "config.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{run_dir}/config.toml is unreadable: {e}") from None
-    return config_from_dict(data)
+    return config_from_dict(read_toml(Path(run_dir) / "config.toml", f"{run_dir}/config.toml"))
 
 
 def append_jsonl(path: Path, record: dict) -> None:
@@ -82,7 +133,7 @@ def read_jsonl(path: Path) -> list[dict]:
     records = []
     for i, line in enumerate(lines):
         try:
-            records.append(json.loads(line))
+            records.append(safejson.loads(line))
         except ValueError:
             if i < len(lines) - 1 or text.endswith("\n"):
                 raise UserError(f"{path} is corrupted at record {i + 1}") from None
@@ -155,6 +206,7 @@ def load_run(run_dir: Path, tag: str = "best", device="cpu", impl: str | None = 
     cfg.model.backend = backend
     if impl:
         cfg.model.impl = impl
+    check_model_memory(cfg.model, len(vocab), copies=INFERENCE_COPIES)  # a forged config.toml may ask for any size
     model = build_model(cfg.model, len(vocab))
     load_model_tensors(model, tensors, str(run_dir))
     return model.to(device).eval(), vocab, cfg, meta

@@ -1,6 +1,7 @@
 """`rnnlab serve RUN_DIR`: a local web page for sampling text from a trained run.
 
     GET  /              the playground page (rnnlab/static/playground.html)
+    GET  /playground.js its script (rnnlab/static/playground.js): the page's CSP forbids inline script
     GET  /api/info      the model: name, cell, size, parameters, validation score, defaults, limits
     POST /api/generate  JSON {"prompt", "temperature", "top_k", "top_p", "length", "seed", "stop"} (all optional;
                         "stop": a string that ends the sample where it appears)
@@ -8,7 +9,11 @@
                           then {"done": true, "tokens": n, "seconds": s}; bad parameters → 400 {"error": ...}
 
 Starlette serves the app and uvicorn runs it, bound to 127.0.0.1 unless told
-otherwise. Each request samples in a thread of its own with its own copy of
+otherwise. Every request's Host header must name this machine (a loopback
+name or address) or a name given with --allow-host, which stops DNS-rebinding
+pages from reaching the server through a browser. Request bodies are read
+with a size cap and parsed with bounded depth (rnnlab/safejson.py), and every
+parameter is validated before the 200 of a stream is sent. Each request samples in a thread of its own with its own copy of
 the model: the fused recurrent path swaps parameters into a template module
 during a forward pass, so two requests must never share one model. At most
 `max_workers` requests sample at once; more wait their turn.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import ipaddress
 import json
 import math
 import os
@@ -36,9 +42,11 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from rnnlab import safejson
+from rnnlab.config import validate_generation
 from rnnlab.data.vocab import UNK
 from rnnlab.errors import UserError
 from rnnlab.generate import generate
@@ -47,9 +55,14 @@ from rnnlab.runs import load_run
 MAX_LENGTH = 2000  # tokens per request
 MAX_PROMPT = 2000  # characters
 MAX_TEMPERATURE = 5.0
+MAX_BODY = 64 * 1024  # bytes of a request body; a full one (a 2000-character prompt) is under 10 KB
 FIELDS = ("prompt", "temperature", "top_k", "top_p", "length", "seed", "stop")
 MAX_STOP = 100  # characters
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+# The page's only script is /playground.js; no inline script, no framing, no other origin.
+CSP = ("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
 class BadRequest(Exception):
@@ -134,6 +147,10 @@ class Playground:
                         _number(body, "top_p", d["top_p"], 0.0, 1.0, low_open=True),
                         _integer(body, "length", d["length"], 1, MAX_LENGTH),
                         _integer(body, "seed", None, 0, 2**63 - 1), stop)
+        try:  # the sampler's own bounds (temperature and top_p that would underflow), before any 200 is sent
+            validate_generation(params.temperature, params.top_k, params.top_p, params.length)
+        except UserError as e:
+            raise BadRequest(str(e)) from None
         warnings = []
         if self.vocab.level == "char":
             try:
@@ -203,9 +220,10 @@ def _valid_loss(run_dir: Path, meta: dict, checkpoint: str) -> float | None:
     the 'last' one's is the final evaluation when training has finished."""
     if checkpoint == "last":
         try:
-            summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-            if summary["steps"] == meta.get("step"):
-                return summary["final"]["valid"]["loss"]
+            summary = safejson.read(run_dir / "summary.json")
+            loss = summary["final"]["valid"]["loss"]
+            if summary["steps"] == meta.get("step") and isinstance(loss, (int, float)) and not isinstance(loss, bool):
+                return loss
         except (OSError, ValueError, KeyError, TypeError):
             pass
         return None  # a checkpoint taken mid-training has not been evaluated
@@ -224,15 +242,55 @@ def _error(message: str, status: int = 400) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed_hosts_for(host: str, allow: list[str] | None = None) -> list[str]:
+    """Host-header names a server bound to `host` accepts: this machine's loopback
+    names, the bound address itself unless it is a wildcard, and `allow` (--allow-host)."""
+    names = [*LOOPBACK_NAMES, *(allow or [])]
+    try:
+        if not ipaddress.ip_address(host.strip("[]")).is_unspecified:
+            names.append(host)
+    except ValueError:
+        names.append(host)  # a host name
+    # Starlette compares the Host header's host part, which keeps an IPv6 literal's brackets.
+    return [f"[{n.strip('[]')}]" if ":" in n else n.lower() for n in dict.fromkeys(names)]
+
+
+async def _read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, refused as soon as it passes `limit` (never buffered whole)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BadRequest(f"the request body is too large ({int(declared):,} bytes, at most {limit:,})")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise BadRequest(f"the request body is too large (more than {limit:,} bytes)")
+    return bytes(body)
+
+
 def create_app(run_dir: Path, checkpoint: str = "best", device: str = "cpu", max_workers: int = 4,
                allowed_hosts: list[str] | None = None) -> Starlette:
     """The playground app. `allowed_hosts`: accepted Host headers (None: any), which
     stops DNS-rebinding pages from reaching a server bound to localhost."""
     playground = Playground(run_dir, checkpoint, device, max_workers)
-    page = (resources.files("rnnlab.static") / "playground.html").read_text(encoding="utf-8")
+    static = resources.files("rnnlab.static")
+    page = (static / "playground.html").read_text(encoding="utf-8")
+    script = (static / "playground.js").read_text(encoding="utf-8")
 
     async def index(request: Request) -> HTMLResponse:
-        return HTMLResponse(page)
+        return HTMLResponse(page, headers=PAGE_HEADERS)
+
+    async def code(request: Request) -> Response:
+        return Response(script, media_type="text/javascript", headers=PAGE_HEADERS)
 
     async def info(request: Request) -> JSONResponse:
         return JSONResponse(playground.info)
@@ -242,9 +300,13 @@ def create_app(run_dir: Path, checkpoint: str = "best", device: str = "cpu", max
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return _error("send the parameters as JSON with 'Content-Type: application/json'")
         try:
-            body = json.loads(await request.body() or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            return _error("the request body is not valid JSON")
+            raw = await _read_body(request)
+        except BadRequest as e:
+            return _error(str(e), 413)
+        try:
+            body = safejson.loads(raw or b"{}", max_depth=8)
+        except ValueError as e:
+            return _error(f"the request body is not valid JSON: {e}")
         try:
             params, warnings = playground.parse(body)
         except BadRequest as e:
@@ -252,7 +314,8 @@ def create_app(run_dir: Path, checkpoint: str = "best", device: str = "cpu", max
         return StreamingResponse(playground.stream(params, warnings), media_type="application/x-ndjson",
                                  headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
-    routes = [Route("/", index), Route("/api/info", info), Route("/api/generate", sample, methods=["POST"])]
+    routes = [Route("/", index), Route("/playground.js", code), Route("/api/info", info),
+              Route("/api/generate", sample, methods=["POST"])]
     middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
     app = Starlette(routes=routes, middleware=middleware)
     app.state.playground = playground
@@ -295,15 +358,17 @@ def running(app: Starlette, host: str = "127.0.0.1", port: int = 0) -> Iterator[
 
 
 def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8000, checkpoint: str = "best",
-          device: str = "cpu", threads: int = 1) -> None:
+          device: str = "cpu", threads: int = 1, allow_hosts: list[str] | None = None) -> None:
     import uvicorn
 
     # Sampling is one small step per token; with several clients, one thread each beats shared intra-op threads.
     torch.set_num_threads(threads)
     sock = listen(host, port)  # first: a taken port fails before the model loads
-    app = create_app(run_dir, checkpoint, device, allowed_hosts=["127.0.0.1", "localhost"] if host in LOOPBACK[:2] else None)
-    if host not in LOOPBACK:
-        print(f"rnnlab: warning: listening on {host}: anyone who can reach this machine can use the model", file=sys.stderr)
+    app = create_app(run_dir, checkpoint, device, allowed_hosts=allowed_hosts_for(host, allow_hosts))
+    if not is_loopback(host):
+        names = ", ".join(allow_hosts or []) or "none: add --allow-host NAME for the names clients use"
+        print(f"rnnlab: warning: listening on {host}: anyone who can reach this machine can use the model "
+              f"(Host names accepted besides this machine's: {names})", file=sys.stderr)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     p = app.state.playground.info

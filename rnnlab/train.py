@@ -27,18 +27,20 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from rnnlab import checkpoint, distributed
+from rnnlab.bounds import check_model_memory
 from rnnlab.config import Config
 from rnnlab.data.batching import make_batcher
 from rnnlab.data.corpus import Corpus, load_corpus
 from rnnlab.data.vocab import Vocab
 from rnnlab.errors import Interrupted, UserError
 from rnnlab.evaluate import metrics_from_totals
+from rnnlab.fingerprint import fingerprint, refusal, resume_changes
 from rnnlab.generate import generate, teacher_forced
 from rnnlab.models import build_model
 from rnnlab.models.lm import positions
 from rnnlab.models.softmax import fit_output
 from rnnlab.optim import Schedule, build_optimizer, load_optimizer, optimizer_tensors, set_lr
-from rnnlab.runs import (append_jsonl, load_model_tensors, log_sizes, model_tensors, prepare, read_config,
+from rnnlab.runs import (RunLock, append_jsonl, load_model_tensors, log_sizes, model_tensors, prepare, read_config,
                          read_jsonl, truncate_logs)
 
 TIMING_KEYS = ("elapsed", "tokens_per_s")  # the only metrics that differ between identical runs
@@ -134,9 +136,13 @@ class Trainer:
             torch.set_num_threads(t.threads)
         self.bf16 = use_bf16(cfg, self.device)
         torch.manual_seed(t.seed)
-        stored = None
+        stored, self.lock = None, None
         if resume:
+            self.lock = RunLock(self.run_dir) if distributed.is_main() else None  # one writer per run
             stored = checkpoint.load(self.run_dir, "last")
+        self.fingerprint = fingerprint(cfg, self.bf16)
+        if stored and (changes := resume_changes(stored[1], cfg, self.fingerprint)):
+            raise UserError(refusal(self.run_dir, changes))
         vocab = Vocab.from_json(stored[1]["vocab"]) if stored else None
         self.corpus: Corpus = load_corpus(cfg.data, vocab)
         if vocab is not None and Vocab.build(_train_tokens(cfg), cfg.data.level, cfg.data.min_count,
@@ -144,6 +150,7 @@ class Trainer:
             raise UserError(f"the vocabulary stored in {run_dir} does not match the data at '{cfg.data.path or 'bundled:grimm'}'")
         self.vocab = self.corpus.vocab
         fit_output(cfg.model, np.bincount(self.corpus.train, minlength=len(self.vocab)))  # cutoffs="auto"
+        check_model_memory(cfg.model, len(self.vocab), torch.finfo(getattr(torch, t.dtype)).bits // 8)
         self.model = build_model(cfg.model, len(self.vocab)).to(self.device, getattr(torch, t.dtype))
         self.names = [n for n, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
@@ -160,15 +167,16 @@ class Trainer:
         if stored:
             self._restore(*stored)
         elif distributed.is_main():
-            prepare(self.run_dir, overwrite=overwrite)
+            self.lock = prepare(self.run_dir, overwrite=overwrite)
+            self.echo(f"run directory: {self.run_dir}")
             self._write_run_files()
         # Called after every step with the trainer; `callbacks` replaces the default (samples, train.samples).
         self.callbacks = list(callbacks) if callbacks is not None else [Sampler.spread(t.samples, self.total_steps)]
 
     # ----------------------------------------------------------------- files
     def _write_run_files(self) -> None:
-        (self.run_dir / "config.toml").write_text(self.cfg.to_toml(), encoding="utf-8")
-        (self.run_dir / "vocab.json").write_text(json.dumps(self.vocab.to_json()), encoding="utf-8")
+        checkpoint.write_atomic(self.run_dir / "config.toml", self.cfg.to_toml().encode())
+        checkpoint.write_atomic(self.run_dir / "vocab.json", json.dumps(self.vocab.to_json()).encode())
 
     def _record(self, record: dict) -> None:
         if distributed.is_main():
@@ -185,7 +193,8 @@ class Trainer:
             return
         meta = {**self.progress.to_meta(), "config": self.cfg.to_dict(), "vocab": self.vocab.to_json(),
                 "optimizer": opt_extra, "schedule": self.schedule.state(),
-                "parameters": self.model.num_parameters(), "logs": log_sizes(self.run_dir)}
+                "parameters": self.model.num_parameters(), "logs": log_sizes(self.run_dir),
+                "fingerprint": self.fingerprint}
         if distributed.is_main():
             checkpoint.save(self.run_dir, tag, tensors, meta)
         distributed.barrier()  # no process may exit while rank 0 is still writing
@@ -202,7 +211,8 @@ class Trainer:
             load_optimizer(self.optimizer, self.names, tensors, meta["optimizer"])
             torch.set_rng_state(tensors["rng.torch"])
             if self.state is not None:
-                self.state = tuple(tensors[f"state.{i}"].to(self.device) for i in range(len(self.state)))
+                # in the model's dtype (older checkpoints of bf16 runs stored bf16 state)
+                self.state = tuple(tensors[f"state.{i}"].to(self.device, s.dtype) for i, s in enumerate(self.state))
             self.progress = Progress.from_meta(meta)
             self.schedule.load(meta["schedule"])
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
@@ -277,7 +287,8 @@ class Trainer:
         self.optimizer.step()
         self.progress.consecutive_faults = 0
         if self.state is not None:
-            self.state = tuple(s.detach() for s in new_state)
+            # in the model's dtype: under bf16 autocast the kernels hand back bf16
+            self.state = tuple(s.detach().to(self.state[i].dtype) for i, s in enumerate(new_state))
         self.progress.train_nll += loss_value * y.numel()
         if out.correct is not None:  # None: an adaptive head in training (rnnlab/models/softmax.py)
             self.progress.train_correct += out.correct.item()
@@ -301,6 +312,14 @@ class Trainer:
                             f"(limit train.max_faults={self.cfg.train.max_faults}); try a lower train.lr or train.clip")
 
     def run(self) -> dict:
+        """Train to the end; the run directory's lock is let go however this ends."""
+        try:
+            return self._run()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+
+    def _run(self) -> dict:
         t = self.cfg.train
         tokens_per_step = t.batch_size * t.seq_len
         per_epoch = self.batcher.steps_per_epoch
@@ -353,13 +372,22 @@ class Trainer:
             # Saved before the final evaluation: resuming a finished run (or one
             # killed during that evaluation) redoes exactly the evaluation.
             self._save("last")
-        results = self._evaluate(final=True)
-        summary = self._summary(results, tokens_per_step)
-        if distributed.is_main():
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-            from rnnlab.report.plots import plot_run_curves  # matplotlib only when a run ends
+        # 'last' is saved: a stop signal from here on ends the run at once (resuming redoes the evaluation).
+        self.stop_requested = True
+        previous_handlers = self._catch_stop_signals()
+        try:
+            results = self._evaluate(final=True)
+            summary = self._summary(results, tokens_per_step)
+            if distributed.is_main():
+                checkpoint.write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1).encode())
+                from rnnlab.report.plots import plot_run_curves  # matplotlib only when a run ends
 
-            plot_run_curves(self.run_dir)
+                plot_run_curves(self.run_dir)
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted during the final evaluation; resume with: rnnlab train --resume {self.run_dir}") from None
+        finally:
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
         return summary
 
     def _catch_stop_signals(self) -> dict:

@@ -189,3 +189,38 @@ def test_report_screenshot_is_not_blank(chromium, tiny_lm_run, tmp_path):
     dark = (image.min(axis=2) < 200).mean()  # text, table rules, plot lines
     colour = ((image.max(axis=2) - image.min(axis=2)) > 60).mean()  # the plot's coloured lines
     assert dark > 0.01 and colour > 0.0005, (dark, colour)
+
+
+MARKUP = '<img src=x onerror="window.__xss = (window.__xss || 0) + 1">'
+
+
+@pytest.mark.parametrize("forged", ["name", "step"])
+def test_a_planted_run_cannot_run_script_in_the_playground(chromium, tiny_lm_run, tmp_path, forged):
+    """Run metadata is whatever files a run directory holds. Markup in the run's
+    name is shown as text; markup where the page expects a number (the step, had
+    it slipped past the server's schema) is refused by the page's own type checks."""
+    run = tmp_path / "planted"
+    shutil.copytree(tiny_lm_run, run)
+    config = run / "config.toml"
+    lines = [f"name = '{MARKUP}'" if line.startswith("name = ") else line for line in config.read_text().splitlines()]
+    config.write_text("\n".join(lines) + "\n")
+    app = create_app(run)
+    if forged == "step":
+        app.state.playground.info["step"] = MARKUP
+    with running(app) as url:
+        browser = DevTools(chromium, tmp_path / "profile")
+        try:
+            browser.open(url + "/")
+            state = browser.wait_for("['ready', 'error'].includes(document.body?.dataset.state) && document.body.dataset.state")
+            time.sleep(0.3)  # an injected <img> would have fired its onerror by now
+            ran = browser.js("window.__xss === undefined ? 0 : window.__xss")
+            images = browser.js("document.querySelectorAll('img').length")
+            shown = browser.js("document.getElementById('model').textContent")
+            status = browser.js("document.getElementById('status').textContent")
+        finally:
+            browser.close()
+    assert ran == 0 and images == 0
+    if forged == "name":
+        assert state == "ready" and MARKUP in shown
+    else:
+        assert state == "error" and "malformed model information" in status

@@ -33,7 +33,9 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, list[str]]:
 
 
 def snapshot(directory: Path) -> dict:
-    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(directory.rglob("*"))}
+    """Sizes and times of everything but a run's lock file (RUN/.lock), which every
+    would-be writer opens, and a refused resume too, to learn whether the run is busy."""
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(directory.rglob("*")) if p.name != ".lock"}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +95,7 @@ TRAIN_CASES = [
     ("negative-size", lambda d: sets("model.hidden=-4"), "model.hidden must be positive, got -4"),
     ("zero-batch", lambda d: sets("train.batch_size=0"), "train.batch_size must be positive, got 0"),
     ("dropout-one", lambda d: sets("model.dropout=1"), "model.dropout must be in [0, 1), got 1.0"),
-    ("negative-temperature", lambda d: sets("generate.temperature=-0.5"), "generate.temperature must be >= 0"),
+    ("negative-temperature", lambda d: sets("generate.temperature=-0.5"), "generate.temperature must be 0 (greedy) or in [0.001, 100]"),
     ("unknown-choice", lambda d: sets("model.cell=lstn"), "model.cell must be one of rnn, lstm, gru, phased_lstm; got 'lstn' (did you mean 'lstm'?)"),
     ("missing-config", lambda d: ["--config", d / "nope.toml"], "config file not found"),
     ("invalid-toml", lambda d: ["--config", d / "bad.toml"], "is not valid TOML"),
@@ -127,10 +129,10 @@ def test_unusable_run_directories_are_refused_untouched(capsys, data, run_dir, e
 
 
 def test_a_full_disk_when_the_run_starts_is_one_line(tmp_path, capsys, data, monkeypatch):
-    def full(self, *args, **kwargs):
-        raise OSError(28, "No space left on device", str(self))
+    def full(path, *args, **kwargs):
+        raise OSError(28, "No space left on device", str(path))
 
-    monkeypatch.setattr(Path, "write_text", full)
+    monkeypatch.setattr(checkpoint, "write_atomic", full)  # how the run's files are written
     code, _, err = run_cli(["train", *sets(f"data.path={data / 'tiny.txt'}", *TINY), "--run-dir", tmp_path / "run",
                             "--no-progress"], capsys)
     assert code == 2 and len(err) == 1, err
@@ -146,22 +148,23 @@ RUN_CASES = [
     ("eval-no-test-split", lambda r, d: ["eval", r["char"], "--split", "test"], "this corpus has no 'test' split"),
     ("eval-missing-data", lambda r, d: ["eval", r["char"], "--data", d / "nope.txt"], "corpus not found"),
     ("generate-negative-temperature", lambda r, d: ["generate", r["char"], "--temperature", "-1"],
-     "temperature must be >= 0 (0 = greedy), got -1.0"),
-    ("generate-top-p", lambda r, d: ["generate", r["char"], "--top-p", "0"], "top_p must be in (0, 1], got 0.0"),
-    ("generate-top-k", lambda r, d: ["generate", r["char"], "--top-k", "-3"], "top_k must be >= 0"),
-    ("generate-length", lambda r, d: ["generate", r["char"], "--length", "0"], "length must be positive, got 0"),
-    ("generate-num", lambda r, d: ["generate", r["char"], "--num", "0"], "--num must be positive, got 0"),
+     "temperature must be 0 (greedy) or in [0.001, 100], got -1.0"),
+    ("generate-top-p", lambda r, d: ["generate", r["char"], "--top-p", "0"], "top_p must be in [1e-06, 1], got 0.0"),
+    ("generate-top-k", lambda r, d: ["generate", r["char"], "--top-k", "-3"], "argument --top-k: must be >= 0, got -3"),
+    ("generate-length", lambda r, d: ["generate", r["char"], "--length", "0"], "argument --length: must be between 1 and 1000000, got 0"),
+    ("generate-num", lambda r, d: ["generate", r["char"], "--num", "0"], "argument --num: must be >= 1, got 0"),
     ("generate-unseen-characters", lambda r, d: ["generate", r["char"], "--prompt", "Once ☃ upon"],
      "prompt has characters the model has never seen: '☃'"),
     ("resume-missing-dir", lambda r, d: ["train", "--resume", d / "nope"], "run directory not found"),
     ("resume-not-a-run", lambda r, d: ["train", "--resume", d / "not-a-run"], "is not a run directory"),
     ("resume-other-data", lambda r, d: ["train", "--resume", r["char"], *sets(f"data.path={d / 'other.txt'}")],
-     "the vocabulary stored in"),
+     "changed since its checkpoint: the corpus's train split"),
     ("resume-other-level", lambda r, d: ["train", "--resume", r["char"], *sets("data.level=word")],
-     "stored vocabulary is char-level but data.level is word"),
+     "changed since its checkpoint: data.level 'char' -> 'word'"),
     ("resume-other-batch-size", lambda r, d: ["train", "--resume", r["char"], *sets("train.batch_size=2")],
-     "with a different train.batch_size"),
-    ("resume-other-model", lambda r, d: ["train", "--resume", r["char"], *sets("model.hidden=9")], "has shape"),
+     "changed since its checkpoint: train.batch_size 4 -> 2"),
+    ("resume-other-model", lambda r, d: ["train", "--resume", r["char"], *sets("model.hidden=9")],
+     "changed since its checkpoint: model.hidden 8 -> 9"),
     ("resume-bad-key", lambda r, d: ["train", "--resume", r["char"], *sets("train.max_stpes=5")],
      "(did you mean 'train.max_steps'?)"),
 ]

@@ -103,7 +103,7 @@ def test_sharded_evaluation_sums_to_the_whole(length, batch_size):
         assert abs(nll / tokens - whole["loss"]) < 1e-6  # evaluate() takes the cross-entropy in float32
 
 
-@pytest.mark.parametrize("nproc,message", [("0", "--nproc must be positive, got 0"),
+@pytest.mark.parametrize("nproc,message", [("0", "train: argument --nproc: must be >= 1, got 0"),
                                             ("3", "train.batch_size=8 must be divisible by the number of processes (3)")])
 def test_nproc_is_checked_before_starting_processes(tmp_path, tiny_text, capsys, nproc, message):
     argv = ["train", "--nproc", nproc, "--run-dir", str(tmp_path / "run"), *_sets([*TINY, f"data.path={tiny_text}"])]

@@ -158,14 +158,14 @@ def test_plot_kgate(tmp_path, capsys):
     rows = np.nonzero(np.abs(img - np.array([31, 119, 180])).max(-1) < 40)[0]  # k(t) in C0
     assert len(rows) > 1000 and rows.max() - rows.min() > 0.5 * img.shape[0]  # from closed (0) up to open (1)
     assert main(["plot", "kgate", "--tau", "-1", "--out", str(out)]) == 2
-    assert "--tau must be positive" in capsys.readouterr().err
+    assert "argument --tau: must be > 0, got -1" in capsys.readouterr().err
 
 
 def test_experiment_flag_errors(tmp_path, capsys):
     assert main(["experiment", "palindrome", "--quick", "--cells", "lstm,bogus", "--out", str(tmp_path)]) == 2
     assert main(["experiment", "varlen", "--quick", "--epochs", "0", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "--cells" in err and "--epochs must be positive" in err
+    assert "--cells" in err and "argument --epochs: must be >= 1, got 0" in err
 
 
 @pytest.mark.parametrize("name", sorted(__import__("rnnlab.experiments", fromlist=["EXPERIMENTS"]).EXPERIMENTS))

@@ -164,7 +164,8 @@ def test_window_batcher_windows_are_contiguous_shifted_and_reproducible(n_tokens
 # ------------------------------------------------------------------- config
 
 @given(st.integers(1, 4096), st.integers(1, 8), st.floats(0, 0.99), st.floats(1e-6, 10), st.booleans(),
-       st.sampled_from(["rnn", "lstm", "gru", "phased_lstm"]), st.text(max_size=20))
+       st.sampled_from(["rnn", "lstm", "gru", "phased_lstm"]),
+       st.text(max_size=20).filter(lambda s: not any(c in s for c in "/\\\0")))  # separators are refused
 def test_config_survives_the_run_directory_round_trip(hidden, layers, dropout, lr, nesterov, cell, name):
     cfg = Config()
     cfg.model.hidden, cfg.model.layers, cfg.model.dropout, cfg.model.cell = hidden, layers, dropout, cell

@@ -216,3 +216,97 @@ def test_serve_defaults_to_localhost_and_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(UserError, match="cannot listen on 127.0.0.1"):
         listen("127.0.0.1", taken.getsockname()[1])
     taken.close()
+
+
+# -------------------------------------------------- hostile requests (issue 15)
+@pytest.mark.parametrize("content", [b"[" * 60_000, b'{"prompt": ' * 5000 + b'""' + b"}" * 5000])
+def test_deeply_nested_bodies_are_400_not_500(server, content):
+    r = httpx.post(f"{server}/api/generate", content=content, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and "nested more than" in r.json()["error"]
+
+
+def test_oversized_bodies_are_refused_before_they_are_read_whole(server):
+    big = json.dumps({"prompt": "x" * 1_000_000}).encode()
+    r = httpx.post(f"{server}/api/generate", content=big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "too large" in r.json()["error"]
+
+    def chunks():  # no Content-Length: the cap applies while reading
+        for _ in range(100):
+            yield b" " * 10_000
+
+    r = httpx.post(f"{server}/api/generate", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413 and "more than 65,536 bytes" in r.json()["error"]
+
+
+@pytest.mark.parametrize("body, message", [({"temperature": 1e-50}, "temperature must be 0 (greedy) or in [0.001, 100]"),
+                                           ({"top_p": 1e-300}, "top_p must be in [1e-06, 1]")])
+def test_parameters_the_sampler_cannot_use_are_400_before_streaming(server, body, message):
+    r = httpx.post(f"{server}/api/generate", json=body)
+    assert r.status_code == 400 and message in r.json()["error"]
+
+
+def test_the_page_forbids_inline_script_and_loads_its_script_from_a_file(server):
+    page = httpx.get(server)
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    assert page.text.count("<script") == 1 and '<script src="/playground.js"></script>' in page.text
+    script = httpx.get(f"{server}/playground.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert "innerHTML" not in script.text and "textContent" in script.text
+
+
+def _serve(run_dir, *args: str):
+    """`rnnlab serve` in a process of its own; returns it, its base URL and what it printed before listening."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    proc = subprocess.Popen([sys.executable, "-m", "rnnlab", "serve", str(run_dir), "--port", "0", *args],
+                            env=dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1"),
+                            stderr=subprocess.PIPE, text=True)
+    lines = []
+    while not any("open http://" in line for line in lines):
+        line = proc.stderr.readline()
+        assert line, f"rnnlab serve exited: {''.join(lines)}"
+        lines.append(line)
+    return proc, lines[-1].split("open ")[1].split("/")[2], "".join(lines)
+
+
+@pytest.mark.parametrize("host", ["::1", "127.0.0.1", "0.0.0.0"])
+def test_every_bind_checks_the_host_header(tiny_lm_run, host):
+    import socket
+
+    if ":" in host:
+        try:
+            socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+        except OSError:
+            pytest.skip("no IPv6 loopback here")
+    proc, address, printed = _serve(tiny_lm_run, "--host", host, "--allow-host", "lab.example")
+    port = address.rsplit(":", 1)[1]
+    url = f"http://{'[::1]' if ':' in host else '127.0.0.1'}:{port}/api/info"
+    try:
+        assert httpx.get(url).status_code == 200  # the address itself
+        assert httpx.get(url, headers={"Host": f"localhost:{port}"}).status_code == 200
+        assert httpx.get(url, headers={"Host": f"lab.example:{port}"}).status_code == 200  # --allow-host
+        assert httpx.get(url, headers={"Host": f"attacker.example:{port}"}).status_code == 400  # DNS rebinding
+        assert httpx.get(url, headers={"Host": "[::2]"}).status_code == 400
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    warned = "rnnlab: warning: listening on 0.0.0.0" in printed
+    assert warned == (host == "0.0.0.0")
+
+
+def test_a_forged_summary_does_not_stop_the_server_or_reach_the_page(tiny_lm_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_lm_run, run)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["final"]["valid"]["loss"] = "<script>alert(1)</script>"
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert create_app(run, checkpoint="last").state.playground.info["valid"] is None
+    (run / "summary.json").write_text("[" * 100_000)
+    assert create_app(run, checkpoint="last").state.playground.info["valid"] is None

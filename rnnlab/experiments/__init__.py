@@ -39,6 +39,7 @@ from rnnlab.config import TrainConfig
 from rnnlab.errors import UserError
 from rnnlab.models.stack import RecurrentStack
 from rnnlab.optim import build_optimizer
+from rnnlab import argtypes as at
 
 # name → module (imported when the CLI builds its parser or runs the experiment)
 EXPERIMENTS = {
@@ -286,13 +287,13 @@ def command_line(args) -> str:
 def add_task_arguments(p: argparse.ArgumentParser, name: str, jobs: bool = True) -> None:
     """The flags every sequence task takes."""
     p.add_argument("--out", help=f"output directory (default: runs/experiments/{name})")
-    p.add_argument("--seeds", type=int, help="seeds per setting (mean and spread are reported)")
+    p.add_argument("--seeds", type=at.positive, help="seeds per setting (mean and spread are reported)")
     p.add_argument("--quick", action="store_true", help="a tiny version (seconds), as the tests run it")
-    p.add_argument("--hidden", type=int, help="hidden units")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0: PyTorch's choice)")
+    p.add_argument("--hidden", type=at.positive, help="hidden units")
+    p.add_argument("--threads", type=at.threads, default=1, help="torch threads (default 1; 0: PyTorch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     if jobs:
-        p.add_argument("--jobs", type=int, default=0,
+        p.add_argument("--jobs", type=at.threads, default=0,
                        help="training runs in parallel, one process and torch thread each (default 0: one per core)")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rnnlab import argtypes as at
 from rnnlab import cell_registry
 from rnnlab.data.tasks import FrequencySpec, frequency
 from rnnlab.experiments import (Budget, SequenceClassifier, accuracy, add_task_arguments, command_line, fit, out_dir,
@@ -82,7 +83,7 @@ def train_one(cell: str, sampling: str, seed: int, cfg: FrequencyConfig, on_step
 def add_arguments(p) -> None:
     add_task_arguments(p, "frequency")
     p.add_argument("--cells", help="comma list of cells (default lstm,phased_lstm)")
-    p.add_argument("--max-steps", type=int, help="step budget, the same for every cell")
+    p.add_argument("--max-steps", type=at.positive, help="step budget, the same for every cell")
 
 
 def run(args) -> int:

@@ -12,15 +12,16 @@ one overlay per split (lm_study_{train,valid,test}.png).
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
+from rnnlab import safejson
 from rnnlab.config import load_config
 from rnnlab.errors import UserError
 from rnnlab.experiments import command_line, markdown_table, train_unless_finished, write_results
 from rnnlab.report.plots import COLORS, new_figure, save
 from rnnlab.runs import read_jsonl
+from rnnlab import argtypes as at
 
 HELP = "LSTM and GRU language models with and without dropout (Zaremba et al. 2014)"
 MODELS = ("lstm", "lstm-dropout", "gru", "gru-dropout")
@@ -42,7 +43,7 @@ def epoch_curves(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
 
 
 def row_for(model: str, run_dir: Path) -> dict:
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = safejson.read(run_dir / "summary.json")
     curves = epoch_curves(run_dir)
     final = summary["final"]
     return {"model": model,
@@ -77,7 +78,7 @@ def plot_overlay(split: str, runs: dict[str, Path], path: Path) -> Path:
 def add_arguments(p) -> None:
     p.add_argument("--data", required=True, help="corpus directory with train/valid/test.txt, or a dataset name (ptb, brown, ...)")
     p.add_argument("--models", default=",".join(MODELS), help="comma list of presets (default: the four)")
-    p.add_argument("--epochs", type=int, help="epochs per model (default: each preset's)")
+    p.add_argument("--epochs", type=at.positive, help="epochs per model (default: each preset's)")
     p.add_argument("--out", default="runs/experiments/lm-study", help="output directory (finished runs there are kept)")
     p.add_argument("--quick", action="store_true", help="tiny models for a few steps (seconds), as the tests run it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -205,18 +205,20 @@ def plot_rows(rows: list[dict], path: Path) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from rnnlab import argtypes as at
+
     p.add_argument("--data", required=False, default=None,
                    help="word corpus directory with train.txt/valid.txt/test.txt, or a dataset recipe name "
                         "(ptb, wikitext-2, brown) (default: ../shared/data/brown)")
     p.add_argument("--out", default="runs/experiments/ngram", help="output directory (finished runs there are kept)")
     p.add_argument("--hidden", default="128,256,512", help="comma list of hidden sizes")
     p.add_argument("--activations", default="linear,tanh", help="comma list of linear, tanh")
-    p.add_argument("--minutes", type=float, default=3.0, help="training minutes per grid model")
-    p.add_argument("--best-minutes", type=float, default=0.0, help="retrain the best grid model this long (0: no)")
+    p.add_argument("--minutes", type=at.positive_number, default=3.0, help="training minutes per grid model")
+    p.add_argument("--best-minutes", type=at.nonnegative_number, default=0.0, help="retrain the best grid model this long (0: no)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting of every model on top of the benchmark's, e.g. --set model.embed=60 (repeatable)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=at.threads, default=1, help="torch threads (default 1)")
+    p.add_argument("--seed", type=at.seed, default=0)
     p.add_argument("--quick", action="store_true", help="seconds on tiny subsets (smoke test)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

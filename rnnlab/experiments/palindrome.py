@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rnnlab import argtypes as at
 from rnnlab.data.tasks import DIGITS, palindromes
 from rnnlab.errors import UserError
 from rnnlab.experiments import (Budget, SequenceClassifier, accuracy, add_task_arguments, command_line, fit, out_dir,
@@ -123,7 +124,7 @@ def add_arguments(p) -> None:
     p.add_argument("--cells", help="comma list of cells (default rnn,lstm,gru)")
     p.add_argument("--lengths", help="start:stop:step (stop included) or a comma list (default 5:40:5)")
     p.add_argument("--backend", choices=["torch", "numpy"], default="torch")
-    p.add_argument("--max-steps", type=int, help="step budget per training run")
+    p.add_argument("--max-steps", type=at.positive, help="step budget per training run")
 
 
 def run(args) -> int:

@@ -21,10 +21,10 @@ can run; sweeping k shows how the score approaches it as k grows.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from pathlib import Path
 
+from rnnlab import safejson
 from rnnlab.config import load_config
 from rnnlab.errors import UserError
 from rnnlab.experiments import train_unless_finished, write_results
@@ -60,7 +60,7 @@ def points(grid: list[tuple[str, list[str]]]) -> list[list[str]]:
 
 
 def _row(settings: list[str], run_dir: Path) -> dict:
-    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    summary = safejson.read(run_dir / "summary.json")
     final, char = summary["final"], summary["level"] == "char"
     measure = "bpc" if char else "perplexity"
     row = dict(s.split("=", 1) for s in settings)

@@ -35,6 +35,7 @@ from rnnlab.experiments import (SequenceClassifier, accuracy, add_task_arguments
 
 HELP = "pad vs bucket vs pack batching of variable-length sequences"
 from rnnlab.optim import build_optimizer
+from rnnlab import argtypes as at
 
 COLUMNS = ["strategy", "pad_fraction", "seqs_per_s", "accuracy", "std", "seeds", "train_seconds"]
 STRATEGIES = ("pad", "bucket", "pack")
@@ -127,7 +128,7 @@ def run_seed(seed: int, cfg: VarlenConfig, bar=None) -> dict[str, dict]:
 
 def add_arguments(p) -> None:
     add_task_arguments(p, "varlen", jobs=False)  # strategies share initial weights and train in turn: one process
-    p.add_argument("--epochs", type=int, help="training epochs per strategy")
+    p.add_argument("--epochs", type=at.positive, help="training epochs per strategy")
 
 
 def run(args) -> int:

@@ -11,7 +11,6 @@ experiment wrote, and samples from each language model at temperatures
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rnnlab import cell_registry
+from rnnlab import safejson
 from rnnlab.errors import UserError
 from rnnlab.report import plots
 from rnnlab.report.collect import Experiment, Run, find_experiments, read_csv
@@ -81,7 +81,7 @@ def _parameters(run: Run) -> int | None:
     try:  # a run still training: count them from the config and vocabulary
         from rnnlab.models import build_model
 
-        vocab = json.loads((run.dir / "vocab.json").read_text(encoding="utf-8"))
+        vocab = safejson.read(run.dir / "vocab.json")
         return build_model(run.config.model, len(vocab["tokens"])).num_parameters()
     except (OSError, ValueError, KeyError):
         return None

@@ -11,11 +11,11 @@ parent directory.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rnnlab import safejson
 from rnnlab.config import Config
 from rnnlab.errors import UserError
 from rnnlab.runs import is_run, read_config, read_jsonl
@@ -79,7 +79,7 @@ def read_run(run_dir: Path, label: str | None = None) -> Run:
     run_dir = Path(run_dir)
     summary_path = run_dir / "summary.json"
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+        summary = safejson.read(summary_path) if summary_path.is_file() else {}
         metrics = [r for r in read_jsonl(run_dir / "metrics.jsonl") if "split" in r]
         samples = read_jsonl(run_dir / "samples.jsonl")
     except (ValueError, UnicodeDecodeError) as e:

@@ -152,14 +152,14 @@ def run_embedding(run_dir: str | Path) -> tuple[np.ndarray, list[str]]:
     - a recurrent LM run (`rnnlab train`): its 'best' checkpoint (else 'last'),
       tensor ``model.embedding.weight``, vocabulary from the checkpoint's meta.
     """
-    import json
+    from rnnlab import safejson
 
     run = Path(run_dir)
     if not run.is_dir():
         raise UserError(f"run directory not found: {run}")
     if (run / "model.safetensors").is_file() and (run / "vocab.json").is_file():
         try:
-            tokens = json.loads((run / "vocab.json").read_text(encoding="utf-8"))["tokens"]
+            tokens = safejson.read(run / "vocab.json")["tokens"]
         except (OSError, ValueError, KeyError, TypeError):
             raise UserError(f"{run}/vocab.json is malformed (needs 'tokens')") from None
         return load_embedding(run / "model.safetensors"), list(tokens)

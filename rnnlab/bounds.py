@@ -1,0 +1,54 @@
+"""Upper bounds on sizes that users choose, checked before anything is allocated.
+
+A model too large for the machine must be one line, not an allocator error
+after minutes of loading: `check_model_memory` estimates the parameter
+memory from the configuration alone (the closed-form count of
+rnnlab/numpy/params.py plus embedding and decoder) and compares it with the
+memory available now.
+"""
+
+from __future__ import annotations
+
+import os
+
+from rnnlab.errors import UserError
+
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit value
+MAX_LENGTH = 1_000_000  # tokens of one generated sample (generate, report samples, training samples)
+TRAINING_COPIES = 5  # weights, gradients, two Adam moments, the checkpoint being written
+INFERENCE_COPIES = 2  # the tensors read from the checkpoint and the model they are copied into
+
+
+def parameter_count(model, vocab_size: int) -> int:
+    """Parameters of a language model with `model` (a ModelConfig), without building it.
+    An upper bound for the adaptive softmax, whose tail projections are smaller."""
+    from rnnlab.numpy.params import count_params
+
+    embed = model.embed or model.hidden
+    recurrent, _ = count_params(model.cell, embed, model.hidden, model.layers, model.bias)
+    decoder = 0 if model.tie_weights else model.hidden * vocab_size
+    return vocab_size * embed + recurrent + decoder + vocab_size
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (MemAvailable), None if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_model_memory(model, vocab_size: int, dtype_bytes: int = 4, copies: int = TRAINING_COPIES) -> None:
+    need = parameter_count(model, vocab_size) * dtype_bytes * copies
+    free = available_memory()
+    if free is not None and need > free:
+        raise UserError(f"the model is too large for this machine: {parameter_count(model, vocab_size):,} parameters "
+                        f"need about {need / 2**30:,.1f} GiB, {free / 2**30:,.1f} GiB are available "
+                        "(lower model.hidden, model.layers, model.embed or data.max_vocab)")
