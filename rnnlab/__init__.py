@@ -10,9 +10,12 @@ __all__ = ["train", "load", "Run", "__version__"]
 
 
 def __getattr__(name: str):
-    # Lazy: `import rnnlab` stays cheap (no torch) and rnnlab.api, which imports
-    # the training code, is loaded only when the API is first used.
-    if name in ("train", "load", "Run"):
+    # Lazy: `import rnnlab` stays cheap (no torch); the API is loaded on first use.
+    if name == "train":  # the module rnnlab/train.py, made callable as the API function (see _TrainModule)
+        import importlib
+
+        return importlib.import_module("rnnlab.train")
+    if name in ("load", "Run"):
         from rnnlab import api
 
         return getattr(api, name)
