@@ -165,7 +165,35 @@ def exists(run_dir: Path, tag: str) -> bool:
 
 
 def load(run_dir: Path, tag: str = "last") -> tuple[dict[str, torch.Tensor], dict]:
-    """Read and verify a checkpoint. Every failure is one clear UserError."""
+    """Read and verify a checkpoint. Every failure is one clear UserError.
+
+    Readers take no lock, so a training run may replace the checkpoint while
+    it is being read: it writes the new directory, moves the pointer, then
+    deletes the old directory. A read that fails while the pointer moved is
+    therefore read again (from the new directory); a failure with the pointer
+    unchanged is a real one."""
+    pointer = Path(run_dir) / "checkpoints" / f"{tag}.json"
+    for attempt in range(READ_ATTEMPTS):
+        before = _pointer_bytes(pointer)
+        try:
+            return _load_once(run_dir, tag)
+        except UserError:
+            if attempt == READ_ATTEMPTS - 1 or _pointer_bytes(pointer) == before:
+                raise
+    raise AssertionError("unreachable")
+
+
+READ_ATTEMPTS = 5
+
+
+def _pointer_bytes(pointer: Path) -> bytes | None:
+    try:
+        return pointer.read_bytes()[:4096]
+    except OSError:
+        return None
+
+
+def _load_once(run_dir: Path, tag: str) -> tuple[dict[str, torch.Tensor], dict]:
     root = Path(run_dir) / "checkpoints"
     pointer = root / f"{tag}.json"
     what = f"checkpoint '{tag}' in {run_dir}"
@@ -190,7 +218,11 @@ def load(run_dir: Path, tag: str = "last") -> tuple[dict[str, torch.Tensor], dic
     if problem:
         raise UserError(f"{what} has invalid metadata: {problem}")
     path = root / name / TENSORS
-    if not path.is_file() or _sha256(path) != meta.get("sha256"):
+    try:
+        intact = _sha256(path) == meta.get("sha256")
+    except OSError:  # missing, or deleted a moment ago by a writer replacing the checkpoint
+        intact = False
+    if not intact:
         raise UserError(f"{what} is corrupted (tensor file missing or checksum mismatch)")
     try:
         tensors = load_file(str(path))  # safetensors: a header and raw bytes, no code is ever run

@@ -300,3 +300,28 @@ def test_write_atomic_leaves_no_temporary_behind_on_failure(tmp_path, monkeypatc
     with pytest.raises(OSError):
         checkpoint.write_atomic(target, b"new")
     assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_a_reader_racing_a_writer_reads_the_new_checkpoint(tmp_path, monkeypatch):
+    # Readers take no lock: a save that lands between reading the pointer and
+    # reading the tensors deletes the directory the reader was about to open.
+    save(tmp_path, 1)
+    real, raced = checkpoint._sha256, {}
+
+    def sha256_while_a_save_lands(path):
+        if not raced:
+            raced["step 2"] = None
+            raced["step 2"] = save(tmp_path, 2)  # the writer moves the pointer and deletes step 1's directory
+        return real(path)
+
+    monkeypatch.setattr(checkpoint, "_sha256", sha256_while_a_save_lands)
+    loaded, meta_ = checkpoint.load(tmp_path)
+    assert raced and meta_["step"] == 2
+    assert_same(loaded, raced["step 2"])
+
+
+def test_a_damaged_checkpoint_is_not_retried_into_success(tmp_path):
+    save(tmp_path, 1)
+    damage_remove_tensors(tmp_path)
+    with pytest.raises(UserError, match="tensor file missing"):
+        checkpoint.load(tmp_path)
