@@ -46,3 +46,17 @@ def tiny_lm_run(tmp_path_factory) -> Path:
     finally:
         torch.set_num_threads(threads)  # the trainer sets it process-wide
     return run_dir
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a test module: tiny models only pay overhead for
+    more (a lot of it on a busy machine), and tests that start processes of
+    their own would oversubscribe the cores. Use with
+    `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

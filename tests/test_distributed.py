@@ -27,13 +27,7 @@ TOL = 1e-6  # float64; the differences actually seen are ~1e-15
 EXACT = ["train.dtype=float64", "train.schedule=constant", "train.checkpoint_every=0", "train.eval_every=4"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Like each of the spawned processes; two cores shared with them would be oversubscribed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _overrides(text, cell: str, steps: int) -> list[str]:

@@ -23,12 +23,7 @@ SMALL = ["model.embed=8", "model.hidden=16", "train.batch_size=16", "train.max_s
          "train.samples=0", "train.eval_batch_size=8", "train.eval_seq_len=64", "train.lr=1e-2", "train.threads=1"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

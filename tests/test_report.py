@@ -9,7 +9,6 @@ from html import escape
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from rnnlab.cli import main
@@ -24,13 +23,7 @@ from rnnlab.runs import load_run, read_jsonl
 DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models: more intra-op threads only add overhead (and on a busy machine, a lot).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def ink(png: bytes) -> float:

@@ -7,7 +7,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import torch
 
 httpx = pytest.importorskip("httpx")  # the test extra; the server needs starlette and uvicorn too
 pytest.importorskip("starlette")
@@ -20,13 +19,7 @@ from rnnlab.runs import load_run, read_jsonl  # noqa: E402
 from rnnlab.serve import create_app, listen, running  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # As `rnnlab serve` does: one intra-op thread per sampling thread (many times faster on a busy machine).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
