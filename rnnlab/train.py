@@ -145,6 +145,8 @@ class Trainer:
             stored = checkpoint.load(self.run_dir, "last")
         # The data: a sequence task's generated batches and sets, or a text corpus and its vocabulary.
         self.task = TaskData(cfg.task, t.batch_size, t.seed) if cfg.task.kind else None
+        if self.task is not None and distributed.is_active():
+            raise UserError(f"task.kind={cfg.task.kind} trains in one process (its batches are not sharded): drop --nproc")
         self.corpus: Corpus | None = None
         self.vocab: Vocab | None = None
         if self.task is None:

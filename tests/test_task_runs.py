@@ -132,3 +132,21 @@ def test_task_settings_are_checked(capsys):
     assert main(["train", "--set", "task.kind=varlen", "--set", "model.arch=classifier",
                  "--set", "task.batching=pack", "--set", "model.cell=phased_lstm"]) == 2
     assert "task.batching=pack runs the fused kernel" in capsys.readouterr().err
+
+
+def test_palindrome_course_preset_is_the_course_setting(tmp_path, capsys):
+    """The course report's setting (vanilla RNN, 128 units, batch 128, lr 0.1, 10,000 steps, no early
+    stop); trained here for 30 steps of T = 5 through `rnnlab train`, then scored by `rnnlab eval`."""
+    from rnnlab.config import load_config
+
+    cfg = load_config("palindrome-course")
+    assert (cfg.model.arch, cfg.model.cell, cfg.model.hidden, cfg.model.layers, cfg.model.chrono) == ("classifier", "rnn", 128, 1, 0)
+    assert (cfg.train.optimizer, cfg.train.lr, cfg.train.batch_size, cfg.train.max_steps) == ("sgd", 0.1, 128, 10000)
+    assert cfg.train.stop_at_accuracy == 0 and cfg.task.kind == "palindrome"
+    run_dir = tmp_path / "run"
+    assert main(["train", "--preset", "palindrome-course", "--set", "task.length=5", "--set", "train.max_steps=30",
+                 "--set", "task.test_size=500", "--run-dir", str(run_dir), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "test: loss" in out and "(500 sequences)" in out
+    assert main(["eval", str(run_dir), "--split", "test", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sequences"] == 500
