@@ -135,8 +135,9 @@ class TaskBatch:
     times: torch.Tensor | None = None
 
     def to(self, device) -> TaskBatch:
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        # lengths stay where pack_padded_sequence put them: indexing needs them on the outputs' device
+        def move(t):
+            return None if t is None else t.to(device)
+
         return TaskBatch(move(self.x), move(self.lengths), move(self.times))
 
 

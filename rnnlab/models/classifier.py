@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
 from rnnlab import cell_registry
