@@ -133,6 +133,7 @@ class TrainConfig:
     max_faults: int = 10  # non-finite losses tolerated before aborting
     # > 0: stop once the validation accuracy reaches this (checked at every evaluation); 0: never
     stop_at_accuracy: float = 0.0
+    patience: int = 0  # > 0: also stop after this many steps without a 1-point gain in validation accuracy
     threads: int = 0  # torch intra-op threads; 0 = leave PyTorch's choice
     device: str = "cpu"  # cpu | cuda | auto
     dtype: str = "float32"  # float32 | float64 (weights, state and optimizer)
@@ -384,10 +385,13 @@ def validate_task(cfg: Config) -> None:
            f"task.kind='{k.kind}')")
     _check(m.chrono >= 0, f"model.chrono must be >= 0 (0 = off), got {m.chrono}")
     _check(0.0 <= t.stop_at_accuracy <= 1.0, f"train.stop_at_accuracy must be in [0, 1] (0 = off), got {t.stop_at_accuracy}")
+    _check(t.patience >= 0, f"train.patience must be >= 0 (0 = off), got {t.patience}")
     if not k.kind:
         return
     _check(m.softmax == "full" and not m.tie_weights, "model.arch=classifier has a linear head: "
            "model.softmax=full and model.tie_weights=false")
+    _check(m.init == 0 and not m.forget_bias, "model.arch=classifier starts from PyTorch's init (model.chrono "
+           "sets the carry gate's bias): model.init and model.forget_bias are the language model's")
     _check(m.backend == "torch" or m.layers == 1, "model.arch=classifier with model.backend=numpy has one layer "
            "(set model.layers=1)")
     _check(t.loss == "mean", "a sequence task's loss is the mean over sequences: train.loss=mean")

@@ -89,7 +89,9 @@ class Progress:
     train_correct: float = 0.0
     train_tokens: float = 0.0
     step_seconds: float = 0.0  # of `elapsed`, the time spent in training steps (batch assembly included)
-    target_reached: bool = False  # train.stop_at_accuracy was reached: the run is done
+    best_accuracy: float = -math.inf  # highest validation accuracy so far (for train.patience)
+    best_accuracy_step: int = 0  # the step it was reached at
+    early_stop: str = ""  # why the run ended before its budget: "accuracy" (train.stop_at_accuracy), "plateau" (train.patience)
 
     TOTALS = ("train_nll", "train_correct", "train_tokens")
 
@@ -259,10 +261,20 @@ class Trainer:
         if improved:
             self.progress.best_valid = results["valid"]["loss"]
             self._save("best")
-        # Early stopping, the one place it is decided: the loop ends before the next step.
-        if t.stop_at_accuracy and results["valid"]["accuracy"] >= t.stop_at_accuracy:
-            self.progress.target_reached = True
+        if not final:
+            self._check_early_stop(results["valid"]["accuracy"])
         return results
+
+    def _check_early_stop(self, accuracy: float) -> None:
+        """Early stopping, the one place it is decided (the loop ends before the next step): the
+        validation accuracy reached train.stop_at_accuracy, or has not gained a point in train.patience steps."""
+        t, p = self.cfg.train, self.progress
+        if accuracy >= p.best_accuracy + 0.01:
+            p.best_accuracy, p.best_accuracy_step = accuracy, p.step
+        if t.stop_at_accuracy and accuracy >= t.stop_at_accuracy:
+            p.early_stop = "accuracy"
+        elif t.patience and p.step - p.best_accuracy_step >= t.patience:
+            p.early_stop = "plateau"
 
     def sample(self) -> None:
         """Print a sample (and for a char model a teacher-forced line) and append it to samples.jsonl."""
@@ -337,7 +349,7 @@ class Trainer:
         start, start_step, start_elapsed = time.monotonic() - self.progress.elapsed, self.progress.step, self.progress.elapsed
         smooth = None
         try:
-            while self.progress.step < self.total_steps and self.progress.epoch < t.epochs and not self.progress.target_reached:
+            while self.progress.step < self.total_steps and self.progress.epoch < t.epochs and not self.progress.early_stop:
                 if t.max_minutes and distributed.agree(self.progress.elapsed >= t.max_minutes * 60):
                     self.echo(f"time limit train.max_minutes={t.max_minutes} reached at step {self.progress.step}")
                     break
@@ -416,7 +428,7 @@ class Trainer:
                 "hidden": self.cfg.model.hidden, "layers": self.cfg.model.layers,
                 "parameters": self.model.num_parameters(), "vocab_size": len(self.vocab) if self.vocab else 0,
                 "steps": self.progress.step, "step_seconds": self.progress.step_seconds,
-                "target_reached": self.progress.target_reached,
+                "early_stop": self.progress.early_stop or None,
                 "epochs": self.progress.epoch + self.progress.index / self.batcher.steps_per_epoch, "wall_seconds": self.progress.elapsed,
                 "tokens_per_s": self.progress.step * tokens_per_step / max(self.progress.elapsed, 1e-9), "faults": self.progress.faults,
                 "bf16": self.bf16, "best_valid_loss": self.progress.best_valid, "final": results}

@@ -75,10 +75,17 @@ def test_the_palindrome_learns_and_stops_at_the_accuracy_target(tmp_path):
     where the run stops; resuming the finished run trains no further."""
     cfg = palindrome(**{"train.max_steps": 200, "train.stop_at_accuracy": 0.95})
     summary = run(cfg, tmp_path / "run")
-    assert summary["target_reached"] and summary["steps"] < 200
+    assert summary["early_stop"] == "accuracy" and summary["steps"] < 200
     assert summary["final"]["valid"]["accuracy"] >= 0.95 and summary["final"]["test"]["accuracy"] > 0.9
     again = resume(tmp_path / "run", progress=False)
     assert again["steps"] == summary["steps"] and again["final"] == summary["final"]
+
+
+def test_a_run_that_stops_learning_stops_after_its_patience(tmp_path):
+    """lr 1e-9 leaves the accuracy where it starts: no 1-point gain after the first evaluation
+    (step 10), so with patience 30 the run ends at step 40, not at its budget of 200."""
+    summary = run(palindrome(**{"train.lr": 1e-9, "train.max_steps": 200, "train.patience": 30}), tmp_path / "run")
+    assert summary["early_stop"] == "plateau" and summary["steps"] == 40
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])

@@ -57,11 +57,12 @@ class Budget:
     max_steps: int = 2000
     check_every: int = 50  # steps between evaluations on the validation set (train.eval_every)
     target: float = 0.0  # stop when the validation accuracy reaches this (train.stop_at_accuracy; 0: never)
+    patience: int = 0  # also stop after this many steps without a 1-point gain in it (train.patience; 0: never)
 
     def settings(self) -> dict:
         return {"train.optimizer": self.optimizer, "train.lr": self.lr, "train.clip": self.clip,
                 "train.max_steps": self.max_steps, "train.eval_every": self.check_every,
-                "train.stop_at_accuracy": self.target}
+                "train.stop_at_accuracy": self.target, "train.patience": self.patience}
 
 
 def task_run_config(name: str, settings: dict) -> Config:
