@@ -266,7 +266,7 @@ def _totals(v) -> bool:
 # key: (required, check). Keys rnnlab itself writes; anything else in meta.json is ignored.
 SCHEMA = {
     "step": (True, _int()),
-    "vocab": (True, _vocab),
+    "vocab": (True, lambda v: v is None or _vocab(v)),  # None: a sequence task's run (checked below)
     "config": (True, lambda v: isinstance(v, dict)),
     "sha256": (True, lambda v: isinstance(v, str) and len(v) == 64),
     "epoch": (False, _int()),
@@ -281,6 +281,10 @@ SCHEMA = {
     "optimizer": (False, lambda v: isinstance(v, dict)),
     "schedule": (False, lambda v: isinstance(v, dict)),
     "fingerprint": (False, _fingerprint),
+    "step_seconds": (False, _number(0)),
+    "best_accuracy": (False, _number(finite=False)),  # -inf before the first evaluation
+    "best_accuracy_step": (False, _int()),
+    "early_stop": (False, lambda v: v in ("", "accuracy", "plateau")),
     "logs": (False, lambda v: isinstance(v, dict) and all(isinstance(k, str) and _int()(n) for k, n in v.items())),
 }
 
@@ -295,6 +299,9 @@ def schema_problem(meta: dict, run_dir: Path, tag: str = "last") -> str | None:
                 return f"'{key}' is missing"
         elif not ok(meta[key]):
             return f"'{key}' has an invalid value {json.dumps(meta[key])[:60]}"
+    task = meta["config"].get("task")
+    if meta["vocab"] is None and not (isinstance(task, dict) and task.get("kind")):
+        return "'vocab' is missing (only a sequence task's run has none)"
     for name, offset in meta.get("logs", {}).items():
         if Path(name).name != name or not name.endswith(".jsonl"):
             return f"'logs' names {name!r}, not a log of the run"

@@ -233,9 +233,13 @@ def cmd_train(args) -> int:
     for split in ("valid", "test"):
         if split in final:
             m = final[split]
-            print(f"{split}: loss {m['loss']:.4f}  perplexity {m['perplexity']:.2f}  bits/token {m['bpc']:.4f}  "
-                  f"accuracy {m['accuracy']:.4f}  ({m['tokens']} tokens)")
-    print(f"{summary['steps']} steps in {summary['wall_seconds']:.0f} s ({summary['tokens_per_s']:.0f} tokens/s); run: {run_dir}")
+            if summary.get("task"):
+                print(f"{split}: loss {m['loss']:.4f}  accuracy {m['accuracy']:.4f}  ({m['sequences']} sequences)")
+            else:
+                print(f"{split}: loss {m['loss']:.4f}  perplexity {m['perplexity']:.2f}  bits/token {m['bpc']:.4f}  "
+                      f"accuracy {m['accuracy']:.4f}  ({m['tokens']} tokens)")
+    unit = "sequences" if summary.get("task") else "tokens"
+    print(f"{summary['steps']} steps in {summary['wall_seconds']:.0f} s ({summary['tokens_per_s']:.0f} {unit}/s); run: {run_dir}")
     return 0
 
 
@@ -246,7 +250,9 @@ def cmd_eval(args) -> int:
     from rnnlab.train import resolve_device
 
     device = resolve_device(args.device)
-    model, vocab, cfg, meta = load_run(Path(args.run_dir), args.checkpoint, device, backend=args.backend)
+    model, vocab, cfg, meta = load_run(Path(args.run_dir), args.checkpoint, device, backend=args.backend, task_ok=True)
+    if cfg.task.kind:
+        return _eval_task(args, model, cfg, meta, device)
     if args.data:
         cfg.data.path = args.data
     corpus = load_corpus(cfg.data, vocab)
@@ -258,6 +264,24 @@ def cmd_eval(args) -> int:
         unit = "bits/char" if vocab.level == "char" else "bits/word"
         print(f"{args.split}: loss {m['loss']:.4f}  perplexity {m['perplexity']:.2f}  {unit} {m['bpc']:.4f}  "
               f"accuracy {m['accuracy']:.4f}  ({m['tokens']} tokens, checkpoint '{args.checkpoint}' at step {meta['step']})")
+    return 0
+
+
+def _eval_task(args, model, cfg, meta, device) -> int:
+    """A sequence task's run: loss and accuracy on the task's fixed valid or test set (drawn from its config)."""
+    from rnnlab.data.tasks import TaskData
+
+    if args.data:
+        raise UserError(f"--data does not apply to a {cfg.task.kind} task run: its sets are drawn from its config")
+    if args.split not in ("valid", "test"):
+        raise UserError(f"a {cfg.task.kind} task run has valid and test sets, not '{args.split}'")
+    m = TaskData(cfg.task, cfg.train.batch_size, cfg.train.seed).evaluate(model, args.split, device=device)
+    result = {"split": args.split, "task": cfg.task.kind, **m, "step": meta["step"], "checkpoint": args.checkpoint}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.split}: loss {m['loss']:.4f}  accuracy {m['accuracy']:.4f}  ({m['sequences']} {cfg.task.kind} "
+              f"sequences, checkpoint '{args.checkpoint}' at step {meta['step']})")
     return 0
 
 

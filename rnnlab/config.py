@@ -27,8 +27,10 @@ from rnnlab.errors import UserError
 @dataclass
 class ModelConfig:
     # rnn: embedding → recurrent layers → softmax; nplm: Bengio et al.'s (2003) neural n-gram model,
-    # the previous `context` words' embeddings → one hidden layer → softmax (rnnlab/models/nplm.py)
-    arch: str = "rnn"  # rnn | nplm
+    # the previous `context` words' embeddings → one hidden layer → softmax (rnnlab/models/nplm.py);
+    # classifier: a sequence task's inputs → recurrent layers → linear on the last valid step
+    # (rnnlab/models/classifier.py; needs task.kind)
+    arch: str = "rnn"  # rnn | nplm | classifier
     context: int = 3  # nplm: words of context (a 4-gram)
     activation: str = "tanh"  # nplm: the hidden layer's, tanh | linear
     direct: bool = False  # nplm: direct connections from the embeddings to the output (Bengio's W x)
@@ -46,6 +48,9 @@ class ModelConfig:
     impl: str = "fused"  # fused: torch.nn.LSTM/GRU/RNN kernels where the cell has one; explicit: the cell equations
     backend: str = "torch"  # torch | numpy
     forget_bias: float = 0.0  # lstm/phased_lstm: added to the forget gate's bias at initialisation
+    # classifier, lstm/gru: > 0 is chrono init of the carry gate's bias for this horizon in steps
+    # (Tallec & Ollivier 2018; models/classifier.py:chrono_init); 0: PyTorch's init
+    chrono: int = 0
     # Output layer. full: softmax over the vocabulary. adaptive: Grave et al.'s adaptive softmax
     # (rnnlab/models/softmax.py): an exact distribution that trains ~4x faster on 17k words;
     # the frequency-sorted vocabulary is cut at `cutoffs`, cluster k projects to hidden / div_value^k.
@@ -73,6 +78,28 @@ class DataConfig:
     min_count: int = 1  # tokens seen fewer times in train become <unk>
     max_vocab: int = 0  # 0 = no limit; otherwise keep the most frequent
     batcher: str = "stream"  # stream: contiguous streams, state carried (truncated BPTT); window: random windows
+
+
+@dataclass
+class TaskConfig:
+    """A synthetic sequence task instead of a text corpus (rnnlab/data/tasks.py); model.arch=classifier.
+    Each epoch is `train_size` sequences: drawn afresh every epoch (palindrome, frequency) or one
+    fixed training set (varlen). The valid and test sets are fixed (the same for every seed)."""
+
+    kind: str = ""  # "": a text corpus (data.*) | palindrome | frequency | varlen
+    train_size: int = 12800
+    valid_size: int = 1000
+    test_size: int = 10000
+    length: int = 10  # palindrome: T; the model sees the first T-1 digits and names the last
+    sampling: str = "regular"  # frequency: regular | irregular
+    duration: float = 15.0  # frequency: ms of sine wave
+    step: float = 0.125  # frequency: ms between regular samples (and the number of samples, duration / step)
+    batching: str = "pad"  # varlen: pad | bucket | pack (rnnlab/data/tasks.py:TaskBatcher)
+    median: float = 40.0  # varlen: lengths ~ round(LogNormal(log median, sigma)) clipped to [min_len, max_len]
+    sigma: float = 0.8
+    min_len: int = 5
+    max_len: int = 400
+    symbols: int = 64  # varlen: tokens are uniform over this many symbols; label 1 iff symbol 0 occurs
 
 
 @dataclass
@@ -105,6 +132,9 @@ class TrainConfig:
     samples: int = 4  # samples printed at evenly spaced points during training
     sample_length: int = 120
     max_faults: int = 10  # non-finite losses tolerated before aborting
+    # > 0: stop once the validation accuracy reaches this (checked at every evaluation); 0: never
+    stop_at_accuracy: float = 0.0
+    patience: int = 0  # > 0: also stop after this many steps without a 1-point gain in validation accuracy
     threads: int = 0  # torch intra-op threads; 0 = leave PyTorch's choice
     device: str = "cpu"  # cpu | cuda | auto
     dtype: str = "float32"  # float32 | float64 (weights, state and optimizer)
@@ -128,6 +158,7 @@ class GenerateConfig:
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     name: str = "run"
@@ -140,7 +171,7 @@ class Config:
         return tomli_w.dumps(self.to_dict())
 
 
-SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig, "generate": GenerateConfig}
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "task": TaskConfig, "train": TrainConfig, "generate": GenerateConfig}
 TOP_LEVEL = {"name": str, "description": str}
 
 
@@ -305,7 +336,7 @@ def validate(cfg: Config) -> None:
     # The name becomes runs/NAME-TIMESTAMP: a separator would put the run elsewhere ('../../x').
     _check(not any(c in cfg.name for c in "/\\\0"),
            f"name must not contain '/', '\\' or NUL (it names the run directory), got {cfg.name!r}")
-    _choice("model.arch", m.arch, ("rnn", "nplm"))
+    _choice("model.arch", m.arch, ("rnn", "nplm", "classifier"))
     _choice("model.activation", m.activation, ("tanh", "linear"))
     _check(m.context >= 1, f"model.context must be >= 1, got {m.context}")
     if m.arch == "nplm":
@@ -332,6 +363,7 @@ def validate(cfg: Config) -> None:
         _check(m.div_value >= 1.0, f"model.div_value must be >= 1, got {m.div_value}")
         _check(not m.tie_weights, "model.softmax=adaptive cannot tie weights (set model.tie_weights=false)")
         _check(m.backend == "torch", "model.softmax=adaptive needs model.backend=torch")
+    validate_task(cfg)
     _choice("data.level", d.level, ("char", "word"))
     _choice("data.batcher", d.batcher, ("stream", "window"))
     _check(0.0 < d.valid_fraction < 1.0, f"data.valid_fraction must be in (0, 1), got {d.valid_fraction}")
@@ -362,6 +394,44 @@ def validate(cfg: Config) -> None:
     _check(0 <= t.seed <= MAX_SEED, f"train.seed must be between 0 and 2**63-1, got {t.seed}")
     _check(0 < t.sample_length <= MAX_LENGTH, f"train.sample_length must be between 1 and {MAX_LENGTH:,}, got {t.sample_length}")
     validate_generation(g.temperature, g.top_k, g.top_p, g.length, prefix="generate.")
+
+
+TASKS = ("palindrome", "frequency", "varlen")
+
+
+def validate_task(cfg: Config) -> None:
+    """A sequence task and the classifier go together; the rest of the task's settings are checked here."""
+    m, k, t = cfg.model, cfg.task, cfg.train
+    _choice("task.kind", k.kind, ("",) + TASKS)
+    _check((m.arch == "classifier") == bool(k.kind), "model.arch=classifier and task.kind go together: "
+           f"a sequence task trains a classifier, a text corpus a language model (got model.arch={m.arch}, "
+           f"task.kind='{k.kind}')")
+    _check(m.chrono >= 0, f"model.chrono must be >= 0 (0 = off), got {m.chrono}")
+    _check(0.0 <= t.stop_at_accuracy <= 1.0, f"train.stop_at_accuracy must be in [0, 1] (0 = off), got {t.stop_at_accuracy}")
+    _check(t.patience >= 0, f"train.patience must be >= 0 (0 = off), got {t.patience}")
+    if not k.kind:
+        return
+    _check(m.softmax == "full" and not m.tie_weights, "model.arch=classifier has a linear head: "
+           "model.softmax=full and model.tie_weights=false")
+    _check(m.init == 0 and not m.forget_bias, "model.arch=classifier starts from PyTorch's init (model.chrono "
+           "sets the carry gate's bias): model.init and model.forget_bias are the language model's")
+    _check(m.backend == "torch" or m.layers == 1, "model.arch=classifier with model.backend=numpy has one layer "
+           "(set model.layers=1)")
+    _check(t.loss == "mean", "a sequence task's loss is the mean over sequences: train.loss=mean")
+    _choice("task.sampling", k.sampling, ("regular", "irregular"))
+    _choice("task.batching", k.batching, ("pad", "bucket", "pack"))
+    cell = cell_registry.get(m.cell)
+    kernel = cell.fused_kernel({option: getattr(m, option) for option in cell.options})
+    _check(k.batching != "pack" or (m.impl == "fused" and kernel is not None and m.backend == "torch"),
+           "task.batching=pack runs the fused kernel: it needs model.impl=fused, a cell with one "
+           "(rnn, lstm, gru) and model.backend=torch")
+    for key in ("train_size", "valid_size", "test_size", "min_len", "symbols"):
+        _check(getattr(k, key) > 0, f"task.{key} must be positive, got {getattr(k, key)}")
+    _check(k.length >= 2, f"task.length must be >= 2, got {k.length}")
+    _check(k.max_len >= k.min_len, f"task.max_len must be >= task.min_len, got {k.max_len} < {k.min_len}")
+    for key in ("duration", "step", "median", "sigma"):
+        _check(getattr(k, key) > 0, f"task.{key} must be positive, got {getattr(k, key)}")
+    _check(k.duration / k.step >= 1, "task.duration / task.step must give at least one sample")
 
 
 def parse_cutoffs(text: str) -> list[int]:

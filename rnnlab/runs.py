@@ -192,22 +192,29 @@ def load_model_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor],
     model.load_state_dict(state)
 
 
-def load_run(run_dir: Path, tag: str = "best", device="cpu", impl: str | None = None, backend: str = "torch"):
+def load_run(run_dir: Path, tag: str = "best", device="cpu", impl: str | None = None, backend: str = "torch",
+             task_ok: bool = False):
     """(model, vocab, config, meta) of a finished or running run, for eval/generate/serve.
 
     Whatever backend trained it, the weights load into the model of `backend`
     (PyTorch by default): both backends share parameter names and shapes.
+    A sequence task's run (a classifier, vocab None) only where the caller
+    says it handles one (`task_ok`: eval); elsewhere a one-line error.
     """
     cfg = read_config(run_dir)
+    if cfg.task.kind and not task_ok:
+        raise UserError(f"{run_dir} is a {cfg.task.kind} task run (a sequence classifier, not a language model); "
+                        "of the run commands only 'rnnlab eval' applies to it")
     if tag == "best" and not checkpoint.exists(run_dir, "best"):
         tag = "last"
     tensors, meta = checkpoint.load(run_dir, tag)
-    vocab = Vocab.from_json(meta["vocab"])
+    vocab = Vocab.from_json(meta["vocab"]) if not cfg.task.kind else None
     cfg.model.backend = backend
     if impl:
         cfg.model.impl = impl
-    check_model_memory(cfg.model, len(vocab), copies=INFERENCE_COPIES)  # a forged config.toml may ask for any size
-    model = build_model(cfg.model, len(vocab))
+    if vocab is not None:  # a forged config.toml may ask for any size (a task's classifier is small)
+        check_model_memory(cfg.model, len(vocab), copies=INFERENCE_COPIES)
+    model = build_model(cfg.model, len(vocab) if vocab else 0, cfg.task)
     load_model_tensors(model, tensors, str(run_dir))
     return model.to(device).eval(), vocab, cfg, meta
 

@@ -1,7 +1,10 @@
-"""The training loop: one loop for every language model, cell and corpus.
+"""The training loop: one loop for every model, cell and corpus, and the sequence tasks.
 
 Each step: take the next batch, run the model from the carried (detached)
 state, cross-entropy loss, backward, clip the global gradient norm, step.
+The model computes its own loss: a language model's next-token softmax, the
+neural n-gram model's, or a sequence classifier's (one prediction per sequence,
+on a task's batches: rnnlab/data/tasks.py, rnnlab/models/classifier.py).
 Around it: evaluation, samples, checkpoints, metrics, limits, faults.
 
 Exact resumption: a checkpoint holds the weights, the optimizer state, the
@@ -31,6 +34,7 @@ from rnnlab.bounds import check_model_memory
 from rnnlab.config import Config
 from rnnlab.data.batching import make_batcher
 from rnnlab.data.corpus import Corpus, load_corpus
+from rnnlab.data.tasks import TaskData
 from rnnlab.data.vocab import Vocab
 from rnnlab.errors import Interrupted, UserError
 from rnnlab.evaluate import metrics_from_totals
@@ -86,8 +90,13 @@ class Progress:
     train_nll: float = 0.0  # training loss summed over tokens since the last evaluation
     train_correct: float = 0.0
     train_tokens: float = 0.0
+    step_seconds: float = 0.0  # of `elapsed`, the time spent in training steps (batch assembly included)
+    best_accuracy: float = -math.inf  # highest validation accuracy so far (for train.patience)
+    best_accuracy_step: int = 0  # the step it was reached at
+    early_stop: str = ""  # why the run ended before its budget: "accuracy" (train.stop_at_accuracy), "plateau" (train.patience)
 
     TOTALS = ("train_nll", "train_correct", "train_tokens")
+    NEWER = ("step_seconds", "best_accuracy", "best_accuracy_step", "early_stop")  # since the sequence tasks
 
     def to_meta(self) -> dict:
         """The checkpoint metadata; the training totals are summed over the processes of a distributed run."""
@@ -97,10 +106,13 @@ class Progress:
 
     @classmethod
     def from_meta(cls, meta: dict) -> Progress:
-        """Raises KeyError / TypeError / ValueError on metadata that lacks or garbles a field."""
-        names = [f.name for f in fields(cls) if f.name not in cls.TOTALS]
+        """Raises KeyError / TypeError / ValueError on metadata that lacks or garbles a field. Fields
+        added after a checkpoint was written (NEWER) take their defaults, so older runs still resume."""
+        kept = [f.name for f in fields(cls) if f.name not in cls.TOTALS and f.name not in cls.NEWER]
+        newer = {name: meta[name] for name in cls.NEWER if name in meta}
         nll, correct, tokens = meta["train_totals"]
-        return cls(**{name: meta[name] for name in names}, train_nll=nll, train_correct=correct, train_tokens=tokens)
+        return cls(**{name: meta[name] for name in kept}, **newer, train_nll=nll, train_correct=correct,
+                   train_tokens=tokens)
 
 
 class Sampler:
@@ -143,21 +155,30 @@ class Trainer:
         self.fingerprint = fingerprint(cfg, self.bf16)
         if stored and (changes := resume_changes(stored[1], cfg, self.fingerprint)):
             raise UserError(refusal(self.run_dir, changes))
-        vocab = Vocab.from_json(stored[1]["vocab"]) if stored else None
-        self.corpus: Corpus = load_corpus(cfg.data, vocab)
-        if vocab is not None and Vocab.build(_train_tokens(cfg), cfg.data.level, cfg.data.min_count,
-                                             cfg.data.max_vocab).itos != vocab.itos:
-            raise UserError(f"the vocabulary stored in {run_dir} does not match the data at '{cfg.data.path or 'bundled:grimm'}'")
-        self.vocab = self.corpus.vocab
-        fit_output(cfg.model, np.bincount(self.corpus.train, minlength=len(self.vocab)))  # cutoffs="auto"
-        check_model_memory(cfg.model, len(self.vocab), torch.finfo(getattr(torch, t.dtype)).bits // 8)
-        self.model = build_model(cfg.model, len(self.vocab)).to(self.device, getattr(torch, t.dtype))
+        # The data: a sequence task's generated batches and sets, or a text corpus and its vocabulary.
+        self.task = TaskData(cfg.task, t.batch_size, t.seed) if cfg.task.kind else None
+        if self.task is not None and distributed.is_active():
+            raise UserError(f"task.kind={cfg.task.kind} trains in one process (its batches are not sharded): drop --nproc")
+        self.corpus: Corpus | None = None
+        self.vocab: Vocab | None = None
+        if self.task is None:
+            vocab = Vocab.from_json(stored[1]["vocab"]) if stored else None
+            self.corpus = load_corpus(cfg.data, vocab)
+            if vocab is not None and Vocab.build(_train_tokens(cfg), cfg.data.level, cfg.data.min_count,
+                                                 cfg.data.max_vocab).itos != vocab.itos:
+                raise UserError(f"the vocabulary stored in {run_dir} does not match the data at '{cfg.data.path or 'bundled:grimm'}'")
+            self.vocab = self.corpus.vocab
+            fit_output(cfg.model, np.bincount(self.corpus.train, minlength=len(self.vocab)))  # cutoffs="auto"
+        vocab_size = len(self.vocab) if self.vocab is not None else 0
+        check_model_memory(cfg.model, vocab_size, torch.finfo(getattr(torch, t.dtype)).bits // 8)
+        self.model = build_model(cfg.model, vocab_size, cfg.task).to(self.device, getattr(torch, t.dtype))
         self.names = [n for n, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
         self.optimizer = build_optimizer(self.params, t)
         self.ddp = distributed.wrap(self.model)  # averages gradients over processes; the model itself in one
         distributed.seed_rank(t.seed)
-        self.batcher = distributed.shard(make_batcher(cfg.data.batcher, self.corpus.train, t.batch_size, t.seq_len, t.seed))
+        self.batcher = distributed.shard(self.task.batcher if self.task is not None else
+                                         make_batcher(cfg.data.batcher, self.corpus.train, t.batch_size, t.seq_len, t.seed))
         per_epoch = self.batcher.steps_per_epoch
         self.total_steps = min(t.max_steps or math.inf, t.epochs * per_epoch)
         self.schedule = Schedule(t, self.total_steps)
@@ -170,13 +191,16 @@ class Trainer:
             self.lock = prepare(self.run_dir, overwrite=overwrite)
             self.echo(f"run directory: {self.run_dir}")
             self._write_run_files()
-        # Called after every step with the trainer; `callbacks` replaces the default (samples, train.samples).
-        self.callbacks = list(callbacks) if callbacks is not None else [Sampler.spread(t.samples, self.total_steps)]
+        # Called after every step with the trainer; `callbacks` replaces the default (samples, train.samples;
+        # a classifier has no text to sample).
+        default = [Sampler.spread(t.samples, self.total_steps)] if self.vocab is not None else []
+        self.callbacks = list(callbacks) if callbacks is not None else default
 
     # ----------------------------------------------------------------- files
     def _write_run_files(self) -> None:
         checkpoint.write_atomic(self.run_dir / "config.toml", self.cfg.to_toml().encode())
-        checkpoint.write_atomic(self.run_dir / "vocab.json", json.dumps(self.vocab.to_json()).encode())
+        if self.vocab is not None:  # a task run's inputs are all in its config
+            checkpoint.write_atomic(self.run_dir / "vocab.json", json.dumps(self.vocab.to_json()).encode())
 
     def _record(self, record: dict) -> None:
         if distributed.is_main():
@@ -191,7 +215,8 @@ class Trainer:
         if not all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point()):
             self.echo(f"warning: non-finite weights or optimizer state at step {self.progress.step}; '{tag}' checkpoint not written")
             return
-        meta = {**self.progress.to_meta(), "config": self.cfg.to_dict(), "vocab": self.vocab.to_json(),
+        meta = {**self.progress.to_meta(), "config": self.cfg.to_dict(),
+                "vocab": self.vocab.to_json() if self.vocab is not None else None,
                 "optimizer": opt_extra, "schedule": self.schedule.state(),
                 "parameters": self.model.num_parameters(), "logs": log_sizes(self.run_dir),
                 "fingerprint": self.fingerprint}
@@ -234,9 +259,13 @@ class Trainer:
             if self.cfg.model.softmax == "adaptive":
                 results["train"]["accuracy"] = math.nan  # not counted in training (see Loss in models/softmax.py)
             self.progress.train_nll = self.progress.train_correct = self.progress.train_tokens = 0.0
-        splits = ["valid"] + (["test"] if self.corpus.test is not None else [])
-        for split in splits:
-            results[split] = distributed.evaluate(self.model, self.corpus.split(split), t.eval_batch_size, t.eval_seq_len, self.device)
+        if self.task is not None:  # a task's test set is scored once, at the end (like the experiments' tables)
+            for split in ["valid"] + (["test"] if final else []):
+                results[split] = self.task.evaluate(self.model, split, device=self.device)
+        else:
+            for split in ["valid"] + (["test"] if self.corpus.test is not None else []):
+                results[split] = distributed.evaluate(self.model, self.corpus.split(split), t.eval_batch_size,
+                                                      t.eval_seq_len, self.device)
         for split, m in results.items():
             self._record({"step": self.progress.step, "epoch": self.progress.epoch + self.progress.index / self.batcher.steps_per_epoch,
                           "split": split, **m, "lr": self.optimizer.param_groups[0]["lr"], "elapsed": self.progress.elapsed})
@@ -246,7 +275,20 @@ class Trainer:
         if improved:
             self.progress.best_valid = results["valid"]["loss"]
             self._save("best")
+        if not final:
+            self._check_early_stop(results["valid"]["accuracy"])
         return results
+
+    def _check_early_stop(self, accuracy: float) -> None:
+        """Early stopping, the one place it is decided (the loop ends before the next step): the
+        validation accuracy reached train.stop_at_accuracy, or has not gained a point in train.patience steps."""
+        t, p = self.cfg.train, self.progress
+        if accuracy >= p.best_accuracy + 0.01:
+            p.best_accuracy, p.best_accuracy_step = accuracy, p.step
+        if t.stop_at_accuracy and accuracy >= t.stop_at_accuracy:
+            p.early_stop = "accuracy"
+        elif t.patience and p.step - p.best_accuracy_step >= t.patience:
+            p.early_stop = "plateau"
 
     def sample(self) -> None:
         """Print a sample (and for a char model a teacher-forced line) and append it to samples.jsonl."""
@@ -321,7 +363,7 @@ class Trainer:
 
     def _run(self) -> dict:
         t = self.cfg.train
-        tokens_per_step = t.batch_size * t.seq_len
+        tokens_per_step = t.batch_size * (t.seq_len if self.task is None else 1)  # a task's: sequences
         per_epoch = self.batcher.steps_per_epoch
         last_ckpt_time = time.monotonic()
         bar = tqdm(total=self.total_steps if self.total_steps < math.inf else None, initial=self.progress.step,
@@ -330,19 +372,21 @@ class Trainer:
         start, start_step, start_elapsed = time.monotonic() - self.progress.elapsed, self.progress.step, self.progress.elapsed
         smooth = None
         try:
-            while self.progress.step < self.total_steps and self.progress.epoch < t.epochs:
+            while self.progress.step < self.total_steps and self.progress.epoch < t.epochs and not self.progress.early_stop:
                 if t.max_minutes and distributed.agree(self.progress.elapsed >= t.max_minutes * 60):
                     self.echo(f"time limit train.max_minutes={t.max_minutes} reached at step {self.progress.step}")
                     break
+                step_start = time.perf_counter()
                 x, y = self.batcher.batch(self.progress.epoch, self.progress.index)
                 loss = self._train_step(x.to(self.device), y.to(self.device))
+                self.progress.step_seconds += time.perf_counter() - step_start
                 self.progress.step += 1
                 self.progress.index += 1
                 self.progress.elapsed = time.monotonic() - start
                 if loss is not None:
                     smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
                     rate = (self.progress.step - start_step) * tokens_per_step / max(self.progress.elapsed - start_elapsed, 1e-9)
-                    bar.set_postfix_str(_postfix(smooth, self.vocab.level, rate), refresh=False)
+                    bar.set_postfix_str(_postfix(smooth, self.vocab.level if self.vocab else "task", rate), refresh=False)
                 bar.update(1)
                 epoch_end = self.progress.index >= per_epoch
                 if epoch_end:
@@ -404,20 +448,27 @@ class Trainer:
 
     def _report(self, results: dict) -> None:
         v = results["valid"]
-        score = f"bpc {v['bpc']:.3f}" if self.vocab.level == "char" else f"ppl {v['perplexity']:.1f}"
-        self.echo(f"step {self.progress.step} (epoch {self.progress.epoch}): valid loss {v['loss']:.4f}, {score}, accuracy {v['accuracy']:.3f}")
+        if self.vocab is None:
+            score = ""
+        else:
+            score = f"bpc {v['bpc']:.3f}, " if self.vocab.level == "char" else f"ppl {v['perplexity']:.1f}, "
+        self.echo(f"step {self.progress.step} (epoch {self.progress.epoch}): valid loss {v['loss']:.4f}, {score}accuracy {v['accuracy']:.3f}")
 
     def _summary(self, results: dict, tokens_per_step: int) -> dict:
-        return {"name": self.cfg.name, "level": self.vocab.level, "arch": self.cfg.model.arch,
-                "cell": self.cfg.model.cell if self.cfg.model.arch == "rnn" else None,
+        return {"name": self.cfg.name, "level": self.vocab.level if self.vocab else None, "arch": self.cfg.model.arch,
+                "task": self.cfg.task.kind or None, "cell": self.cfg.model.cell if self.cfg.model.arch != "nplm" else None,
                 "hidden": self.cfg.model.hidden, "layers": self.cfg.model.layers,
-                "parameters": self.model.num_parameters(), "vocab_size": len(self.vocab), "steps": self.progress.step,
+                "parameters": self.model.num_parameters(), "vocab_size": len(self.vocab) if self.vocab else 0,
+                "steps": self.progress.step, "step_seconds": self.progress.step_seconds,
+                "early_stop": self.progress.early_stop or None,
                 "epochs": self.progress.epoch + self.progress.index / self.batcher.steps_per_epoch, "wall_seconds": self.progress.elapsed,
                 "tokens_per_s": self.progress.step * tokens_per_step / max(self.progress.elapsed, 1e-9), "faults": self.progress.faults,
                 "bf16": self.bf16, "best_valid_loss": self.progress.best_valid, "final": results}
 
 
 def _postfix(loss: float, level: str, rate: float) -> str:
+    if level == "task":
+        return f"loss {loss:.3f} {rate:.0f} seq/s"
     score = f"bpc {loss / math.log(2):.3f}" if level == "char" else f"ppl {math.exp(min(loss, 50)):.1f}"
     return f"loss {loss:.3f} {score} {rate / 1000:.1f}k tok/s"
 

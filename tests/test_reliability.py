@@ -92,7 +92,7 @@ def assert_identical(run: Path, reference: Path) -> None:
         assert got.keys() == want.keys()
         for key in want:
             assert got[key].dtype == want[key].dtype and torch.equal(got[key], want[key]), f"{tag}: {key} differs"
-        volatile = {"elapsed", "logs", "meta_sha256"}
+        volatile = {"elapsed", "step_seconds", "logs", "meta_sha256"}
         assert {k: v for k, v in got_meta.items() if k not in volatile} == \
                {k: v for k, v in want_meta.items() if k not in volatile}
     for name in ("metrics.jsonl", "samples.jsonl"):
@@ -100,7 +100,7 @@ def assert_identical(run: Path, reference: Path) -> None:
         strip = lambda records: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in records]
         assert strip(got) == strip(want), name
     got, want = (json.loads((r / "summary.json").read_text()) for r in (run, reference))
-    for key in ("wall_seconds", "tokens_per_s"):
+    for key in ("wall_seconds", "tokens_per_s", "step_seconds"):
         got.pop(key), want.pop(key)
     assert got == want
 

@@ -10,6 +10,9 @@ gives the same data, and returns NumPy arrays, batch first:
   2016, §3.1); the label says whether the period lies inside a narrow band.
 * `varlen`: token sequences whose lengths come from a wide (log-normal)
   distribution; the label says whether token A occurs anywhere in it.
+
+Below them, `TaskData`: a task (`task.*` in the config) as training data for
+the Trainer, with a batcher behind make_batcher's interface.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 
 DIGITS = 10
 
@@ -107,3 +112,153 @@ def varlen(n: int, rng: np.random.Generator, spec: VarlenSpec = VarlenSpec()) ->
     seqs = [rng.integers(0, spec.vocab, size=L) for L in lengths]
     labels = np.array([int((s == 0).any()) for s in seqs])
     return seqs, labels
+
+
+# ------------------------------------------------- the tasks as training data
+# `task.kind` names a generator above; `TaskData` turns it into what the Trainer
+# needs: a batcher behind make_batcher's interface (batch(epoch, index) → (x, y),
+# steps_per_epoch, batch_size, carries_state) and fixed validation and test sets.
+
+KINDS = ("palindrome", "frequency", "varlen")
+_VALID, _TEST = 1, 2  # the sets' seeds: the same sets for every training seed (and cell, and batching)
+
+
+@dataclass
+class TaskBatch:
+    """A batch of a sequence task, time-major: x [T, B] token ids or [T, B, I]
+    features, or a PackedSequence of either; `lengths` [B] marks each
+    sequence's last valid step (None: all run to T); `times` [T, B] are the
+    timestamps a Phased LSTM gates on."""
+
+    x: object
+    lengths: torch.Tensor | None = None
+    times: torch.Tensor | None = None
+
+    def to(self, device) -> TaskBatch:
+        def move(t):
+            return None if t is None else t.to(device)
+
+        return TaskBatch(move(self.x), move(self.lengths), move(self.times))
+
+
+def frequency_spec(cfg) -> FrequencySpec:
+    return FrequencySpec(duration=cfg.duration, step=cfg.step)
+
+
+def varlen_spec(cfg) -> VarlenSpec:
+    return VarlenSpec(median=cfg.median, sigma=cfg.sigma, min_len=cfg.min_len, max_len=cfg.max_len, vocab=cfg.symbols)
+
+
+def shape(cfg) -> tuple[int, int, int]:
+    """(one-hot symbols, real-valued features, classes) of the task: what the classifier is built for."""
+    return {"palindrome": (DIGITS, 0, DIGITS), "frequency": (0, 2, 2), "varlen": (cfg.symbols, 0, 2)}[cfg.kind]
+
+
+def draw(cfg, n: int, rng: np.random.Generator) -> tuple[list[np.ndarray] | np.ndarray, ...]:
+    """n examples of the task: (inputs, labels), plus timestamps for `frequency`."""
+    if cfg.kind == "palindrome":
+        return palindromes(n, cfg.length, rng)
+    if cfg.kind == "frequency":
+        values, times, labels = frequency(n, rng, cfg.sampling, frequency_spec(cfg))
+        return (values, times), labels
+    return varlen(n, rng, varlen_spec(cfg))
+
+
+def collate(cfg, inputs, idx: np.ndarray | None = None, pack: bool = False) -> TaskBatch:
+    """Model inputs for examples `idx` (all when None) of what `draw` returned."""
+    if cfg.kind == "palindrome":
+        x = inputs if idx is None else inputs[idx]
+        return TaskBatch(torch.as_tensor(x.T.copy()))
+    if cfg.kind == "frequency":
+        values, times = inputs if idx is None else (inputs[0][idx], inputs[1][idx])
+        # features: the value and Δt since the previous sample, in units of the regular step
+        gaps = np.diff(times, axis=1, prepend=0.0) / cfg.step
+        x = torch.as_tensor(np.stack([values, gaps], axis=-1).transpose(1, 0, 2), dtype=torch.float32)
+        return TaskBatch(x, times=torch.as_tensor(times.T, dtype=torch.float32))
+    seqs = inputs if idx is None else [inputs[i] for i in idx]
+    lengths = torch.as_tensor([len(s) for s in seqs])
+    padded = pad_sequence([torch.as_tensor(s) for s in seqs])  # [T_max, B]
+    if pack:
+        return TaskBatch(pack_padded_sequence(padded, lengths, enforce_sorted=False))
+    return TaskBatch(padded, lengths)
+
+
+def epoch_batches(lengths: np.ndarray, batch_size: int, batching: str, rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch of index batches: random (pad, pack) or of similar lengths (bucket:
+    sorted with random ties, cut into batches, batch order shuffled)."""
+    if batching == "bucket":
+        order = np.lexsort((rng.random(len(lengths)), lengths))  # by length, random among equals
+        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        return [chunks[i] for i in rng.permutation(len(chunks))]
+    order = rng.permutation(len(lengths))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class TaskBatcher:
+    """Training batches of a task. Batch (epoch, index) depends only on the
+    seed and that position, so a resumed run draws the same batches.
+
+    palindrome, frequency: every batch is freshly drawn. varlen: one training
+    set of train_size sequences, cut into batches anew every epoch by
+    `task.batching` (pad and pack: the same random batches; bucket: by length).
+    """
+
+    carries_state = False
+
+    def __init__(self, cfg, batch_size: int, seed: int):
+        self.cfg, self.batch_size, self.seed = cfg, batch_size, seed
+        self.steps_per_epoch = max(1, -(-cfg.train_size // batch_size))
+        self.fixed = None
+        if cfg.kind == "varlen":
+            self.fixed = draw(cfg, cfg.train_size, np.random.default_rng([seed, 0]))
+            self.lengths = np.array([len(s) for s in self.fixed[0]])
+            self._epoch, self._order = None, None
+
+    def order(self, epoch: int) -> list[np.ndarray]:
+        """varlen: the index batches of an epoch (what padding and throughput are counted over)."""
+        if self._epoch != epoch:
+            self._epoch = epoch
+            self._order = epoch_batches(self.lengths, self.batch_size, self.cfg.batching,
+                                        np.random.default_rng([self.seed, 2, epoch]))
+        return self._order
+
+    def batch(self, epoch: int, index: int) -> tuple[TaskBatch, torch.Tensor]:
+        if self.fixed is None:
+            inputs, labels = draw(self.cfg, self.batch_size, np.random.default_rng([self.seed, 1, epoch, index]))
+            return collate(self.cfg, inputs), torch.as_tensor(labels)
+        idx = self.order(epoch)[index]
+        return (collate(self.cfg, self.fixed[0], idx, pack=self.cfg.batching == "pack"),
+                torch.as_tensor(self.fixed[1][idx]))
+
+
+class TaskData:
+    """A task's training batcher and its fixed validation and test sets."""
+
+    def __init__(self, cfg, batch_size: int, seed: int):
+        self.cfg = cfg
+        self.batcher = TaskBatcher(cfg, batch_size, seed)
+        self.vocab_size, self.features, self.classes = shape(cfg)
+        self.sets = {"valid": draw(cfg, cfg.valid_size, np.random.default_rng([7919, _VALID])),
+                     "test": draw(cfg, cfg.test_size, np.random.default_rng([7919, _TEST]))}
+
+    @torch.no_grad()
+    def evaluate(self, model, split: str, batch_size: int = 500, device="cpu") -> dict:
+        """Mean loss and accuracy over a split, in batches (varlen: sorted by length, so
+        that little is padding; the results do not depend on the batching)."""
+        from rnnlab.evaluate import metrics_from_totals
+
+        inputs, labels = self.sets[split]
+        n = len(labels)
+        order = np.argsort([len(s) for s in inputs], kind="stable") if self.cfg.kind == "varlen" else np.arange(n)
+        was_training = model.training
+        model.eval()
+        nll, correct = 0.0, 0
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            y = torch.as_tensor(labels[idx]).to(device)
+            out, _ = model(collate(self.cfg, inputs, idx).to(device), targets=y)
+            nll += out.loss.item() * len(idx)
+            correct += out.correct.item()
+        model.train(was_training)
+        m = metrics_from_totals(nll, correct, n)
+        return {"loss": m["loss"], "accuracy": m["accuracy"], "sequences": n}

@@ -5,11 +5,12 @@ The registry, `EXPERIMENTS`, maps each name to one module that defines
 status); the CLI builds `rnnlab experiment ...` from it. Adding an
 experiment is adding its module and one line here.
 
-Shared here: the sequence-task classifier (input → `RecurrentStack` → a
-linear layer on the last valid step), the training loop with early stopping
-on fresh samples, the flags every sequence task takes, and the writer that
-leaves NAME.{csv,md,json,png} in the output directory. Each experiment
-module only says what data to draw, what to vary and what to report.
+Shared here: how a sequence task's run is configured and trained (every
+training run of an experiment is a normal run directory trained by the one
+Trainer: `task.kind`, `model.arch = "classifier"`, early stopping as
+`train.stop_at_accuracy`), the flags every sequence task takes, and the
+writer that leaves NAME.{csv,md,json,png} in the output directory. Each
+experiment module only says what to vary and what to report.
 """
 
 from __future__ import annotations
@@ -19,27 +20,18 @@ import csv
 import functools
 import importlib
 import json
-import math
 import multiprocessing
 import os
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from torch.nn.utils.rnn import PackedSequence
-
 from tqdm import tqdm
 
-from rnnlab.config import TrainConfig
-from rnnlab.errors import UserError
-from rnnlab.models.stack import RecurrentStack
-from rnnlab.optim import build_optimizer
 from rnnlab import argtypes as at
+from rnnlab.config import Config, apply, validate
+from rnnlab.errors import UserError
 
 # name → module (imported when the CLI builds its parser or runs the experiment)
 EXPERIMENTS = {
@@ -56,146 +48,40 @@ def experiment(name: str):
     return importlib.import_module(EXPERIMENTS[name])
 
 
-class _NumpyLayer(torch.autograd.Function):
-    """One recurrent layer by the NumPy reference: its forward pass and its
-    hand-written BPTT (rnnlab/numpy/cells.py), on this layer's own tensors."""
-
-    @staticmethod
-    def forward(ctx, layer, names, x, *tensors):
-        params = {name: t.detach().numpy() for name, t in zip(names, tensors)}
-        out, _, cache = layer.forward(params, x.detach().numpy(), None, train=True)
-        ctx.layer, ctx.names, ctx.params, ctx.cache = layer, names, params, cache
-        return torch.from_numpy(out)
-
-    @staticmethod
-    def backward(ctx, dout):
-        grads = ctx.layer.backward(ctx.params, ctx.cache, np.ascontiguousarray(dout.numpy())).params
-        ctx.cache = None
-        return (None, None, None) + tuple(torch.from_numpy(grads[name]) for name in ctx.names)
-
-
-class SequenceClassifier(nn.Module):
-    """x → RecurrentStack → W h_last + b.
-
-    x is token ids [T, B] (one-hot encoded over `vocab` symbols), real-valued
-    features [T, B, I], or a PackedSequence of either. h_last is the output at
-    each sequence's last valid step (`lengths`), or the final step.
-
-    backend="numpy" (one layer): the recurrent layer runs in the NumPy
-    reference, forward and backward by hand, on the same parameters; the
-    linear head and the optimizer stay PyTorch's.
-    """
-
-    def __init__(self, cell: str, input_size: int, hidden: int, classes: int, vocab: int = 0,
-                 layers: int = 1, impl: str = "fused", backend: str = "torch"):
-        super().__init__()
-        self.vocab = vocab
-        self.rnn = RecurrentStack(cell, vocab or input_size, hidden, layers, impl=impl)
-        self.head = nn.Linear(hidden, classes)
-        self.numpy_layer = None
-        if backend == "numpy":
-            from rnnlab.cell_registry import numpy_layer as make_cell
-
-            if layers != 1:
-                raise ValueError("the NumPy-backed classifier has one recurrent layer")
-            self.numpy_layer = make_cell(cell, vocab or input_size, hidden)
-
-    def _numpy_rnn(self, x: torch.Tensor) -> torch.Tensor:
-        names, tensors = zip(*self.rnn.layers[0].named_parameters())
-        if torch.is_grad_enabled() and self.training:
-            return _NumpyLayer.apply(self.numpy_layer, names, x, *tensors)
-        params = {name: t.detach().numpy() for name, t in zip(names, tensors)}
-        return torch.from_numpy(self.numpy_layer.forward(params, x.numpy(), None, train=False)[0])
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return F.one_hot(x, self.vocab).float() if self.vocab else x
-
-    def forward(self, x, lengths: torch.Tensor | None = None, times: torch.Tensor | None = None) -> torch.Tensor:
-        if isinstance(x, PackedSequence):
-            return self.head(self._last_packed(x))
-        if self.numpy_layer is not None:
-            out = self._numpy_rnn(self.encode(x))
-        else:
-            out, _ = self.rnn(self.encode(x), None, times)
-        if lengths is None:
-            return self.head(out[-1])
-        return self.head(out[lengths - 1, torch.arange(out.shape[1])])
-
-
-    def _last_packed(self, x: PackedSequence) -> torch.Tensor:
-        """Run the fused kernel (what nn.LSTM/GRU/RNN call) on a packed batch:
-        each step only touches the sequences still going, and the final state
-        is each sequence's last valid step."""
-        rnn = self.rnn
-        if rnn.impl != "fused":
-            raise ValueError(f"packed sequences need a fused cell (rnn, lstm, gru), not {rnn.cell}")
-        h0 = rnn.init_state(int(x.batch_sizes[0]))
-        params = list(rnn.fused_parameters().values())  # nn.LSTM's flat order
-        args = (params, True, rnn.num_layers, rnn.dropout if rnn.num_layers > 1 else 0.0, self.training, False)
-        data = self.encode(x.data)
-        kernel = getattr(torch, rnn.kernel)  # torch.lstm, torch.gru, torch.rnn_tanh, ...
-        h = kernel(data, x.batch_sizes, h0 if rnn.n_states == 2 else h0[0], *args)[1]
-        # The kernel saw the batch sorted by length; put it back in order.
-        return h[-1] if x.unsorted_indices is None else h[-1][x.unsorted_indices]
-
-
 @dataclass
 class Budget:
-    """How a classifier is trained: optimizer, step budget and early stop."""
+    """How a sequence task's classifier is trained: the train.* settings an experiment varies."""
 
     optimizer: str = "rmsprop"
     lr: float = 1e-3
     clip: float = 5.0
     max_steps: int = 2000
-    check_every: int = 50  # steps between early-stopping checks
-    target: float = 1.0  # stop when the check accuracy reaches this (1.0+: never)
-    patience: int = 0  # also stop after this many steps without a 1-point gain in check accuracy (0: never)
+    check_every: int = 50  # steps between evaluations on the validation set (train.eval_every)
+    target: float = 0.0  # stop when the validation accuracy reaches this (train.stop_at_accuracy; 0: never)
+    patience: int = 0  # also stop after this many steps without a 1-point gain in it (train.patience; 0: never)
+
+    def settings(self) -> dict:
+        return {"train.optimizer": self.optimizer, "train.lr": self.lr, "train.clip": self.clip,
+                "train.max_steps": self.max_steps, "train.eval_every": self.check_every,
+                "train.stop_at_accuracy": self.target, "train.patience": self.patience}
 
 
-def fit(model: nn.Module, batch: Callable[[int], tuple], budget: Budget,
-        check: Callable[[], float] | None = None, on_step: Callable[[int, float], None] | None = None) -> dict:
-    """Train on `batch(step) -> (inputs, kwargs, targets)` until `check()`
-    reaches the target, stops improving (`patience`) or the step budget is spent."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(params, TrainConfig(optimizer=budget.optimizer, lr=budget.lr))
-    model.train()
-    start, step, reached, loss_value = time.perf_counter(), 0, math.nan, math.nan
-    best, best_step, stop = -math.inf, 0, "budget"
-    while step < budget.max_steps:
-        x, kwargs, y = batch(step)
-        loss = F.cross_entropy(model(x, **kwargs), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if budget.clip > 0:
-            nn.utils.clip_grad_norm_(params, budget.clip)
-        optimizer.step()
-        step += 1
-        loss_value = loss.item()
-        if on_step:
-            on_step(step, loss_value)
-        if check is not None and (step % budget.check_every == 0 or step == budget.max_steps):
-            reached = check()
-            model.train()
-            if reached >= best + 0.01:
-                best, best_step = reached, step
-            if reached >= budget.target:
-                stop = "target"
-                break
-            if budget.patience and step - best_step >= budget.patience:
-                stop = "plateau"
-                break
-    return {"steps": step, "seconds": time.perf_counter() - start, "loss": loss_value, "check": reached, "stop": stop}
+def task_run_config(name: str, settings: dict) -> Config:
+    """A sequence task's run configuration: the classifier (one layer unless set), no samples,
+    float32, then `settings` ({"model.cell": "lstm", "task.kind": "palindrome", ...}), validated."""
+    cfg = Config(name=name)
+    for key, value in {"model.arch": "classifier", "model.layers": 1, "train.samples": 0, **settings}.items():
+        apply(cfg, key, value)
+    validate(cfg)
+    return cfg
 
 
-@torch.no_grad()
-def accuracy(model: nn.Module, batches) -> float:
-    """Fraction of correct argmax predictions over `(inputs, kwargs, targets)` batches."""
-    model.eval()
-    correct = total = 0
-    for x, kwargs, y in batches:
-        correct += (model(x, **kwargs).argmax(-1) == y).sum().item()
-        total += len(y)
-    return correct / max(total, 1)
+def train_task(cfg: Config, run_dir: Path) -> dict:
+    """Train one task run into run_dir (replacing an earlier one) by the Trainer, quietly
+    (experiments show their own progress, one bar over all runs); its summary."""
+    from rnnlab.train import Trainer
+
+    return Trainer(cfg, run_dir, progress=False, overwrite=True, echo=lambda text: None).run()
 
 
 def _one_thread() -> None:
@@ -217,8 +103,7 @@ def run_jobs(train_one: Callable, jobs: list[tuple], cfg, workers: int = 1, prog
         if workers <= 1:
             for job in jobs:
                 bar.set_description(" ".join(map(str, job)))
-                results.append(train_one(*job, cfg, on_step=lambda step, loss: bar.set_postfix_str(
-                    f"step {step} loss {loss:.3f}", refresh=False)))
+                results.append(train_one(*job, cfg))
                 bar.update(1)
         else:
             bar.set_description(f"{workers} processes")

@@ -3,9 +3,13 @@
 For each cell, length T and seed a fresh classifier (one-hot digits → 1-layer
 recurrent net → linear) learns to predict the last digit of a palindrome from
 the first T−1 (the last digit equals the first). Every training batch is
-freshly drawn; training stops when accuracy on fresh samples reaches the
-target or the step budget is spent; the score is the accuracy on 10,000
-fresh palindromes of that length (chance: 10%).
+freshly drawn; training stops when accuracy on the validation palindromes
+reaches the target or the step budget is spent; the score is the accuracy on
+10,000 held-out palindromes of that length (chance: 10%).
+
+Each training run is a run directory (OUT/runs/CELL-TLENGTH-seedSEED) trained
+by the Trainer: `task.kind = "palindrome"`, `model.arch = "classifier"`, so
+`rnnlab eval` reports its accuracy and `rnnlab train --resume` continues it.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ import numpy as np
 import torch
 
 from rnnlab import argtypes as at
-from rnnlab.data.tasks import DIGITS, palindromes
 from rnnlab.errors import UserError
-from rnnlab.experiments import (Budget, SequenceClassifier, accuracy, add_task_arguments, command_line, fit, out_dir,
-                                parse_cells, positive, print_results, run_jobs, task_config, workers, write_results)
+from rnnlab.experiments import (Budget, add_task_arguments, command_line, out_dir, parse_cells, positive,
+                                print_results, run_jobs, task_config, task_run_config, train_task, workers,
+                                write_results)
+from rnnlab.models.classifier import chrono_init  # noqa: F401  (re-exported: where the palindrome study needs it)
 
 HELP = "accuracy vs length on the palindrome task, per cell"
 
@@ -35,16 +40,26 @@ class PalindromeConfig:
     seeds: int = 3
     hidden: int = 128
     batch_size: int = 128
-    chrono: bool = True  # chrono init of the LSTM/GRU gate biases (Tallec & Ollivier 2018)
+    chrono: bool = True  # chrono init of the LSTM/GRU gate biases (Tallec & Ollivier 2018), horizon T−1
     budget: Budget = field(default_factory=lambda: Budget(max_steps=1500, check_every=50, target=0.995, patience=500))
     check_samples: int = 1000
     test_samples: int = 10_000
     backend: str = "torch"
+    runs: Path = Path("runs/experiments/palindrome/runs")  # where each training run's directory goes
 
     @classmethod
     def quick(cls) -> PalindromeConfig:
         return cls(cells=["rnn", "lstm"], lengths=[5, 8], seeds=1, hidden=32, batch_size=64,
                    budget=Budget(max_steps=120, check_every=20, target=0.99), check_samples=256, test_samples=1000)
+
+    def run_config(self, cell: str, length: int, seed: int):
+        """The run configuration of one training run (`rnnlab train --config` takes it as TOML too)."""
+        return task_run_config(f"palindrome-{cell}-T{length}-seed{seed}", {
+            "model.cell": cell, "model.hidden": self.hidden, "model.backend": self.backend,
+            "model.chrono": length - 1 if self.chrono else 0,
+            "task.kind": "palindrome", "task.length": length, "task.train_size": self.batch_size * self.budget.check_every,
+            "task.valid_size": self.check_samples, "task.test_size": self.test_samples,
+            "train.batch_size": self.batch_size, "train.seed": seed, **self.budget.settings()})
 
 
 def parse_lengths(text: str) -> list[int]:
@@ -63,60 +78,13 @@ def parse_lengths(text: str) -> list[int]:
     return lengths
 
 
-def _tensors(x: np.ndarray, y: np.ndarray) -> tuple:
-    return torch.as_tensor(x.T.copy()), {}, torch.as_tensor(y)
-
-
-def _test_batches(length: int, n: int, chunk: int = 2500):
-    rng = np.random.default_rng([7919, length])  # one fixed test set per length, shared by every cell and seed
-    for start in range(0, n, chunk):
-        yield _tensors(*palindromes(min(chunk, n - start), length, rng))
-
-
-def chrono_init(cell: str, bias_ih, bias_hh, horizon: int, u) -> None:
-    """Chrono initialization (Tallec & Ollivier 2018) of a gated cell's biases, in place:
-    the carry gate's bias is log(U(1, horizon − 1)), so at init units keep their
-    state for 1 to `horizon` steps instead of about 2 (σ(0) = ½ per step).
-
-        LSTM (rows i, f, g, o): b_f = log(1 + u (horizon − 2)), b_i = −b_f
-        GRU  (rows r, z, n; h = (1 − z) n + z h_prev): b_z = log(1 + u (horizon − 2))
-
-    `u` ~ U(0, 1) per unit; the RNN has no gate, so it is left alone.
-    """
-    if cell not in ("lstm", "gru"):
-        return
-    H = len(u)
-    if isinstance(bias_ih, torch.Tensor):
-        b = torch.log1p(torch.as_tensor(u) * max(horizon - 2, 0)).to(bias_ih.dtype)
-    else:
-        b = np.log1p(np.asarray(u) * max(horizon - 2, 0)).astype(bias_ih.dtype)
-    rows = slice(H, 2 * H)  # f (LSTM) and z (GRU) are both the second block
-    bias_ih[rows] = b
-    if bias_hh is not None:
-        bias_hh[rows] = 0.0
-    if cell == "lstm":
-        bias_ih[:H] = -b
-        if bias_hh is not None:
-            bias_hh[:H] = 0.0
-
-
-def train_one(cell: str, length: int, seed: int, cfg: PalindromeConfig, on_step=None) -> dict:
-    """Train one classifier; return its test accuracy and the steps it took.
-    With cfg.backend = "numpy" the recurrent layer runs in the NumPy reference
-    (hand-written BPTT), trained by the same loop on the same data streams."""
-    torch.manual_seed(seed)
-    model = SequenceClassifier(cell, 0, cfg.hidden, DIGITS, vocab=DIGITS, backend=cfg.backend)
-    if cfg.chrono:
-        for layer in model.rnn.layers:
-            with torch.no_grad():
-                chrono_init(cell, layer.bias_ih, layer.bias_hh, length - 1, torch.rand(cfg.hidden))
-    train_rng = np.random.default_rng([seed, length])
-    check_rng = np.random.default_rng([seed, length, 1])
-    result = fit(model, lambda step: _tensors(*palindromes(cfg.batch_size, length, train_rng)), cfg.budget,
-                 check=lambda: accuracy(model, [_tensors(*palindromes(cfg.check_samples, length, check_rng))]),
-                 on_step=on_step)
-    result["accuracy"] = accuracy(model, _test_batches(length, cfg.test_samples))
-    return result
+def train_one(cell: str, length: int, seed: int, cfg: PalindromeConfig) -> dict:
+    """Train one classifier by the Trainer; its test accuracy, the steps it took and whether it
+    reached the target. With cfg.backend = "numpy" the recurrent layer runs in the NumPy
+    reference (hand-written BPTT), on the same data."""
+    summary = train_task(cfg.run_config(cell, length, seed), cfg.runs / f"{cell}-T{length}-seed{seed}")
+    return {"accuracy": summary["final"]["test"]["accuracy"], "steps": summary["steps"],
+            "seconds": summary["wall_seconds"], "stop": summary["early_stop"] or "budget"}
 
 
 def add_arguments(p) -> None:
@@ -125,6 +93,13 @@ def add_arguments(p) -> None:
     p.add_argument("--lengths", help="start:stop:step (stop included) or a comma list (default 5:40:5)")
     p.add_argument("--backend", choices=["torch", "numpy"], default="torch")
     p.add_argument("--max-steps", type=at.positive, help="step budget per training run")
+    p.add_argument("--optimizer", choices=["sgd", "adagrad", "rmsprop", "adam"], help="(default rmsprop)")
+    p.add_argument("--lr", type=at.positive_number, help="learning rate (default 1e-3)")
+    p.add_argument("--no-chrono", action="store_true", help="PyTorch's default init instead of chrono init")
+    p.add_argument("--target", type=at.number(0.0, 1.0),
+                   help="stop a run once its validation accuracy reaches this (default 0.995; 0: never)")
+    p.add_argument("--patience", type=at.count,
+                   help="stop a run after this many steps without a 1-point gain in that accuracy (default 500; 0: never)")
 
 
 def run(args) -> int:
@@ -136,6 +111,16 @@ def run(args) -> int:
     cfg.backend = args.backend
     if args.max_steps is not None:
         cfg.budget.max_steps = positive("--max-steps", args.max_steps)
+    if args.optimizer:
+        cfg.budget.optimizer = args.optimizer
+    if args.lr is not None:
+        cfg.budget.lr = args.lr  # checked with the other train.* settings (train.lr must be positive)
+    if args.target is not None:
+        cfg.budget.target = args.target
+    if args.patience is not None:
+        cfg.budget.patience = args.patience
+    cfg.chrono = cfg.chrono and not args.no_chrono
+    cfg.runs = out_dir(args) / "runs"
     rows, paths = measure(cfg, out_dir(args), command_line(args), not args.no_progress, workers(args))
     return print_results(rows, paths, COLUMNS)
 
@@ -152,7 +137,7 @@ def measure(cfg: PalindromeConfig, out: Path, command: str, progress: bool = Tru
         acc = np.array([r["accuracy"] for r in rs])
         rows.append({"cell": cell, "length": length, "accuracy": float(acc.mean()), "std": float(acc.std()),
                      "min": float(acc.min()), "max": float(acc.max()), "seeds": len(rs),
-                     "reached": sum(r["stop"] == "target" for r in rs),
+                     "reached": sum(r["stop"] == "accuracy" for r in rs),
                      "steps": float(np.mean([r["steps"] for r in rs])),
                      "seconds": float(np.mean([r["seconds"] for r in rs])), "per_seed": acc.tolist()})
     wall = time.perf_counter() - start
@@ -176,12 +161,15 @@ def summary(rows: list[dict], cfg: PalindromeConfig, wall: float, workers: int =
     lines += ["", f"Settings: {cfg.backend} backend, hidden {cfg.hidden}, batch {cfg.batch_size}, {b.optimizer} "
               f"lr {b.lr:g}, gradient clip {b.clip:g}, "
               f"{'chrono init of the LSTM/GRU gate biases (horizon T−1)' if cfg.chrono else 'PyTorch default init'}; "
-              f"at most {b.max_steps} steps, stopping early once accuracy on {cfg.check_samples} fresh samples "
-              f"(checked every {b.check_every} steps) reaches {b.target:.1%}"
-              f"{f', or after {b.patience} steps without a 1-point gain' if b.patience else ''}; `reached` counts "
-              f"the seeds that hit that target. Accuracy: {cfg.test_samples} fresh "
+              f"at most {b.max_steps} steps"
+              + (f", stopping early once accuracy on {cfg.check_samples} validation palindromes (checked every "
+                 f"{b.check_every} steps) reaches {b.target:.1%}; `reached` counts the seeds that hit that target"
+                 if b.target else ", no early stopping at an accuracy")
+              + (f"; stopping after {b.patience} steps without a 1-point gain in that accuracy" if b.patience else "")
+              + f". Accuracy: {cfg.test_samples} held-out "
               f"palindromes per length, mean over {cfg.seeds} seed(s); std/min/max over seeds. "
-              f"`steps` and `seconds` are per training run (mean over seeds).",
+              f"`steps` and `seconds` are per training run (mean over seeds); each run is a run directory "
+              f"under runs/ (`rnnlab eval RUN --split test`).",
               "", f"Wall time: {wall / 60:.1f} min ("
               f"{f'{workers} processes x 1 torch thread' if workers > 1 else f'{torch.get_num_threads()} torch threads'})."]
     return "\n".join(lines)

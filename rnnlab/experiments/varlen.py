@@ -2,7 +2,10 @@
 
 The task (`rnnlab.data.tasks.varlen`): does token A occur anywhere in a
 sequence whose length is log-normal (median 40, up to 400)? One LSTM
-classifier per strategy, same init, same training set, same number of epochs:
+classifier per strategy, same init, same training set, same number of epochs,
+each a run directory (OUT/runs/STRATEGY-seedSEED) trained by the Trainer with
+`task.kind = "varlen"` and `task.batching = STRATEGY` (the batcher is
+rnnlab/data/tasks.py:TaskBatcher):
 
 * pad:    random batches, padded to the longest sequence in the batch; the
           prediction is read at each sequence's last valid step (masking), so
@@ -13,8 +16,9 @@ classifier per strategy, same init, same training set, same number of epochs:
           fused kernel runs each step only on the sequences still going.
 
 Reported per strategy: the fraction of processed positions that are padding,
-training throughput (sequences/s; the three models train epoch by epoch in
-turn so that load on a shared machine hits them alike) and test accuracy.
+training throughput (sequences per second of training steps, the run's
+`step_seconds`: evaluation excluded; the strategies' runs train one after the
+other) and test accuracy.
 """
 
 from __future__ import annotations
@@ -25,17 +29,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn.utils.rnn import pack_padded_sequence, pad_sequence
 from tqdm import tqdm
 
-from rnnlab.config import TrainConfig
-from rnnlab.data.tasks import VarlenSpec, varlen
-from rnnlab.experiments import (SequenceClassifier, accuracy, add_task_arguments, command_line, out_dir, positive,
-                                print_results, task_config, write_results)
+from rnnlab import argtypes as at
+from rnnlab.data.tasks import TaskBatcher, VarlenSpec
+from rnnlab.experiments import (add_task_arguments, command_line, out_dir, positive, print_results, task_config,
+                                task_run_config, train_task, write_results)
 
 HELP = "pad vs bucket vs pack batching of variable-length sequences"
-from rnnlab.optim import build_optimizer
-from rnnlab import argtypes as at
 
 COLUMNS = ["strategy", "pad_fraction", "seqs_per_s", "accuracy", "std", "seeds", "train_seconds"]
 STRATEGIES = ("pad", "bucket", "pack")
@@ -54,76 +55,53 @@ class VarlenConfig:
     lr: float = 3e-3
     clip: float = 5.0
     spec: VarlenSpec = field(default_factory=VarlenSpec)
+    runs: Path = Path("runs/experiments/varlen/runs")  # where each training run's directory goes
 
     @classmethod
     def quick(cls) -> VarlenConfig:
         return cls(hidden=16, batch_size=32, epochs=1, train_size=256, test_size=128,
                    spec=VarlenSpec(median=12, sigma=0.8, min_len=2, max_len=60))
 
-
-def batches(lengths: np.ndarray, batch_size: int, strategy: str, rng: np.random.Generator) -> list[np.ndarray]:
-    """One epoch of index batches."""
-    if strategy == "bucket":
-        order = np.lexsort((rng.random(len(lengths)), lengths))  # by length, random among equals
-        chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-        return [chunks[i] for i in rng.permutation(len(chunks))]
-    order = rng.permutation(len(lengths))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def collate(seqs: list[np.ndarray], idx: np.ndarray, strategy: str):
-    """Model inputs for one batch: (x, kwargs), plus (valid, processed) positions."""
-    lengths = torch.as_tensor([len(seqs[i]) for i in idx])
-    padded = pad_sequence([torch.as_tensor(seqs[i]) for i in idx])  # [T_max, B]
-    valid = int(lengths.sum())
-    if strategy == "pack":
-        return pack_padded_sequence(padded, lengths, enforce_sorted=False), {}, valid, valid
-    return padded, {"lengths": lengths}, valid, padded.numel()
+    def run_config(self, strategy: str, seed: int):
+        """One strategy's run: the same seed, hence the same initial weights and training set, for every
+        strategy; evaluated (on the test-sized validation set) at the end of every epoch."""
+        sp = self.spec
+        return task_run_config(f"varlen-{strategy}-seed{seed}", {
+            "model.cell": "lstm", "model.hidden": self.hidden,
+            "task.kind": "varlen", "task.batching": strategy, "task.median": sp.median, "task.sigma": sp.sigma,
+            "task.min_len": sp.min_len, "task.max_len": sp.max_len, "task.symbols": sp.vocab,
+            "task.train_size": self.train_size, "task.valid_size": self.test_size, "task.test_size": self.test_size,
+            "train.batch_size": self.batch_size, "train.seed": seed, "train.epochs": self.epochs,
+            "train.optimizer": self.optimizer, "train.lr": self.lr, "train.clip": self.clip,
+            "train.checkpoint_every": 0})
 
 
-def evaluation(seqs, labels, batch_size: int = 500):
-    order = np.argsort([len(s) for s in seqs])  # sorted: cheap, and the result does not depend on batching
-    for i in range(0, len(order), batch_size):
-        idx = order[i : i + batch_size]
-        x, kwargs, _, _ = collate(seqs, idx, "pad")
-        yield x, kwargs, torch.as_tensor(labels[idx])
+def pad_fraction(cfg, epochs: int) -> float:
+    """Padded / processed positions over the training batches of `epochs` epochs (pack pads none)."""
+    if cfg.task.batching == "pack":
+        return 0.0
+    batcher = TaskBatcher(cfg.task, cfg.train.batch_size, cfg.train.seed)
+    lengths = batcher.lengths
+    valid = processed = 0
+    for epoch in range(epochs):
+        for idx in batcher.order(epoch):
+            valid += int(lengths[idx].sum())
+            processed += int(lengths[idx].max()) * len(idx)
+    return 1 - valid / processed
 
 
 def run_seed(seed: int, cfg: VarlenConfig, bar=None) -> dict[str, dict]:
-    rng = np.random.default_rng([seed, 0])
-    train_x, train_y = varlen(cfg.train_size, rng, cfg.spec)
-    test_x, test_y = varlen(cfg.test_size, np.random.default_rng([seed, 1]), cfg.spec)
-    lengths = np.array([len(s) for s in train_x])
-    models, optimizers, stats = {}, {}, {}
+    results = {}
     for strategy in cfg.strategies:
-        torch.manual_seed(seed)  # the same initial weights for every strategy
-        models[strategy] = SequenceClassifier("lstm", 0, cfg.hidden, 2, vocab=cfg.spec.vocab)
-        optimizers[strategy] = build_optimizer(models[strategy].parameters(), TrainConfig(optimizer=cfg.optimizer, lr=cfg.lr))
-        stats[strategy] = {"seconds": 0.0, "seqs": 0, "valid": 0, "processed": 0}
-    for epoch in range(cfg.epochs):
-        for strategy in cfg.strategies:  # in turn, so machine load hits every strategy alike
-            model, optimizer, st = models[strategy], optimizers[strategy], stats[strategy]
-            model.train()
-            order = batches(lengths, cfg.batch_size, strategy, np.random.default_rng([seed, 2, epoch]))
-            start = time.perf_counter()
-            for idx in order:
-                x, kwargs, valid, processed = collate(train_x, idx, strategy)
-                loss = torch.nn.functional.cross_entropy(model(x, **kwargs), torch.as_tensor(train_y[idx]))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-                optimizer.step()
-                st["seqs"] += len(idx)
-                st["valid"] += valid
-                st["processed"] += processed
-                if bar is not None:
-                    bar.set_postfix_str(f"{strategy} epoch {epoch + 1} loss {loss.item():.3f}", refresh=False)
-            st["seconds"] += time.perf_counter() - start
-            if bar is not None:
-                bar.update(1)
-    return {s: {"pad_fraction": 1 - st["valid"] / st["processed"], "seqs_per_s": st["seqs"] / st["seconds"],
-                "train_seconds": st["seconds"], "accuracy": accuracy(models[s], evaluation(test_x, test_y))}
-            for s, st in stats.items()}
+        run_cfg = cfg.run_config(strategy, seed)
+        summary = train_task(run_cfg, cfg.runs / f"{strategy}-seed{seed}")
+        results[strategy] = {"pad_fraction": pad_fraction(run_cfg, cfg.epochs),
+                             "seqs_per_s": cfg.train_size * cfg.epochs / summary["step_seconds"],
+                             "train_seconds": summary["step_seconds"],
+                             "accuracy": summary["final"]["test"]["accuracy"]}
+        if bar is not None:
+            bar.update(1)
+    return results
 
 
 def add_arguments(p) -> None:
@@ -135,13 +113,14 @@ def run(args) -> int:
     cfg = task_config(args, VarlenConfig)
     if args.epochs is not None:
         cfg.epochs = positive("--epochs", args.epochs)
+    cfg.runs = out_dir(args) / "runs"
     rows, paths = measure(cfg, out_dir(args), command_line(args), not args.no_progress)
     return print_results(rows, paths, COLUMNS)
 
 
 def measure(cfg: VarlenConfig, out: Path, command: str, progress: bool = True) -> tuple[list[dict], dict]:
     start = time.perf_counter()
-    bar = tqdm(total=cfg.seeds * cfg.epochs * len(cfg.strategies), unit="epoch", disable=not progress,
+    bar = tqdm(total=cfg.seeds * len(cfg.strategies), unit="run", disable=not progress,
                dynamic_ncols=True, desc="varlen")
     per_seed = [run_seed(seed, cfg, bar) for seed in range(cfg.seeds)]
     bar.close()
@@ -175,7 +154,7 @@ def summary(rows: list[dict], cfg: VarlenConfig, wall: float) -> str:
               f"{cfg.test_size} test sequences; one-hot → LSTM (hidden {cfg.hidden}, fused kernel) → linear; batch "
               f"{cfg.batch_size}, {cfg.optimizer} lr {cfg.lr:g}, {cfg.epochs} epochs, the same initial weights for every "
               f"strategy. pad_fraction: padded / processed positions (pack processes none); seqs_per_s: training "
-              f"sequences per second of training (batch assembly included).",
+              f"sequences per second of training steps (batch assembly included, evaluation not).",
               "", f"Wall time: {wall / 60:.1f} min ({torch.get_num_threads()} torch threads)."]
     return "\n".join(lines)
 

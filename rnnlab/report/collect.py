@@ -36,15 +36,17 @@ class Run:
 
     @property
     def level(self) -> str:
-        return self.config.data.level
+        """char | word, or task for a sequence task's classifier (task.kind)."""
+        return "task" if self.config.task.kind else self.config.data.level
 
     @property
     def score_name(self) -> str:
-        """The headline measure: bits/char for character models, perplexity for word models."""
-        return "bits/char" if self.level == "char" else "perplexity"
+        """The headline measure: bits/char for character models, perplexity for word models,
+        the loss (nats per sequence) for a sequence task."""
+        return {"char": "bits/char", "task": "loss"}.get(self.level, "perplexity")
 
     def score(self, record: dict) -> float:
-        return record["bpc"] if self.level == "char" else record["perplexity"]
+        return record[{"char": "bpc", "task": "loss"}.get(self.level, "perplexity")]
 
     def curve(self, split: str) -> list[dict]:
         return [r for r in self.metrics if r.get("split") == split]
@@ -59,7 +61,7 @@ class Run:
 
     @property
     def tokens_per_step(self) -> int:
-        return self.config.train.batch_size * self.config.train.seq_len
+        return self.config.train.batch_size * (1 if self.level == "task" else self.config.train.seq_len)
 
     def has_checkpoint(self) -> bool:
         return (self.dir / "checkpoints" / "best.json").is_file() or (self.dir / "checkpoints" / "last.json").is_file()

@@ -1,0 +1,159 @@
+"""The sequence classifier (`model.arch = "classifier"`): a sequence task's
+inputs → L recurrent layers → a linear layer on each sequence's last valid step.
+
+    x_t = one-hot(token_t)  or  the task's features at step t
+    h_t = stack(x_t, h_{t-1})            (timestamps t for the Phased LSTM)
+    p(class | x_1..x_n) = softmax(W h_n + b)     n = the sequence's own length
+
+A batch is a `TaskBatch` (rnnlab/data/tasks.py): padded inputs with their
+lengths, or a PackedSequence, which runs the fused kernel only on the
+sequences still going. The loss is the cross-entropy of that one prediction
+per sequence, from the same `full_loss` the language model's softmax uses, so
+the Trainer treats both alike (a Loss with the mean loss and the top-1 count).
+
+backend="numpy" (one layer): the recurrent layer runs in the NumPy reference,
+forward and backward by hand (rnnlab/numpy/cells.py), on the same parameters;
+the linear head and the optimizer stay PyTorch's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+from rnnlab import cell_registry
+from rnnlab.config import ModelConfig
+from rnnlab.models.softmax import full_loss
+from rnnlab.models.stack import RecurrentStack
+
+
+class _NumpyLayer(torch.autograd.Function):
+    """One recurrent layer by the NumPy reference: its forward pass and its
+    hand-written BPTT (rnnlab/numpy/cells.py), on this layer's own tensors."""
+
+    @staticmethod
+    def forward(ctx, layer, names, x, *tensors):
+        params = {name: t.detach().numpy() for name, t in zip(names, tensors)}
+        out, _, cache = layer.forward(params, x.detach().numpy(), None, train=True)
+        ctx.layer, ctx.names, ctx.params, ctx.cache = layer, names, params, cache
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, dout):
+        grads = ctx.layer.backward(ctx.params, ctx.cache, np.ascontiguousarray(dout.numpy())).params
+        ctx.cache = None
+        return (None, None, None) + tuple(torch.from_numpy(grads[name]) for name in ctx.names)
+
+
+class SequenceClassifier(nn.Module):
+    """x → RecurrentStack → W h_last + b.
+
+    Inputs are token ids (one-hot encoded over `vocab` symbols) or real-valued
+    features of `input_size` (vocab = 0).
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden: int, classes: int, vocab: int = 0,
+                 layers: int = 1, impl: str = "fused", backend: str = "torch", bias: str = "double",
+                 dropout: float = 0.0, **options):
+        super().__init__()
+        self.vocab = vocab
+        self.rnn = RecurrentStack(cell, vocab or input_size, hidden, layers, dropout, impl, bias, **options)
+        self.head = nn.Linear(hidden, classes)
+        self.numpy_layer = None
+        if backend == "numpy":
+            if layers != 1:
+                raise ValueError("the NumPy-backed classifier has one recurrent layer")
+            self.numpy_layer = cell_registry.numpy_layer(cell, vocab or input_size, hidden, bias, **options)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, input_size: int, classes: int, vocab: int) -> SequenceClassifier:
+        options = {option: getattr(cfg, option) for option in cell_registry.get(cfg.cell).options}
+        model = cls(cfg.cell, input_size, cfg.hidden, classes, vocab, cfg.layers, cfg.impl, cfg.backend, cfg.bias,
+                    cfg.dropout, **options)
+        if cfg.chrono:
+            for layer in model.rnn.layers:
+                with torch.no_grad():
+                    chrono_init(cfg.cell, layer.bias_ih, layer.bias_hh, cfg.chrono, torch.rand(cfg.hidden))
+        return model
+
+    def _numpy_rnn(self, x: torch.Tensor) -> torch.Tensor:
+        names, tensors = zip(*self.rnn.layers[0].named_parameters())
+        if torch.is_grad_enabled() and self.training:
+            return _NumpyLayer.apply(self.numpy_layer, names, x, *tensors)
+        params = {name: t.detach().numpy() for name, t in zip(names, tensors)}
+        return torch.from_numpy(self.numpy_layer.forward(params, x.numpy(), None, train=False)[0])
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = self.head.weight.dtype  # features come as float32 whatever train.dtype is
+        return F.one_hot(x, self.vocab).to(dtype) if self.vocab else x.to(dtype)
+
+    def logits(self, batch) -> torch.Tensor:
+        """Class scores [B, classes] of a TaskBatch."""
+        if isinstance(batch.x, PackedSequence):
+            return self.head(self._last_packed(batch.x))
+        x = self.encode(batch.x)
+        if self.numpy_layer is not None:
+            out = self._numpy_rnn(x)
+        else:
+            out, _ = self.rnn(x, None, batch.times)
+        if batch.lengths is None:
+            return self.head(out[-1])
+        return self.head(out[batch.lengths - 1, torch.arange(out.shape[1], device=out.device)])
+
+    def forward(self, batch, state=None, times=None, targets=None):
+        """The language model's calling convention, so that the Trainer runs both alike: a
+        TaskBatch (its own timestamps; no state is carried) → logits, or with targets
+        [B] → (Loss, None)."""
+        logits = self.logits(batch)
+        if targets is None:
+            return logits, None
+        return full_loss(logits, targets), None
+
+    def _last_packed(self, x: PackedSequence) -> torch.Tensor:
+        """Run the fused kernel (what nn.LSTM/GRU/RNN call) on a packed batch:
+        each step only touches the sequences still going, and the final state
+        is each sequence's last valid step."""
+        rnn = self.rnn
+        if rnn.impl != "fused":
+            raise ValueError(f"packed sequences need a fused cell (rnn, lstm, gru), not {rnn.cell}")
+        h0 = rnn.init_state(int(x.batch_sizes[0]))
+        params = list(rnn.fused_parameters().values())  # nn.LSTM's flat order
+        args = (params, True, rnn.num_layers, rnn.dropout if rnn.num_layers > 1 else 0.0, self.training, False)
+        data = self.encode(x.data)
+        kernel = getattr(torch, rnn.kernel)  # torch.lstm, torch.gru, torch.rnn_tanh, ...
+        h = kernel(data, x.batch_sizes, h0 if rnn.n_states == 2 else h0[0], *args)[1]
+        # The kernel saw the batch sorted by length; put it back in order.
+        return h[-1] if x.unsorted_indices is None else h[-1][x.unsorted_indices]
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def chrono_init(cell: str, bias_ih, bias_hh, horizon: int, u) -> None:
+    """Chrono initialization (Tallec & Ollivier 2018) of a gated cell's biases, in place:
+    the carry gate's bias is log(U(1, horizon − 1)), so at init units keep their
+    state for 1 to `horizon` steps instead of about 2 (σ(0) = ½ per step).
+
+        LSTM (rows i, f, g, o): b_f = log(1 + u (horizon − 2)), b_i = −b_f
+        GRU  (rows r, z, n; h = (1 − z) n + z h_prev): b_z = log(1 + u (horizon − 2))
+
+    `u` ~ U(0, 1) per unit; the RNN has no gate, so it is left alone.
+    """
+    if cell not in ("lstm", "gru"):
+        return
+    H = len(u)
+    if isinstance(bias_ih, torch.Tensor):
+        b = torch.log1p(torch.as_tensor(u) * max(horizon - 2, 0)).to(bias_ih.dtype)
+    else:
+        b = np.log1p(np.asarray(u) * max(horizon - 2, 0)).astype(bias_ih.dtype)
+    rows = slice(H, 2 * H)  # f (LSTM) and z (GRU) are both the second block
+    bias_ih[rows] = b
+    if bias_hh is not None:
+        bias_hh[rows] = 0.0
+    if cell == "lstm":
+        bias_ih[:H] = -b
+        if bias_hh is not None:
+            bias_hh[:H] = 0.0
