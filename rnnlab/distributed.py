@@ -193,7 +193,8 @@ def eval_shard(length: int, batch_size: int, rank_: int, world: int) -> tuple[in
 
 def evaluate(model, data: np.ndarray, batch_size: int, seq_len: int, device="cpu") -> dict:
     """`rnnlab.evaluate.evaluate`, each rank scoring its share of the streams."""
-    from rnnlab.evaluate import evaluate as evaluate_all, metrics_from_totals
+    from rnnlab.evaluate import evaluate as evaluate_all
+    from rnnlab.evaluate import metrics_from_totals
 
     if not is_active():
         return evaluate_all(model, data, batch_size, seq_len, device)

@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from rnnlab import checkpoint, distributed
@@ -44,8 +43,17 @@ from rnnlab.models import build_model
 from rnnlab.models.lm import positions
 from rnnlab.models.softmax import fit_output
 from rnnlab.optim import Schedule, build_optimizer, load_optimizer, optimizer_tensors, set_lr
-from rnnlab.runs import (RunLock, append_jsonl, load_model_tensors, log_sizes, model_tensors, prepare, read_config,
-                         read_jsonl, truncate_logs)
+from rnnlab.runs import (
+    RunLock,
+    append_jsonl,
+    load_model_tensors,
+    log_sizes,
+    model_tensors,
+    prepare,
+    read_config,
+    read_jsonl,
+    truncate_logs,
+)
 
 TIMING_KEYS = ("elapsed", "tokens_per_s")  # the only metrics that differ between identical runs
 

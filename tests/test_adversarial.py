@@ -19,11 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO, TINY
 
 from rnnlab import checkpoint, cli, safejson
 from rnnlab.generate import choose
-
-from conftest import REPO, TINY
 
 ENV = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
 

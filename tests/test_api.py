@@ -5,12 +5,11 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO, TINY
 
 import rnnlab
 from rnnlab.cli import main
 from rnnlab.errors import UserError
-
-from conftest import REPO, TINY
 
 
 def overrides(path, **extra):

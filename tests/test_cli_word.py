@@ -7,10 +7,9 @@ import urllib.error
 import urllib.request
 
 import pytest
+from pictures import C0, RED, assert_lines_drawn
 
 from rnnlab.cli import main
-
-from pictures import C0, RED, assert_lines_drawn
 
 DETS = "a one this that".split()
 NOUNS = "king queen prince princess man woman boy girl fox wolf".split()

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY
+
 from rnnlab import checkpoint
 from rnnlab.cli import main
 from rnnlab.config import load_config

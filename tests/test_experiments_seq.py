@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from pictures import assert_lines_drawn
 
 from rnnlab.cli import main
 from rnnlab.config import TaskConfig
@@ -13,8 +14,6 @@ from rnnlab.data.tasks import TaskBatch, VarlenSpec, collate, epoch_batches, var
 from rnnlab.errors import UserError
 from rnnlab.experiments.palindrome import PalindromeConfig, chrono_init, first_below, parse_lengths, train_one
 from rnnlab.models.classifier import SequenceClassifier
-
-from pictures import assert_lines_drawn
 
 
 @pytest.fixture(autouse=True)

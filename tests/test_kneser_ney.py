@@ -4,8 +4,8 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import shared_data
+
 from rnnlab.config import DataConfig
 from rnnlab.data.corpus import load_corpus
 from rnnlab.errors import UserError

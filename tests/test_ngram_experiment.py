@@ -4,8 +4,8 @@ import csv
 import json
 
 import pytest
-
 from conftest import shared_data
+
 from rnnlab.errors import UserError
 from rnnlab.experiments.ngram import parse_overrides, run_ngram_experiment
 

@@ -3,6 +3,7 @@ the hand-written NumPy passes, and its checkpoint usable by either backend."""
 
 import pytest
 import torch
+from conftest import TINY
 from safetensors.torch import load_file
 
 from rnnlab.cli import main
@@ -10,8 +11,6 @@ from rnnlab.config import load_config
 from rnnlab.models import LanguageModel, NumpyBackedLanguageModel
 from rnnlab.models.stepper import Stepper
 from rnnlab.train import train
-
-from conftest import TINY
 
 
 def final_weights(run_dir):

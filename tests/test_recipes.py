@@ -10,8 +10,8 @@ import urllib.request
 import zipfile
 
 import pytest
-
 from conftest import shared_data
+
 from rnnlab.config import DataConfig
 from rnnlab.data import recipes
 from rnnlab.data.corpus import load_corpus

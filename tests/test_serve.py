@@ -18,7 +18,6 @@ from rnnlab.generate import generate  # noqa: E402
 from rnnlab.runs import load_run, read_jsonl  # noqa: E402
 from rnnlab.serve import create_app, listen, running  # noqa: E402
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
@@ -185,10 +184,10 @@ def test_a_client_that_leaves_stops_its_sampler(server):
 
 
 def test_word_model_maps_unknown_words_and_warns(tmp_path, tiny_text):
+    from conftest import TINY
+
     from rnnlab.config import load_config
     from rnnlab.train import train
-
-    from conftest import TINY
 
     cfg = load_config("grimm-char", None, TINY + [f"data.path={tiny_text}", "data.level=word", "train.max_steps=10"])
     train(cfg, tmp_path / "word", progress=False)

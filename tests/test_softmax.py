@@ -8,6 +8,7 @@ import random
 
 import pytest
 import torch
+from conftest import TINY, shared_data
 
 from rnnlab.config import ModelConfig, load_config
 from rnnlab.errors import UserError
@@ -16,8 +17,6 @@ from rnnlab.models import build_model
 from rnnlab.models.softmax import AdaptiveSoftmax
 from rnnlab.runs import load_run
 from rnnlab.train import read_metrics, train
-
-from conftest import TINY, shared_data
 
 
 @pytest.fixture(autouse=True)
@@ -114,9 +113,10 @@ def test_auto_cutoffs_follow_the_frequencies():
 
 def test_auto_cutoffs_keep_browns_committed_split():
     """The Brown results (benchmarks/results/brown_lm_study.md) were measured with 2000,10000."""
+    import numpy as np
+
     from rnnlab.data.corpus import load_corpus
     from rnnlab.models.softmax import fit_output
-    import numpy as np
 
     cfg = load_config("lstm-dropout", None, [f"data.path={shared_data('brown')}"])
     assert cfg.model.cutoffs == "auto"

@@ -100,7 +100,7 @@ def test_generation_is_reproducible_and_leaves_grad_mode_alone():
     torch.manual_seed(0)
     vocab = Vocab.build(list("hello world\n"), "char")
     model = build_model(ModelConfig(cell="gru", hidden=16, embed=8), len(vocab))
-    for token in sample_tokens(model, vocab, "he", 5, seed=3):
+    for _token in sample_tokens(model, vocab, "he", 5, seed=3):
         assert torch.is_grad_enabled()
     assert generate(model, vocab, "he", 30, num=2, seed=3) == generate(model, vocab, "he", 30, num=2, seed=3)
 

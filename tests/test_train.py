@@ -4,12 +4,11 @@ import json
 import math
 
 import pytest
+from conftest import TINY
 
 from rnnlab.cli import main
 from rnnlab.config import load_config
 from rnnlab.train import TIMING_KEYS, read_metrics, resume, train
-
-from conftest import TINY
 
 
 def config(path, *extra):

@@ -23,9 +23,21 @@ import torch
 
 from rnnlab import argtypes as at
 from rnnlab.data.tasks import FrequencySpec
-from rnnlab.experiments import (Budget, add_task_arguments, command_line, out_dir, parse_cells, positive,
-                                print_results, run_jobs, task_config, task_run_config, train_task, workers,
-                                write_results)
+from rnnlab.experiments import (
+    Budget,
+    add_task_arguments,
+    command_line,
+    out_dir,
+    parse_cells,
+    positive,
+    print_results,
+    run_jobs,
+    task_config,
+    task_run_config,
+    train_task,
+    workers,
+    write_results,
+)
 
 HELP = "LSTM vs Phased LSTM on regularly / irregularly sampled sine waves"
 

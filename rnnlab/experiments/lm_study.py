@@ -17,13 +17,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from rnnlab import argtypes as at
 from rnnlab import safejson
 from rnnlab.config import load_config
 from rnnlab.errors import UserError
 from rnnlab.experiments import command_line, markdown_table, train_unless_finished, write_results
 from rnnlab.report.plots import COLORS, new_figure, save
 from rnnlab.runs import read_jsonl
-from rnnlab import argtypes as at
 
 HELP = "LSTM and GRU language models with and without dropout (Zaremba et al. 2014)"
 MODELS = ("lstm", "lstm-dropout", "gru", "gru-dropout", "gru-dropout-adam")

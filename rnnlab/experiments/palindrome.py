@@ -23,9 +23,21 @@ import torch
 
 from rnnlab import argtypes as at
 from rnnlab.errors import UserError
-from rnnlab.experiments import (Budget, add_task_arguments, command_line, out_dir, parse_cells, positive,
-                                print_results, run_jobs, task_config, task_run_config, train_task, workers,
-                                write_results)
+from rnnlab.experiments import (
+    Budget,
+    add_task_arguments,
+    command_line,
+    out_dir,
+    parse_cells,
+    positive,
+    print_results,
+    run_jobs,
+    task_config,
+    task_run_config,
+    train_task,
+    workers,
+    write_results,
+)
 from rnnlab.models.classifier import chrono_init  # noqa: F401  (re-exported: where the palindrome study needs it)
 
 HELP = "accuracy vs length on the palindrome task, per cell"

@@ -33,8 +33,17 @@ from tqdm import tqdm
 
 from rnnlab import argtypes as at
 from rnnlab.data.tasks import TaskBatcher, VarlenSpec
-from rnnlab.experiments import (add_task_arguments, command_line, out_dir, positive, print_results, task_config,
-                                task_run_config, train_task, write_results)
+from rnnlab.experiments import (
+    add_task_arguments,
+    command_line,
+    out_dir,
+    positive,
+    print_results,
+    task_config,
+    task_run_config,
+    train_task,
+    write_results,
+)
 
 HELP = "pad vs bucket vs pack batching of variable-length sequences"
 

@@ -16,8 +16,16 @@ Modules (one job each):
 
 from rnnlab.cell_registry import numpy_layer as make_cell
 
-from .cells import (GRULayer, LayerGrads, LSTMLayer, PhasedLSTMLayer, RNNLayer, forward_backward, phase_gate,
-                    phase_gate_backward)
+from .cells import (
+                    GRULayer,
+                    LayerGrads,
+                    LSTMLayer,
+                    PhasedLSTMLayer,
+                    RNNLayer,
+                    forward_backward,
+                    phase_gate,
+                    phase_gate_backward,
+)
 from .gradcheck import format_table, run_gradcheck
 from .gradflow import gradient_flow, plot_gradient_flow
 from .model import NumpyLanguageModel

@@ -25,8 +25,15 @@ import numpy as np
 
 from rnnlab.cell_registry import numpy_layer, resolve
 
-from .layers import (apply_mask, dropout_mask, embedding_backward, embedding_forward,
-                     linear_backward, linear_forward, softmax_cross_entropy)
+from .layers import (
+    apply_mask,
+    dropout_mask,
+    embedding_backward,
+    embedding_forward,
+    linear_backward,
+    linear_forward,
+    softmax_cross_entropy,
+)
 
 
 class NumpyLanguageModel:

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rnnlab import cell_registry
-from rnnlab import safejson
+from rnnlab import cell_registry, safejson
 from rnnlab.errors import UserError
 from rnnlab.report import plots
 from rnnlab.report.collect import Experiment, Run, find_experiments, read_csv

@@ -10,7 +10,6 @@ equations, read from the docstring of the explicit PyTorch cell
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass
 from pathlib import Path
 
