@@ -325,3 +325,11 @@ def test_a_damaged_checkpoint_is_not_retried_into_success(tmp_path):
     damage_remove_tensors(tmp_path)
     with pytest.raises(UserError, match="tensor file missing"):
         checkpoint.load(tmp_path)
+
+
+@pytest.mark.parametrize("config, problem", [({"task": {"kind": "palindrome"}}, None),
+                                             ({"model": {"hidden": 5}}, "'vocab' is missing")])
+def test_only_a_task_run_may_have_no_vocabulary(tmp_path, config, problem):
+    meta_ = {**meta(1), "vocab": None, "config": config, "sha256": "0" * 64}
+    found = checkpoint.schema_problem(meta_, tmp_path)
+    assert (found is None) if problem is None else (problem in found)
