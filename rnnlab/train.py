@@ -369,10 +369,27 @@ class Trainer:
             if self.lock is not None:
                 self.lock.release()
 
+    def train_step(self) -> tuple[float | None, bool]:
+        """One optimizer step on the next batch, the position moved on (the
+        carried state reset where an epoch ends). Returns the loss (None for a
+        skipped faulty step) and whether the epoch ended. The training loop and
+        the speed benchmarks both run exactly this."""
+        step_start = time.perf_counter()
+        x, y = self.batcher.batch(self.progress.epoch, self.progress.index)
+        loss = self._train_step(x.to(self.device), y.to(self.device))
+        self.progress.step_seconds += time.perf_counter() - step_start
+        self.progress.step += 1
+        self.progress.index += 1
+        epoch_end = self.progress.index >= self.batcher.steps_per_epoch
+        if epoch_end:
+            self.progress.epoch, self.progress.index = self.progress.epoch + 1, 0
+            if self.state is not None:
+                self.state = self.model.init_state(self.batcher.batch_size)
+        return loss, epoch_end
+
     def _run(self) -> dict:
         t = self.cfg.train
         tokens_per_step = t.batch_size * (t.seq_len if self.task is None else 1)  # a task's: sequences
-        per_epoch = self.batcher.steps_per_epoch
         last_ckpt_time = time.monotonic()
         bar = tqdm(total=self.total_steps if self.total_steps < math.inf else None, initial=self.progress.step,
                    disable=not self.show_bar, unit="step", dynamic_ncols=True, file=sys.stderr, mininterval=0.5)
@@ -384,23 +401,13 @@ class Trainer:
                 if t.max_minutes and distributed.agree(self.progress.elapsed >= t.max_minutes * 60):
                     self.echo(f"time limit train.max_minutes={t.max_minutes} reached at step {self.progress.step}")
                     break
-                step_start = time.perf_counter()
-                x, y = self.batcher.batch(self.progress.epoch, self.progress.index)
-                loss = self._train_step(x.to(self.device), y.to(self.device))
-                self.progress.step_seconds += time.perf_counter() - step_start
-                self.progress.step += 1
-                self.progress.index += 1
+                loss, epoch_end = self.train_step()
                 self.progress.elapsed = time.monotonic() - start
                 if loss is not None:
                     smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
                     rate = (self.progress.step - start_step) * tokens_per_step / max(self.progress.elapsed - start_elapsed, 1e-9)
                     bar.set_postfix_str(_postfix(smooth, self.vocab.level if self.vocab else "task", rate), refresh=False)
                 bar.update(1)
-                epoch_end = self.progress.index >= per_epoch
-                if epoch_end:
-                    self.progress.epoch, self.progress.index = self.progress.epoch + 1, 0
-                    if self.state is not None:
-                        self.state = self.model.init_state(self.batcher.batch_size)
                 if (t.eval_every and self.progress.step % t.eval_every == 0) or (not t.eval_every and epoch_end):
                     self._report(self._evaluate())
                 for callback in self.callbacks:
