@@ -40,6 +40,7 @@ EXPERIMENTS = {
     "palindrome": "rnnlab.experiments.palindrome",
     "frequency": "rnnlab.experiments.frequency",
     "varlen": "rnnlab.experiments.varlen",
+    "optimizers": "rnnlab.experiments.optimizers",
 }
 
 
