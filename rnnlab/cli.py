@@ -139,6 +139,14 @@ def _add_data_parsers(sub) -> None:
     f = kinds.add_parser("fetch", help="download (once), check and prepare a dataset; prints the path to use as data.path")
     f.add_argument("name", help="dataset name (see 'rnnlab data list')")
     f.add_argument("--cache-dir", help="cache directory (default $RNNLAB_DATA or ~/.cache/rnnlab)")
+    g = kinds.add_parser("ngrams", help="the most frequent n-grams of a corpus's training split, and their histogram")
+    g.add_argument("path", help="a corpus directory, a text file, or a dataset name (as data.path)")
+    g.add_argument("-n", type=at.positive, default=4, help="n-gram order (default 4)")
+    g.add_argument("--top", type=at.positive, default=50, help="how many of the most frequent to print (default 50)")
+    g.add_argument("--level", choices=["word", "char"], default="word")
+    g.add_argument("--min-count", type=at.positive, default=1,
+                   help="words seen fewer times become <unk> (default 1: Brown's files already have <unk>)")
+    g.add_argument("--plot", metavar="PNG", help="also draw the frequency histogram (count of counts) to this file")
     p = sub.add_parser("inspect", help="a word model's embeddings: nearest neighbours, 2-D map")
     p.add_argument("run_dir", help="a run directory (rnnlab train, or a neural n-gram run)")
     what = p.add_subparsers(dest="inspect_command", metavar="WHAT", required=True)
@@ -148,7 +156,8 @@ def _add_data_parsers(sub) -> None:
     n.add_argument("--top", type=at.count, default=10000, help="search among the TOP most frequent words (0: all; default 10000)")
     e = what.add_parser("embeddings", help="2-D map (PCA or t-SNE) of the most frequent words' embeddings")
     e.add_argument("--top", type=at.positive, default=500, help="words to plot (default 500)")
-    e.add_argument("--method", choices=["pca", "tsne"], default="pca")
+    e.add_argument("--method", choices=["pca", "tsne", "raw"], default="pca",
+                   help="pca, tsne, or raw: a 2-dimensional embedding as it is (model.embed=2)")
     e.add_argument("--out", help="PNG file (default RUN_DIR/plots/embeddings.png)")
 
 
@@ -387,6 +396,18 @@ def cmd_data(args) -> int:
     if args.data_command == "list":
         for name, level, description, cached in describe():
             print(f"{name:16s} {level:5s} {'cached ' if cached else 'not yet'}  {description}")
+        return 0
+    if args.data_command == "ngrams":
+        from rnnlab.ngram.counts import corpus_ngrams, count_of_counts, plot_histogram
+
+        counts, tokens = corpus_ngrams(args.path, args.n, args.level, args.min_count)
+        total = sum(counts.values())
+        print(f"{total:,} {args.n}-grams in the training split, {len(counts):,} distinct, "
+              f"{sum(1 for c in counts.values() if c == 1):,} of them seen once")
+        for rank, (gram, c) in enumerate(counts.most_common(args.top), 1):
+            print(f"{rank:4d}  {c:8,d}  {' '.join(tokens[t] for t in gram)}")
+        if args.plot:
+            print(plot_histogram(count_of_counts(counts), args.n, Path(args.plot)))
         return 0
     print(fetch(args.name, args.cache_dir, log=lambda text: print(text, file=sys.stderr)))
     return 0

@@ -68,8 +68,14 @@ def nearest_neighbors(embedding: np.ndarray, vocab_tokens: list[str], word: str,
 
 
 def project_2d(vectors: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:
-    """[N, E] -> [N, 2]: PCA (numpy SVD of the centred matrix) or t-SNE (scikit-learn)."""
+    """[N, E] -> [N, 2]: PCA (numpy SVD of the centred matrix), t-SNE (scikit-learn) or, for
+    2-dimensional embeddings, raw (the embedding's own coordinates, no projection)."""
     x = np.asarray(vectors, dtype=np.float64)
+    if method == "raw":
+        if x.shape[1] != 2:
+            raise UserError(f"--method raw plots 2-dimensional embeddings as they are; these have {x.shape[1]} "
+                            "dimensions (train with model.embed=2, or use pca)")
+        return x
     if method == "pca":
         x = x - x.mean(axis=0, keepdims=True)
         u, s, _ = np.linalg.svd(x, full_matrices=False)
@@ -84,7 +90,7 @@ def project_2d(vectors: np.ndarray, method: str = "pca", seed: int = 0) -> np.nd
             raise UserError("t-SNE needs scikit-learn: pip install scikit-learn (or use --method pca)") from None
         perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3.0)))
         return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
-    raise UserError(f"unknown projection method '{method}' (use pca or tsne)")
+    raise UserError(f"unknown projection method '{method}' (use pca, tsne or raw)")
 
 
 def plot_embeddings(embedding: np.ndarray, tokens: list[str], top: int = 500, method: str = "pca",
