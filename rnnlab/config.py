@@ -79,9 +79,10 @@ class TrainConfig:
     # seq_len steps and averaged over the batch, as in Zaremba et al. (2014), whose lr and clip
     # (lr 1, clip 5) assume it; it scales the gradient by seq_len. Reported losses are per token.
     loss: str = "mean"
-    schedule: str = "constant"  # constant | zaremba | plateau | cosine
-    lr_decay: float = 2.0  # zaremba / plateau: lr is divided by this
+    schedule: str = "constant"  # constant | zaremba | plateau | cosine | step
+    lr_decay: float = 2.0  # zaremba / plateau / step: lr is divided by this
     decay_after: int = 4  # zaremba: divide every epoch after this epoch
+    decay_every: int = 10000  # step: divide every this many steps
     min_lr: float = 0.0  # cosine: final lr
     eval_every: int = 0  # evaluate every N steps; 0 = at each epoch end
     eval_batch_size: int = 16
@@ -91,7 +92,7 @@ class TrainConfig:
     samples: int = 4  # samples printed at evenly spaced points during training
     sample_length: int = 120
     max_faults: int = 10  # non-finite losses tolerated before aborting
-    threads: int = 0  # torch intra-op threads; 0 = leave PyTorch's choice
+    threads: int = 0  # torch intra-op threads; 0 = auto (rnnlab/threads.py)
     device: str = "cpu"  # cpu | cuda | auto
     dtype: str = "float32"  # float32 | float64 (weights, state and optimizer)
     # bf16 autocast of the matmuls and the recurrent kernel (weights, optimizer, loss and
@@ -300,7 +301,7 @@ def validate(cfg: Config) -> None:
     _check(d.min_count >= 1, f"data.min_count must be >= 1, got {d.min_count}")
     _check(d.max_vocab >= 0, f"data.max_vocab must be >= 0, got {d.max_vocab}")
     _choice("train.optimizer", t.optimizer, ("sgd", "adagrad", "rmsprop", "adam"))
-    _choice("train.schedule", t.schedule, ("constant", "zaremba", "plateau", "cosine"))
+    _choice("train.schedule", t.schedule, ("constant", "zaremba", "plateau", "cosine", "step"))
     _choice("train.device", t.device, ("cpu", "cuda", "auto"))
     _choice("train.dtype", t.dtype, ("float32", "float64"))
     _choice("train.loss", t.loss, ("mean", "sum_time"))
@@ -308,7 +309,7 @@ def validate(cfg: Config) -> None:
     _check(t.bf16 != "on" or t.dtype == "float32", "train.bf16 autocasts float32 matmuls; it needs train.dtype=float32")
     _check(t.bf16 != "on" or m.backend == "torch", "train.bf16=on needs model.backend=torch")
     _check(t.dist_timeout > 0, f"train.dist_timeout must be positive, got {t.dist_timeout}")
-    for key in ("batch_size", "seq_len", "epochs", "eval_batch_size", "eval_seq_len", "max_faults"):
+    for key in ("batch_size", "seq_len", "epochs", "eval_batch_size", "eval_seq_len", "max_faults", "decay_every"):
         _check(getattr(t, key) > 0, f"train.{key} must be positive, got {getattr(t, key)}")
     for key in ("max_steps", "eval_every", "checkpoint_every", "samples", "threads", "decay_after"):
         _check(getattr(t, key) >= 0, f"train.{key} must be >= 0, got {getattr(t, key)}")
