@@ -13,7 +13,10 @@ import sys
 import warnings
 from pathlib import Path
 
+from rnnlab import threads
 from rnnlab.errors import Interrupted, UserError
+
+threads.prefer_passive_wait()  # before anything imports torch: libgomp reads it once, at load
 
 EPILOG_TRAIN = """examples:
   rnnlab train                                   # preset grimm-char: 2x128 char LSTM on Grimm

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from rnnlab import checkpoint, distributed
+from rnnlab import checkpoint, distributed, threads
 from rnnlab.config import Config
 from rnnlab.data.batching import make_batcher
 from rnnlab.data.corpus import Corpus, load_corpus
@@ -72,8 +72,6 @@ class Trainer:
         distributed.setup(self.device, t.dist_timeout)  # only under torchrun / --nproc
         if not distributed.is_main():  # rank 0 alone prints
             self.progress, self.echo = False, lambda text: None
-        if t.threads:
-            torch.set_num_threads(t.threads)
         self.bf16 = use_bf16(cfg, self.device)
         torch.manual_seed(t.seed)
         stored = None
@@ -86,6 +84,7 @@ class Trainer:
             raise UserError(f"the vocabulary stored in {run_dir} does not match the data at '{cfg.data.path or 'bundled:grimm'}'")
         self.vocab = self.corpus.vocab
         self.model = build_model(cfg.model, len(self.vocab)).to(self.device, getattr(torch, t.dtype))
+        threads.configure(t.threads, self.model, t.batch_size)  # 0: the auto rule (rnnlab/threads.py)
         self.names = [n for n, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
         self.optimizer = build_optimizer(self.params, t)

@@ -14,7 +14,6 @@ import functools
 import json
 import math
 import multiprocessing
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence
 
+from rnnlab import threads
 from rnnlab.config import TrainConfig
 from rnnlab.models.stack import RecurrentStack
 from rnnlab.optim import build_optimizer
@@ -150,8 +150,9 @@ def _call(train_one: Callable, cfg, job: tuple) -> dict:
 def run_jobs(train_one: Callable, jobs: list[tuple], cfg, workers: int = 1, progress: bool = True) -> list[dict]:
     """train_one(*job, cfg) for every job, results in job order. Jobs are independent
     training runs, each seeded by its own arguments, so `workers` > 1 (separate
-    processes, one torch thread each) gives the same results, sooner."""
-    workers = min(workers if workers > 0 else (os.cpu_count() or 1), len(jobs))
+    processes, one torch thread each, by default one per usable core, so that they never
+    oversubscribe the cores) gives the same results, sooner."""
+    workers = min(workers if workers > 0 else threads.usable_cores(), len(jobs))
     bar = tqdm(total=len(jobs), unit="run", disable=not progress, dynamic_ncols=True)
     results = []
     try:
@@ -255,7 +256,7 @@ def main(args) -> int:
     if name == "varlen":  # strategies share initial weights and train in turn: one process
         rows, paths = run(cfg, out, command, progress=not args.no_progress)
     else:
-        workers = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
+        workers = args.jobs if args.jobs > 0 else threads.usable_cores()
         rows, paths = run(cfg, out, command, progress=not args.no_progress, workers=workers)
     print(markdown_table(rows, COLUMNS))
     print("wrote " + ", ".join(str(p) for p in paths.values()))
