@@ -77,3 +77,19 @@ def test_the_default_job_and_a_big_model_get_every_core_here(hidden):
     cfg = load_config("grimm-char-2x128", None, [f"model.hidden={hidden}"])
     model = build_model(cfg.model, 75)
     assert threads.auto_threads(threads.model_work(model, cfg.train.batch_size), 2) == 2
+
+
+def test_jobs_default_to_one_per_usable_core(monkeypatch):
+    """`--jobs 0` starts one worker per core this process may use (its affinity),
+    not per core of the machine: with one usable core the jobs run in this process."""
+    from rnnlab import experiments
+
+    monkeypatch.setattr(threads, "usable_cores", lambda environ=None: 1)
+    seen = []
+
+    def train_one(job, cfg, on_step=None):  # a local function: a worker process could not even receive it
+        seen.append(job)
+        return {"job": job}
+
+    assert experiments.run_jobs(train_one, [(1,), (2,)], cfg=None, workers=0, progress=False) == [{"job": 1}, {"job": 2}]
+    assert seen == [1, 2]
