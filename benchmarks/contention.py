@@ -23,7 +23,7 @@ GOMP_SPINCOUNT=N for that process (300000 is what libgomp does when
 OMP_WAIT_POLICY is unset: the thread pool as rnnlab ran it before the auto
 policy). Without `:spin`, rnnlab's own wait policy applies (rnnlab/threads.py).
 
-    .venv/bin/python benchmarks/contention.py             # 400 steps per cell
+    .venv/bin/python benchmarks/contention.py             # 300 steps per cell
     .venv/bin/python benchmarks/contention.py --quick     # ≤ 3 minutes; last line: ratio=<number>
     .venv/bin/python benchmarks/contention.py --name contention_2x512 --set model.hidden=512 --steps 100
 """
@@ -77,9 +77,10 @@ def child_env(setting: dict) -> dict:
     return {**env, **setting["env"]}
 
 
-def train_command(args, setting: dict, steps: int, run_dir: Path) -> list[str]:
+def train_command(args, setting: dict, steps: int, run_dir: Path, minutes: float = 0.0) -> list[str]:
+    # max_minutes bounds a cell that collapses: its rate is then over the steps it did.
     sets = [*args.set, f"train.max_steps={steps}", f"train.threads={setting['threads']}", "train.samples=0",
-            "train.eval_every=100000000", "train.checkpoint_every=0"]
+            "train.eval_every=100000000", "train.checkpoint_every=0", f"train.max_minutes={minutes}"]
     return [sys.executable, "-m", "rnnlab", "train", "--preset", args.preset, *(a for s in sets for a in ("--set", s)),
             "--no-progress", "--overwrite", "--run-dir", str(run_dir)]
 
@@ -94,7 +95,7 @@ def measure(args, setting: dict, situation: str, tmp: Path) -> float:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(training)]
     run_dir = tmp / "timed"
     try:
-        done = subprocess.run(train_command(args, setting, args.steps, run_dir), env=env,
+        done = subprocess.run(train_command(args, setting, args.steps, run_dir, args.max_minutes), env=env,
                               capture_output=True, text=True)
     finally:
         for p in others:
@@ -122,17 +123,19 @@ def auto_choice(args) -> tuple[int, int]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="≤ 3 minutes: 150 steps, settings 1,2,auto, one repeat")
-    p.add_argument("--steps", type=int, default=0, help="training steps per timed run (default 400; quick 150)")
+    p.add_argument("--steps", type=int, default=0, help="training steps per timed run (default 300; quick 150)")
     p.add_argument("--repeats", type=int, default=1, help="timed runs per cell (median)")
-    p.add_argument("--settings", default="", help="comma list (default 1,2:spin=300000,2,auto; quick 1,2,auto)")
+    p.add_argument("--settings", default="", help="comma list (default 1,2:spin=300000,auto; quick 1,2,auto)")
     p.add_argument("--situations", default=",".join(SITUATIONS), help=f"comma list of: {', '.join(SITUATIONS)}")
+    p.add_argument("--max-minutes", type=float, default=0.5,
+                   help="time limit of a timed run (default 0.5): a collapsed cell is timed over the steps it did")
     p.add_argument("--preset", default="grimm-char")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting of the preset")
     p.add_argument("--name", default="contention", help="results file name (benchmarks/results/NAME.{json,md})")
     p.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/results alone")
     args = p.parse_args()
-    args.steps = args.steps or (150 if args.quick else 400)
-    settings = [parse_setting(s) for s in (args.settings or ("1,2,auto" if args.quick else "1,2:spin=300000,2,auto")).split(",")]
+    args.steps = args.steps or (150 if args.quick else 300)
+    settings = [parse_setting(s) for s in (args.settings or ("1,2,auto" if args.quick else "1,2:spin=300000,auto")).split(",")]
     situations = [s.strip() for s in args.situations.split(",")]
     unknown = [s for s in situations if s not in SITUATIONS]
     if unknown or "alone" not in situations:
@@ -171,7 +174,8 @@ def main() -> None:
     ratio = auto_row["fraction_of_alone"].get("1 training") if auto_row else None
     m = harness.machine()
     notes = [f"Job: `rnnlab train --preset {args.preset}{''.join(' --set ' + s for s in args.set)}`, {args.steps} steps "
-             f"per timed run, {args.repeats} run(s) per cell (median), tokens/s of the training steps from summary.json. "
+             f"per timed run (or as many as {args.max_minutes:g} min allow), {args.repeats} run(s) per cell (median), "
+             "tokens/s of the training steps from summary.json. "
              f"The auto rule (rnnlab/threads.py) picks {auto} thread(s) for this job: {work:,} multiply-adds per time step "
              f"on {threads.usable_cores(child_env({'env': {}}))} usable cores.",
              f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; load average before / after each situation: "

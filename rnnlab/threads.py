@@ -1,35 +1,44 @@
 """How many torch threads a training process uses (`train.threads = 0`, "auto").
 
-Why a rule at all: on a machine whose cores are shared (a laptop, a CI
-runner, two runs side by side), PyTorch's default of one intra-op thread per
-core collapses. Each step is hundreds of small parallel regions; when the OS
-deschedules one thread, its sibling spins at the barrier and the step waits
-for both. Measured on a 2-core machine, the default job ran 2.5x slower
-beside one busy process (benchmarks/results/contention.md).
+Why a rule at all: PyTorch's default, one intra-op thread per core,
+collapses when the cores are shared (a laptop, a CI runner, two runs side by
+side). Each step is hundreds of small parallel regions; libgomp, PyTorch's
+thread pool on Linux, spins ~300,000 iterations at every barrier, so a
+thread whose sibling the OS has descheduled burns the very core the sibling
+needs. Measured on this 2-core Xeon (benchmarks/results/contention.md), the
+default job with 2 spinning threads kept 25 % of its speed beside a busy
+loop, 24 % beside a second training run and 4 % beside two.
 
-The policy has two parts:
+What the measurements say, and so the rule:
 
-1. The OpenMP wait policy. libgomp, PyTorch's thread pool on Linux, spins
-   for ~300,000 iterations at every barrier before it sleeps. We ask it to
-   sleep at once (OMP_WAIT_POLICY=PASSIVE), which costs nothing measurable
-   alone and removes the collapse. It is read once, when torch loads
-   libgomp, so `prefer_passive_wait()` must run before `import torch`: the
-   CLI calls it first thing. A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT
-   wins.
-2. The thread count, a pure function of the work per step and the cores
-   this process may use (`auto_threads`). It deliberately ignores the load
-   average: the count must not depend on what else happens to run, so that
-   a run and its resumption make the same choice.
+1. One thread unless the work per step is very large. Alone, a second
+   thread gained nothing for the default job (2x128: 96k vs 98k tokens/s)
+   and 11 % for a 2x512 model, and beside other work one thread held 97 %
+   (default job beside a second one) and 82 % (2x512). `auto_threads` gives
+   one thread per MIN_WORK_PER_THREAD multiply-adds per time step (batch x
+   dense weights): 1 for every preset here; more only for models far larger
+   than any measured, on machines with the cores for them.
+2. Where more than one thread runs (the rule on a huge model, or an explicit
+   train.threads), idle threads sleep instead of spin (OMP_WAIT_POLICY=
+   PASSIVE): no collapse, at a price alone (the default job on 2 sleeping
+   threads: 62 % of its speed; 2x512: 83 %). libgomp reads the policy once,
+   when torch loads it, so `prefer_passive_wait()` runs before `import
+   torch`: the CLI calls it first thing. A user's own OMP_WAIT_POLICY or
+   GOMP_SPINCOUNT wins (GOMP_SPINCOUNT=300000 restores the spinning pool).
+
+The count is a function of the model and of the cores this process may use,
+never of the load average: the thread count changes float32 results in the
+last bits, so a run and its resumption must make the same choice.
 """
 
 from __future__ import annotations
 
 import os
 
-# Below this many multiply-adds per time step (batch x dense weights) a second
-# thread costs more in synchronisation than it saves (measured; see
-# benchmarks/results/contention.md).
-MIN_WORK_PER_THREAD = 2_000_000
+# Multiply-adds per time step (batch x dense weights) per thread. The default job
+# does 17M, a 2x512 char model at batch 64 270M: one thread each, as measured
+# (benchmarks/results/contention*.md). Above it the value is a guess, unmeasured.
+MIN_WORK_PER_THREAD = 500_000_000
 # More threads than this have not been measured to pay for these models.
 MAX_THREADS = 8
 

@@ -19,6 +19,7 @@ def test_auto_threads_follows_the_work_and_never_exceeds_the_cores():
     small = threads.MIN_WORK_PER_THREAD - 1
     assert threads.auto_threads(small, cores=16) == 1  # too little work to share
     assert threads.auto_threads(2 * threads.MIN_WORK_PER_THREAD, cores=16) == 2
+    assert threads.auto_threads(3 * threads.MIN_WORK_PER_THREAD, cores=2) == 2
     assert threads.auto_threads(10**12, cores=2) == 2  # never more than the cores
     assert threads.auto_threads(10**12, cores=64) == threads.MAX_THREADS
     assert threads.auto_threads(10**12, cores=1) == 1
@@ -71,12 +72,12 @@ def test_configure_sets_torch_threads():
 
 
 @pytest.mark.parametrize("hidden", [128, 512])
-def test_the_default_job_and_a_big_model_get_every_core_here(hidden):
-    """The measured rule (benchmarks/results/contention.md): both the 2x128 default
-    job and a 2x512 model run on all usable cores (with the passive wait policy)."""
+def test_the_default_job_and_a_2x512_model_get_one_thread(hidden):
+    """The measured rule (benchmarks/results/contention*.md): on 2 cores a second thread
+    gains at most ~10 % alone (2x512) and collapses beside other work, so both get one."""
     cfg = load_config("grimm-char-2x128", None, [f"model.hidden={hidden}"])
     model = build_model(cfg.model, 75)
-    assert threads.auto_threads(threads.model_work(model, cfg.train.batch_size), 2) == 2
+    assert threads.auto_threads(threads.model_work(model, cfg.train.batch_size), 2) == 1
 
 
 def test_jobs_default_to_one_per_usable_core(monkeypatch):
