@@ -219,7 +219,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     repeats = args.repeats or (3 if args.quick else 5)
-    rows = [measure("char LSTM 2x128 (grimm-char)", "grimm-char", [], args.length, repeats)]
+    rows = [measure("char LSTM 2x128 (grimm-char-2x128)", "grimm-char-2x128", [], args.length, repeats)]
     brown = harness.data_path("brown")
     if brown is not None:
         rows.append(measure("word LSTM 2x200, adaptive softmax (brown-word)", "brown-word",

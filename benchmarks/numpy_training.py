@@ -1,4 +1,4 @@
-"""The NumPy backend trains as well as the PyTorch one: grimm-char, same seed
+"""The NumPy backend trains as well as the PyTorch one: grimm-char-2x128, same seed
 and settings, N steps each; validation bits/char and wall time of both.
 
     python benchmarks/numpy_training.py            # 1,500 steps each (the issue's acceptance run)
@@ -32,7 +32,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for backend in ("torch", "numpy"):
-            cfg = load_config("grimm-char", None, [f"model.backend={backend}", f"train.max_steps={steps}",
+            cfg = load_config("grimm-char-2x128", None, [f"model.backend={backend}", f"train.max_steps={steps}",
                                                    f"train.eval_every={steps}", "train.samples=0",
                                                    f"train.threads={args.threads}"])
             summary = train(cfg, Path(tmp) / backend, progress=sys.stderr.isatty())
@@ -47,7 +47,7 @@ def main() -> int:
     name = "numpy_training_quick" if args.quick else "numpy_training"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    lines = [f"# NumPy vs PyTorch backend: grimm-char, {steps} steps, same seed", "", f"`{result['command']}`", "",
+    lines = [f"# NumPy vs PyTorch backend: grimm-char-2x128, {steps} steps, same seed", "", f"`{result['command']}`", "",
              "| backend | valid bits/char | accuracy | wall s | chars/s |", "|---|---|---|---|---|"]
     lines += [f"| {r['backend']} | {r['valid_bpc']:.4f} | {r['valid_accuracy']:.4f} | {r['wall_seconds']:.0f} | "
               f"{r['chars_per_s']:.0f} |" for r in rows]

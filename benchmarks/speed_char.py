@@ -1,12 +1,13 @@
-"""Character-level training speed: the `grimm-char` default job against the
-equivalent plain `nn.LSTM` loop.
+"""Character-level training speed: the 2x128 job (preset `grimm-char-2x128`,
+the default job before the 4-minute search) against the equivalent plain
+`nn.LSTM` loop.
 
 Both train a 2×128 LSTM on the bundled Grimm text, batch 64 × 30 characters,
 Adam lr 2e-3 with the preset's cosine decay to 2e-4, clip 5, for the same
 number of steps on the same batches, in alternating blocks inside one process.
 The baseline is the loop anyone would write (nn.Embedding → nn.LSTM →
 nn.Linear, cross-entropy, zero_grad/backward/clip/step, loss.item() each
-step); rnnlab's path is `Trainer.train_step` of the grimm-char preset.
+step); rnnlab's path is `Trainer.train_step` of that preset.
 Afterwards both are scored with the same bits/char on the validation text.
 
     .venv/bin/python benchmarks/speed_char.py            # the default job's 5000 steps per path
@@ -90,7 +91,7 @@ class Baseline:
 
 class Rnnlab:
     def __init__(self, overrides: list[str], seed: int, steps: int, run_dir: Path):
-        self.cfg = load_config("grimm-char", None, [f"train.seed={seed}", f"train.max_steps={steps}", "train.samples=0",
+        self.cfg = load_config("grimm-char-2x128", None, [f"train.seed={seed}", f"train.max_steps={steps}", "train.samples=0",
                                                    *overrides])
         self.trainer = Trainer(self.cfg, run_dir, progress=False, overwrite=True)
 
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
     p.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=None,
                    help="also time each speed option alone (default: on in a full run, off with --quick)")
     p.add_argument("--threads", type=int, default=0, help="torch threads for both paths (default: PyTorch's choice)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override rnnlab's grimm-char preset")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override rnnlab's grimm-char-2x128 preset")
     p.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/results alone")
     args = p.parse_args(argv)
     if args.threads:
@@ -183,7 +184,7 @@ def main(argv=None) -> int:
     table = [["baseline: nn.LSTM loop (Embedding, LSTM, Linear; Adam)", f"{med['baseline_chars_per_s']:.0f}", "1.00",
               f"{med['baseline_chars_per_cpu_s']:.0f}", "1.00", f"{med['baseline_valid_bpc']:.3f}",
               f"{achieved['baseline']:.1f}", f"{achieved['baseline'] / gemm['fp32_gflops']:.0%}"],
-             [f"rnnlab grimm-char (model.impl={cfg.model.impl})", f"{med['rnnlab_chars_per_s']:.0f}", f"{ratio:.2f}",
+             [f"rnnlab grimm-char-2x128 (model.impl={cfg.model.impl})", f"{med['rnnlab_chars_per_s']:.0f}", f"{ratio:.2f}",
               f"{med['rnnlab_chars_per_cpu_s']:.0f}", f"{cpu_ratio:.2f}", f"{med['rnnlab_valid_bpc']:.3f}",
               f"{achieved['rnnlab']:.1f}", f"{achieved['rnnlab'] / gemm['fp32_gflops']:.0%}"]]
     headers = ["path", "chars/s", "ratio", "chars/CPU-s", "CPU-time ratio", "valid bits/char", "model GFLOP/s", "of fp32 GEMM"]

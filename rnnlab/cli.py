@@ -14,7 +14,10 @@ import warnings
 from pathlib import Path
 
 from rnnlab import argtypes as at
+from rnnlab import threads
 from rnnlab.errors import Interrupted, UserError
+
+threads.prefer_passive_wait()  # before anything imports torch: libgomp reads it once, at load
 
 EPILOG_TRAIN = """examples:
   rnnlab train                                   # preset grimm-char: 2x128 char LSTM on Grimm

@@ -120,9 +120,10 @@ class TrainConfig:
     # seq_len steps and averaged over the batch, as in Zaremba et al. (2014), whose lr and clip
     # (lr 1, clip 5) assume it; it scales the gradient by seq_len. Reported losses are per token.
     loss: str = "mean"
-    schedule: str = "constant"  # constant | zaremba | plateau | cosine
-    lr_decay: float = 2.0  # zaremba / plateau: lr is divided by this
+    schedule: str = "constant"  # constant | zaremba | plateau | cosine | step
+    lr_decay: float = 2.0  # zaremba / plateau / step: lr is divided by this
     decay_after: int = 4  # zaremba: divide every epoch after this epoch
+    decay_every: int = 10000  # step: divide every this many steps
     min_lr: float = 0.0  # cosine: final lr
     eval_every: int = 0  # evaluate every N steps; 0 = at each epoch end
     eval_batch_size: int = 16
@@ -135,7 +136,7 @@ class TrainConfig:
     # > 0: stop once the validation accuracy reaches this (checked at every evaluation); 0: never
     stop_at_accuracy: float = 0.0
     patience: int = 0  # > 0: also stop after this many steps without a 1-point gain in validation accuracy
-    threads: int = 0  # torch intra-op threads; 0 = leave PyTorch's choice
+    threads: int = 0  # torch intra-op threads; 0 = auto (rnnlab/threads.py)
     device: str = "cpu"  # cpu | cuda | auto
     dtype: str = "float32"  # float32 | float64 (weights, state and optimizer)
     # bf16 autocast of the matmuls and the recurrent kernel (weights, optimizer, loss and
@@ -375,7 +376,7 @@ def validate(cfg: Config) -> None:
            f"data.max_vocab={d.max_vocab} leaves no token to sample besides the {specials} special token(s); "
            f"use 0 (no limit) or at least {specials + 1}")
     _choice("train.optimizer", t.optimizer, ("sgd", "adagrad", "rmsprop", "adam"))
-    _choice("train.schedule", t.schedule, ("constant", "zaremba", "plateau", "cosine"))
+    _choice("train.schedule", t.schedule, ("constant", "zaremba", "plateau", "cosine", "step"))
     _choice("train.device", t.device, ("cpu", "cuda", "auto"))
     _choice("train.dtype", t.dtype, ("float32", "float64"))
     _choice("train.loss", t.loss, ("mean", "sum_time"))
@@ -383,7 +384,7 @@ def validate(cfg: Config) -> None:
     _check(t.bf16 != "on" or t.dtype == "float32", "train.bf16 autocasts float32 matmuls; it needs train.dtype=float32")
     _check(t.bf16 != "on" or m.backend == "torch", "train.bf16=on needs model.backend=torch")
     _check(t.dist_timeout > 0, f"train.dist_timeout must be positive, got {t.dist_timeout}")
-    for key in ("batch_size", "seq_len", "epochs", "eval_batch_size", "eval_seq_len", "max_faults"):
+    for key in ("batch_size", "seq_len", "epochs", "eval_batch_size", "eval_seq_len", "max_faults", "decay_every"):
         _check(getattr(t, key) > 0, f"train.{key} must be positive, got {getattr(t, key)}")
     for key in ("max_steps", "eval_every", "checkpoint_every", "samples", "threads", "decay_after"):
         _check(getattr(t, key) >= 0, f"train.{key} must be >= 0, got {getattr(t, key)}")

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from rnnlab import threads
 from rnnlab.errors import Interrupted, UserError
 
 _timeout_s = 0.0  # train.dist_timeout of the current process group, for messages
@@ -310,7 +311,7 @@ def launch(nproc: int, argv: list[str]) -> int:
     if nproc < 1:
         raise UserError(f"--nproc must be positive, got {nproc}")
     # N processes share the cores: PyTorch would otherwise give each one all of them.
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, threads.usable_cores() // nproc)))
     for name in list(logging.root.manager.loggerDict):  # we report failures ourselves, in one line
         if name.startswith("torch.distributed.elastic"):
             logging.getLogger(name).setLevel(logging.CRITICAL)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from rnnlab import checkpoint, distributed
+from rnnlab import checkpoint, distributed, threads
 from rnnlab.bounds import check_model_memory
 from rnnlab.config import Config
 from rnnlab.data.batching import make_batcher
@@ -152,8 +152,6 @@ class Trainer:
         distributed.setup(self.device, t.dist_timeout)  # only under torchrun / --nproc
         if not distributed.is_main():  # rank 0 alone prints
             self.show_bar, self.echo = False, lambda text: None
-        if t.threads:
-            torch.set_num_threads(t.threads)
         self.bf16 = use_bf16(cfg, self.device)
         torch.manual_seed(t.seed)
         stored, self.lock = None, None
@@ -180,6 +178,7 @@ class Trainer:
         vocab_size = len(self.vocab) if self.vocab is not None else 0
         check_model_memory(cfg.model, vocab_size, torch.finfo(getattr(torch, t.dtype)).bits // 8)
         self.model = build_model(cfg.model, vocab_size, cfg.task).to(self.device, getattr(torch, t.dtype))
+        threads.configure(t.threads, self.model, t.batch_size)  # 0: the auto rule (rnnlab/threads.py)
         self.names = [n for n, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
         self.optimizer = build_optimizer(self.params, t)

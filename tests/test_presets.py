@@ -16,4 +16,17 @@ def test_presets_command_lists_every_preset(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in preset_names())
-    assert {"grimm-char", "nplm", "nplm-tanh", "palindrome-course", "gru-dropout-adam", "tv-script"} <= set(preset_names())
+    assert {"grimm-char", "nplm", "nplm-tanh", "palindrome-course", "gru-dropout-adam", "tv-script", "grimm-course", "grimm-char-2x128"} <= set(preset_names())
+
+
+def test_the_course_preset_is_the_course_setting():
+    m, t = (c := load_config("grimm-course")).model, c.train
+    assert (m.cell, m.layers, m.hidden, m.dropout) == ("lstm", 2, 128, 0.3)
+    assert (t.optimizer, t.lr, t.schedule, t.decay_every) == ("adam", 2e-3, "step", 10_000)
+    assert 1 / t.lr_decay == pytest.approx(0.95)
+    assert (t.batch_size, t.seq_len) == (64, 30)
+
+
+def test_the_former_default_job_is_kept():
+    m, t = (c := load_config("grimm-char-2x128")).model, c.train
+    assert (m.layers, m.hidden, m.dropout, t.max_steps, t.schedule) == (2, 128, 0.0, 6000, "cosine")

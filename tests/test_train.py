@@ -86,7 +86,7 @@ def test_resume_continues_from_checkpoint(tiny_text, tmp_path):
 
 
 def test_cosine_schedule_reaches_min_lr(tiny_text, tmp_path):
-    cfg = config(tiny_text, "train.max_steps=40", "train.schedule=cosine", "train.min_lr=1e-4")
+    cfg = config(tiny_text, "train.max_steps=40", "train.schedule=cosine", "train.min_lr=1e-4", "train.lr=2e-3")
     train(cfg, tmp_path / "run", progress=False)
     last = [r for r in read_metrics(tmp_path / "run") if r.get("split") == "valid"][-1]
     lrs = [r["lr"] for r in read_metrics(tmp_path / "run") if r.get("split") == "valid"]

@@ -21,7 +21,6 @@ import functools
 import importlib
 import json
 import multiprocessing
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 from tqdm import tqdm
 
 from rnnlab import argtypes as at
+from rnnlab import threads
 from rnnlab.config import Config, apply, validate
 from rnnlab.errors import UserError
 
@@ -96,8 +96,9 @@ def _call(train_one: Callable, cfg, job: tuple) -> dict:
 def run_jobs(train_one: Callable, jobs: list[tuple], cfg, workers: int = 1, progress: bool = True) -> list[dict]:
     """train_one(*job, cfg) for every job, results in job order. Jobs are independent
     training runs, each seeded by its own arguments, so `workers` > 1 (separate
-    processes, one torch thread each) gives the same results, sooner."""
-    workers = min(workers if workers > 0 else (os.cpu_count() or 1), len(jobs))
+    processes, one torch thread each, by default one per usable core, so that they never
+    oversubscribe the cores) gives the same results, sooner."""
+    workers = min(workers if workers > 0 else threads.usable_cores(), len(jobs))
     bar = tqdm(total=len(jobs), unit="run", disable=not progress, dynamic_ncols=True)
     results = []
     try:
@@ -200,7 +201,7 @@ def out_dir(args) -> Path:
 
 
 def workers(args) -> int:
-    return args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
+    return args.jobs if args.jobs > 0 else threads.usable_cores()  # never more processes than usable cores
 
 
 def print_results(rows: list[dict], paths: dict, columns: list[str]) -> int:
