@@ -66,11 +66,11 @@ def parameter_counts() -> None:
 
 
 def grimm_samples() -> None:
-    """The default char LSTM (preset grimm-char), then samples at T = 0.5, 1 and 2."""
+    """The former default char LSTM (preset grimm-char-2x128), then samples at T = 0.5, 1 and 2."""
     if not (GRIMM_RUN / "summary.json").is_file():
         # One thread: the figure must not depend on the machine's core count, and
         # the guide is built on a machine that others share.
-        rnnlab("train", "--preset", "grimm-char", "--run-dir", str(GRIMM_RUN), "--overwrite", "--no-progress",
+        rnnlab("train", "--preset", "grimm-char-2x128", "--run-dir", str(GRIMM_RUN), "--overwrite", "--no-progress",
                "--set", "train.threads=1")
     summary = json.loads((GRIMM_RUN / "summary.json").read_text(encoding="utf-8"))
     valid = summary["final"]["valid"]
@@ -78,7 +78,7 @@ def grimm_samples() -> None:
     rows = json.loads(rnnlab("generate", str(GRIMM_RUN), "--prompt", prompt, "--temperature", "0", "0.5", "1", "2",
                              "--length", "300", "--seed", str(SAMPLE_SEED), "--json"))
     lines = ["# Samples from the Grimm character LSTM", "",
-             f"Made by `python docs/guide/make_figures.py`: `rnnlab train --preset grimm-char --set train.threads=1` "
+             f"Made by `python docs/guide/make_figures.py`: `rnnlab train --preset grimm-char-2x128 --set train.threads=1` "
              f"({summary['steps']:,} steps, {summary['wall_seconds']:.0f} s here, validation "
              f"{valid['bpc']:.3f} bits/char), then", "",
              f"    rnnlab generate runs/guide-grimm --prompt \"{prompt}\" --temperature 0 0.5 1 2 --length 300 "
