@@ -15,13 +15,7 @@ from rnnlab.errors import UserError
 from rnnlab.experiments.palindrome import PalindromeConfig, chrono_init, first_below, parse_lengths, train_one
 from rnnlab.models.classifier import SequenceClassifier
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _read(out, name):

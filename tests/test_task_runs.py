@@ -14,13 +14,7 @@ from rnnlab.experiments import task_run_config
 from rnnlab.runs import read_jsonl
 from rnnlab.train import TIMING_KEYS, Trainer, resume
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def palindrome(**settings):
