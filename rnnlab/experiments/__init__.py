@@ -190,9 +190,9 @@ def task_config(args, config_class):
         torch.set_num_threads(args.threads)
     cfg = config_class.quick() if args.quick else config_class()
     if args.seeds is not None:
-        cfg.seeds = positive("--seeds", args.seeds)
+        cfg.seeds = args.seeds
     if args.hidden is not None:
-        cfg.hidden = positive("--hidden", args.hidden)
+        cfg.hidden = args.hidden
     return cfg
 
 
@@ -210,15 +210,10 @@ def print_results(rows: list[dict], paths: dict, columns: list[str]) -> int:
     return 0
 
 
-def positive(flag: str, value: int) -> int:
-    if value < 1:
-        raise UserError(f"{flag} must be positive, got {value}")
-    return value
-
-
-def parse_cells(text: str, allowed: tuple[str, ...]) -> list[str]:
-    cells = [c.strip() for c in text.split(",") if c.strip()]
-    bad = [c for c in cells if c not in allowed]
-    if not cells or bad:
-        raise UserError(f"--cells takes a comma list of {', '.join(allowed)}; got '{text}'")
-    return cells
+def parse_names(text: str, allowed: tuple[str, ...], flag: str = "--cells") -> list[str]:
+    """A comma list of names, each one of `allowed` (--cells, --optimizers, ...)."""
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    bad = [c for c in names if c not in allowed]
+    if not names or bad:
+        raise UserError(f"{flag} takes a comma list of {', '.join(allowed)}; got '{text}'")
+    return names

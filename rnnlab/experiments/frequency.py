@@ -28,8 +28,7 @@ from rnnlab.experiments import (
     add_task_arguments,
     command_line,
     out_dir,
-    parse_cells,
-    positive,
+    parse_names,
     print_results,
     run_jobs,
     task_config,
@@ -91,9 +90,9 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     cfg = task_config(args, FrequencyConfig)
     if args.cells:
-        cfg.cells = parse_cells(args.cells, ("lstm", "gru", "rnn", "phased_lstm"))
+        cfg.cells = parse_names(args.cells, ("lstm", "gru", "rnn", "phased_lstm"))
     if args.max_steps is not None:
-        cfg.budget.max_steps = positive("--max-steps", args.max_steps)
+        cfg.budget.max_steps = args.max_steps
     cfg.runs = out_dir(args) / "runs"
     rows, paths = measure(cfg, out_dir(args), command_line(args), not args.no_progress, workers(args))
     return print_results(rows, paths, COLUMNS)

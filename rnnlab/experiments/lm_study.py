@@ -111,8 +111,6 @@ def run(args) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     if not models:
         raise UserError("--models takes a comma list of presets, e.g. lstm,gru")
-    if args.epochs is not None and args.epochs < 1:
-        raise UserError(f"--epochs must be positive, got {args.epochs}")
     rows, paths = study(args.data, Path(args.out), models, args.epochs, args.quick, args.overrides, command_line(args),
                         progress=not args.no_progress)
     print(markdown_table(rows, COLUMNS))

@@ -23,7 +23,16 @@ from pathlib import Path
 from rnnlab import argtypes as at
 from rnnlab.config import load_config
 from rnnlab.errors import UserError
-from rnnlab.experiments import command_line, out_dir, print_results, run_jobs, train_task, workers, write_results
+from rnnlab.experiments import (
+    command_line,
+    out_dir,
+    parse_names,
+    print_results,
+    run_jobs,
+    train_task,
+    workers,
+    write_results,
+)
 from rnnlab.runs import read_jsonl
 
 HELP = "SGD, momentum, AdaGrad, RMSprop and Adam at tuned learning rates (char job, palindromes T=20)"
@@ -109,19 +118,11 @@ def add_arguments(p) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _names(text: str, allowed, flag: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in allowed]
-    if not names or unknown:
-        raise UserError(f"{flag} takes a comma list of {', '.join(allowed)}; got {text!r}")
-    return names
-
-
 def run(args) -> int:
     cfg = OptimizersConfig(steps=args.steps or (30 if args.quick else 1500), seed=args.seed, quick=args.quick)
     cfg.runs = out_dir(args) / "runs"
-    problems = _names(args.problems, PROBLEMS, "--problems")
-    optimizers = _names(args.optimizers, tuple(OPTIMIZERS), "--optimizers")
+    problems = parse_names(args.problems, PROBLEMS, "--problems")
+    optimizers = parse_names(args.optimizers, tuple(OPTIMIZERS), "--optimizers")
     rows, paths = measure(cfg, problems, optimizers, out_dir(args), command_line(args), not args.no_progress,
                           workers(args))
     return print_results(rows, paths, COLUMNS)

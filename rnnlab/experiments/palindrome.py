@@ -28,8 +28,7 @@ from rnnlab.experiments import (
     add_task_arguments,
     command_line,
     out_dir,
-    parse_cells,
-    positive,
+    parse_names,
     print_results,
     run_jobs,
     task_config,
@@ -117,12 +116,12 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     cfg = task_config(args, PalindromeConfig)
     if args.cells:
-        cfg.cells = parse_cells(args.cells, ("rnn", "lstm", "gru"))
+        cfg.cells = parse_names(args.cells, ("rnn", "lstm", "gru"))
     if args.lengths:
         cfg.lengths = parse_lengths(args.lengths)
     cfg.backend = args.backend
     if args.max_steps is not None:
-        cfg.budget.max_steps = positive("--max-steps", args.max_steps)
+        cfg.budget.max_steps = args.max_steps
     if args.optimizer:
         cfg.budget.optimizer = args.optimizer
     if args.lr is not None:

@@ -37,7 +37,6 @@ from rnnlab.experiments import (
     add_task_arguments,
     command_line,
     out_dir,
-    positive,
     print_results,
     task_config,
     task_run_config,
@@ -121,7 +120,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     cfg = task_config(args, VarlenConfig)
     if args.epochs is not None:
-        cfg.epochs = positive("--epochs", args.epochs)
+        cfg.epochs = args.epochs
     cfg.runs = out_dir(args) / "runs"
     rows, paths = measure(cfg, out_dir(args), command_line(args), not args.no_progress)
     return print_results(rows, paths, COLUMNS)
