@@ -20,7 +20,7 @@ from rnnlab.errors import Interrupted, UserError
 threads.prefer_passive_wait()  # before anything imports torch: libgomp reads it once, at load
 
 EPILOG_TRAIN = """examples:
-  rnnlab train                                   # preset grimm-char: 2x128 char LSTM on Grimm
+  rnnlab train                                   # preset grimm-char: 2x256 char LSTM on Grimm
   rnnlab train --preset grimm-char --set model.hidden=256 --set train.max_steps=2000
   rnnlab train --config my.toml --run-dir runs/mine
   rnnlab train --resume runs/mine                # continue from the last checkpoint

@@ -34,6 +34,10 @@ class ModelConfig:
     context: int = 3  # nplm: words of context (a 4-gram)
     activation: str = "tanh"  # nplm: the hidden layer's, tanh | linear
     direct: bool = False  # nplm: direct connections from the embeddings to the output (Bengio's W x)
+    # nplm: how the context is read. concat: Bengio's hidden layer over the concatenated embeddings;
+    # recurrent: one layer of `cell` (hidden units) reads the c embeddings in order, its last h is the hidden layer
+    reader: str = "concat"  # concat | recurrent
+    bptt: int = 0  # nplm, reader=recurrent: backpropagate through the last k of the c steps only; 0: all c
     cell: str = "lstm"  # rnn | lstm | gru | phased_lstm (rnnlab/cell_registry.py)
     hidden: int = 128  # units per recurrent layer
     layers: int = 2  # stacked recurrent layers
@@ -62,6 +66,8 @@ class ModelConfig:
 
     def kind_and_size(self) -> tuple[str, str]:
         """How reports name the model: ("lstm", "2×128"), or ("nplm-tanh", "3×16→128") for the n-gram model."""
+        if self.arch == "nplm" and self.reader == "recurrent":
+            return f"nplm-{self.cell}", f"{self.context}×{self.embed or self.hidden}→{self.hidden}"
         if self.arch == "nplm":
             return f"nplm-{self.activation}", f"{self.context}×{self.embed or self.hidden}→{self.hidden}"
         return self.cell, f"{self.layers}×{self.hidden}"
@@ -344,6 +350,11 @@ def validate(cfg: Config) -> None:
         _check(not m.tie_weights, "model.arch=nplm does not tie weights (set model.tie_weights=false)")
         _check(not m.direct or m.softmax == "full", "model.direct needs model.softmax=full")
         _check(m.backend == "torch" or m.dropout == 0, "model.arch=nplm with model.backend=numpy has no dropout")
+        _choice("model.reader", m.reader, ("concat", "recurrent"))
+        _check(m.reader == "concat" or m.backend == "torch",
+               "model.reader=recurrent has no NumPy twin (set model.backend=torch)")
+        _check(m.reader == "concat" or not m.direct, "model.direct needs model.reader=concat")
+        _check(0 <= m.bptt <= m.context, f"model.bptt must be in [0, model.context={m.context}], got {m.bptt}")
     _choice("model.cell", m.cell, tuple(cell_registry.CELLS))
     for option, values in cell_registry.OPTIONS.items():  # nonlinearity, gru_z, gru_reset
         _choice(f"model.{option}", getattr(m, option), values)

@@ -1,6 +1,7 @@
 """The neural n-gram model (Bengio et al. 2003) as a first-class model: a run
 like any other (`--preset nplm`), in either backend."""
 
+import dataclasses
 import json
 import random
 
@@ -97,6 +98,39 @@ def test_numpy_twin_gives_the_same_logits_and_gradients():
         assert torch.allclose(p.grad, q.grad, atol=1e-12), name
 
 
+def test_recurrent_reader_is_the_cell_over_the_window_and_bptt_truncates_it():
+    """reader=recurrent: h after the c-th word of the window, by hand with the cell's equation;
+    bptt=1: the oldest words get no gradient, yet the forward is unchanged."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="nplm", reader="recurrent", cell="rnn", layers=1, embed=4, hidden=8)
+    model = NeuralNgramModel(30, cfg).eval()
+    x = torch.randint(0, 30, (6, 2))
+    logits, _ = model(x)
+    padded = torch.cat([torch.full((3, 2), 1), x])
+    layer = model.reader.layers[0]
+    for t in (0, 5):
+        h = torch.zeros(2, 8)
+        for w in padded[t + 1:t + 4]:  # oldest first
+            h = torch.tanh(layer.weight_ih @ model.embedding(w).t() + layer.bias_ih[:, None]
+                           + layer.weight_hh @ h.t() + layer.bias_hh[:, None]).t()
+        assert torch.allclose(logits[t], model.decoder(h), atol=1e-5)
+    before, newest = torch.tensor([[[2, 3, 4]]]), torch.tensor([[5]])  # one window: words 3, 4, 5
+    for bptt, touched in ((0, {3, 4, 5}), (1, {5}), (2, {4, 5})):
+        truncated = NeuralNgramModel(30, dataclasses.replace(cfg, bptt=bptt))
+        truncated.load_state_dict(model.state_dict())
+        out, _ = truncated(newest, (before,), targets=torch.tensor([[7]]))
+        out.loss.backward()
+        rows = {i for i in range(30) if truncated.embedding.weight.grad[i].abs().sum() > 0}
+        assert rows == touched, (bptt, rows)
+        with torch.no_grad():
+            assert torch.allclose(truncated(x)[0], logits, atol=1e-6)
+
+
+def test_recurrent_reader_trains_as_a_normal_run(corpus, tmp_path):
+    summary = train(load_config("nplm-rnn", None, [f"data.path={corpus}", *SMALL]), tmp_path / "rnn", progress=False)
+    assert summary["final"]["valid"]["perplexity"] < 5, summary["final"]["valid"]
+
+
 def test_training_writes_a_normal_run_with_per_epoch_metrics(run):
     for name in ("config.toml", "vocab.json", "metrics.jsonl", "summary.json", "plots/curves.png"):
         assert (run / name).exists(), name
@@ -140,6 +174,12 @@ def test_nplm_settings_are_checked():
         load_config("nplm", None, ["model.direct=true", "model.softmax=adaptive"])
     with pytest.raises(UserError, match="model.activation"):
         load_config("nplm", None, ["model.activation=relu"])
+    with pytest.raises(UserError, match="model.reader"):
+        load_config("nplm", None, ["model.reader=attention"])
+    with pytest.raises(UserError, match="model.bptt must be in"):
+        load_config("nplm-rnn", None, ["model.bptt=4"])
+    with pytest.raises(UserError, match="no NumPy twin"):
+        load_config("nplm-rnn", None, ["model.backend=numpy"])
 
 
 @pytest.mark.parametrize("softmax", ["full", "adaptive"])

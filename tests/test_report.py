@@ -17,7 +17,7 @@ from rnnlab.errors import UserError
 from rnnlab.generate import generate
 from rnnlab.report.build import build_report
 from rnnlab.report.collect import find_experiments, read_run
-from rnnlab.report.plots import group_curves_figure, plot_run_curves, run_curves_figure
+from rnnlab.report.plots import epoch_curves_figure, group_curves_figure, plot_run_curves, run_curves_figure
 from rnnlab.runs import load_run, read_jsonl
 
 DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -125,6 +125,18 @@ def test_perplexity_is_on_a_log_axis_when_it_spans_a_wide_range(tmp_path):
     assert fig.axes[0].get_yscale() == "log" and "tokens" in fig.axes[0].get_xlabel()
     labels = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
     assert labels == ["word", "word2"]
+
+
+def test_epoch_curves_put_runs_side_by_side_against_epochs(tmp_path):
+    a = fake_run(tmp_path, "a", "word", [900.0, 300.0, 150.0])
+    b = fake_run(tmp_path, "b", "word", [800.0, 200.0])
+    fig = epoch_curves_figure([a, b], title="sizes")
+    score, accuracy = fig.axes
+    assert score.get_xlabel() == "epoch" and score.get_yscale() == "log" and "sizes" in score.get_title()
+    assert [list(line.get_xdata()) for line in score.get_lines()] == [[0, 1, 2], [0, 1, 2], [0, 1], [0, 1]]
+    assert [t.get_text() for t in accuracy.get_legend().get_texts()] == ["a (train)", "a (valid)", "b (train)", "b (valid)"]
+    assert list(accuracy.get_lines()[1].get_ydata()) == [30.0, 30.0, 30.0]  # percent
+    assert epoch_curves_figure([a], linear=True).axes[0].get_yscale() == "linear"
 
 
 def test_unfinished_run_is_reported_without_samples_or_summary(tmp_path):

@@ -1,8 +1,8 @@
 """`rnnlab experiment optimizers`: SGD, SGD with momentum, AdaGrad, RMSprop and
 Adam on the same two problems, each at its own tuned learning rate.
 
-The problems are the default character job (the `grimm-char` model on the
-bundled Grimm text, constant learning rate so that only the optimizer
+The problems are the course's character job (the `grimm-char-2x128` model on
+the bundled Grimm text, constant learning rate so that only the optimizer
 differs) and the palindrome task at T = 20 (the `palindrome-course` preset
 with an LSTM, no early stopping). Every (problem, optimizer, learning rate) of
 the grids below is one run directory, OUT/runs/PROBLEM-OPTIMIZER-lrLR, trained
@@ -76,7 +76,7 @@ class OptimizersConfig:
         if problem == "char":
             tiny = ["model.hidden=16", "train.batch_size=8", "train.seq_len=16", "train.eval_batch_size=4",
                     "train.eval_seq_len=64"] if self.quick else []
-            return "grimm-char", [*common, "train.bf16=off", *tiny]  # float32 everywhere: the same numbers on every CPU
+            return "grimm-char-2x128", [*common, "train.bf16=off", *tiny]  # float32 everywhere: the same numbers on every CPU
         tiny = ["model.hidden=16", "task.length=5", "task.train_size=2048", "task.valid_size=256",
                 "task.test_size=256", "train.batch_size=32"] if self.quick else ["task.length=20"]
         return "palindrome-course", [*common, "model.cell=lstm", "train.stop_at_accuracy=0", *tiny]

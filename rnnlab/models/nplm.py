@@ -7,6 +7,15 @@ Given the previous c = `model.context` words w_{t-c+1} .. w_t::
     y = b + U h  (+ W x with model.direct)    one logit per word
     P(w_{t+1} = i | context) = softmax(y)_i
 
+With `model.reader = "recurrent"` (the course's RNN extension) the hidden
+layer is instead the last state of one recurrent layer (`model.cell`, H units)
+that reads the same c embeddings in order::
+
+    h_0 = 0,   h_k = cell(C(w_{t-c+k}), h_{k-1})  for k = 1..c,   h = h_c   (dropout)
+
+and `model.bptt = k > 0` truncates backpropagation to the last k of those c
+steps (the state entering them is detached).
+
 It is a language model like the recurrent one (rnnlab/models/lm.py) and
 trains, evaluates, samples and checkpoints through the same code: it reads
 token batches x [T, B], and its "state" is the last c words of the batch
@@ -28,8 +37,9 @@ import torch.nn as nn
 
 from rnnlab.config import ModelConfig, parse_cutoffs
 from rnnlab.errors import UserError
-from rnnlab.models.lm import Decoder
+from rnnlab.models.lm import Decoder, cell_options
 from rnnlab.models.softmax import AdaptiveSoftmax, full_loss
+from rnnlab.models.stack import RecurrentStack
 from rnnlab.numpy import ngram as ngram_np
 
 START = 1  # <eos>'s id in a word vocabulary (Vocab.build: <unk>, <eos>, then by frequency)
@@ -42,7 +52,10 @@ class NeuralNgramModel(nn.Module):
         self.cfg, self.vocab_size, self.context = cfg, vocab_size, cfg.context
         embed = cfg.embed or cfg.hidden
         self.embedding = nn.Embedding(vocab_size, embed)
-        self.hidden = nn.Linear(cfg.context * embed, cfg.hidden)
+        if cfg.reader == "recurrent":
+            self.reader = RecurrentStack(cfg.cell, embed, cfg.hidden, 1, 0.0, cfg.impl, cfg.bias, **cell_options(cfg))
+        else:
+            self.hidden = nn.Linear(cfg.context * embed, cfg.hidden)
         if cfg.softmax == "adaptive":
             if cfg.cutoffs == "auto":
                 raise UserError("model.cutoffs=auto is chosen from the training data when a run starts "
@@ -75,11 +88,25 @@ class NeuralNgramModel(nn.Module):
     def features(self, x: torch.Tensor, state=None):
         """(x_cat [T, B, c·E], h [T, B, H]) after dropout, and the new state."""
         ctx, state = self.contexts(x, state)
+        if self.cfg.reader == "recurrent":
+            return None, self.drop(self.read_recurrently(self.drop(self.embedding(ctx)))), state
         e = self.drop(self.embedding(ctx).flatten(2))
         h = self.hidden(e)
         if self.cfg.activation == "tanh":
             h = torch.tanh(h)
         return e, self.drop(h), state
+
+    def read_recurrently(self, e: torch.Tensor) -> torch.Tensor:
+        """Embeddings [T, B, c, E] → the reader's state after the c-th word [T, B, H]."""
+        T, B, c, E = e.shape
+        steps = e.reshape(T * B, c, E).transpose(0, 1)  # [c, T·B, E]: each window is a sequence of c steps
+        k = self.cfg.bptt or c
+        state = None
+        if k < c:  # truncated BPTT: no gradient flows into the steps before the last k
+            _, state = self.reader(steps[: c - k], state)
+            state = tuple(s.detach() for s in state)
+        out, _ = self.reader(steps[c - k:], state)
+        return out[-1].view(T, B, -1)
 
     def forward(self, x: torch.Tensor, state=None, times=None, targets=None):
         """As LanguageModel.forward: logits [T, B, V] (or with targets the Loss), and the new state.

@@ -151,6 +151,44 @@ def group_curves_figure(runs: list[Run], title: str = "") -> Figure:
     return fig
 
 
+def epoch_curves_figure(runs: list[Run], splits: tuple[str, ...] = ("train", "valid"), title: str = "",
+                        linear: bool = False) -> Figure:
+    """Runs side by side against epochs: the headline score and the accuracy,
+    one colour per run and one line style per split (train dashed, valid solid,
+    test dotted). `linear`: no log axis even where perplexity spans a lot."""
+    fig, (ax_score, ax_acc) = new_figure(2)
+    values = []
+    for i, run in enumerate(runs):
+        color = COLORS[i % len(COLORS)]
+        for split in splits:
+            curve = run.curve(split)
+            if not curve:
+                continue
+            epochs = [r["epoch"] for r in curve]
+            scores = [run.score(r) for r in curve]
+            values += scores
+            label = f"{run.label} ({split})" if len(splits) > 1 else run.label
+            ax_score.plot(epochs, scores, marker="o", color=color, label=label, **SPLIT_STYLE[split])
+            ax_acc.plot(epochs, [100 * r["accuracy"] for r in curve], marker="o", color=color, label=label,
+                        **SPLIT_STYLE[split])
+    if not values:
+        _empty(ax_score)
+        _empty(ax_acc)
+    else:
+        ax_acc.legend()
+    if not linear:
+        _score_axis(ax_score, runs, values)
+    else:
+        ax_score.set_ylabel(runs[0].score_name)
+    prefix = f"{title}: " if title else ""
+    ax_score.set_title(f"{prefix}{runs[0].score_name} per epoch")
+    ax_acc.set_title(f"{prefix}next-token accuracy per epoch")
+    ax_acc.set_ylabel("top-1 accuracy (%)")
+    for ax in (ax_score, ax_acc):
+        ax.set_xlabel("epoch")
+    return fig
+
+
 def plot_run_curves(run_dir: Path) -> Path:
     """Write RUN_DIR/plots/curves.png (called when training ends) and return its path."""
     run = read_run(Path(run_dir))
