@@ -108,12 +108,13 @@ class Run:
         return {"split": split, **result, "step": meta["step"]}
 
     def generate(self, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int = 0,
-                 top_p: float = 1.0, num: int = 1, seed: int | None = None) -> list[str]:
-        """`num` continuations of `prompt` (without the prompt), as `rnnlab generate` samples them."""
+                 top_p: float = 1.0, num: int = 1, seed: int | None = None, stop: str = "") -> list[str]:
+        """`num` continuations of `prompt` (without the prompt), as `rnnlab generate` samples them;
+        a non-empty `stop` ends each where that text first appears (as `--stop`)."""
         from rnnlab.generate import generate
 
         model, vocab, _, _, device = self._model()
-        return generate(model, vocab, prompt, length, temperature, top_k, top_p, num, seed, device)
+        return generate(model, vocab, prompt, length, temperature, top_k, top_p, num, seed, device, stop=stop)
 
 
 def train(preset: str | None = None, overrides: Mapping[str, Any] | None = None,

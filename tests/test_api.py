@@ -51,6 +51,9 @@ def test_load_and_generate_are_reproducible(api_run):
     b = api_run.generate("the ", length=30, temperature=0.5, num=2, seed=3)
     assert a == b and len(a) == 2 and all(len(s) == 30 for s in a)
     assert run.generate("the ", length=30, temperature=0.5, num=2, seed=4) != a
+    stop = a[0][10:12]  # two characters the sample contains: it ends just before their first appearance
+    cut = run.generate("the ", length=30, temperature=0.5, num=2, seed=3, stop=stop)
+    assert cut[0] == a[0][:a[0].find(stop)] and stop not in cut[0]
 
 
 def test_metrics_frame_matches_metrics_or_says_what_is_missing(api_run):

@@ -1,0 +1,138 @@
+"""Two character LSTMs of the course, trained as rnnlab runs and written up:
+
+    grimm-course  the UvA report's Grimm generator (preset grimm-course: 2x128, dropout 0.3,
+                  Adam 2e-3 x0.95 every 10,000 steps), 33,000 steps (~30 minutes on one core);
+                  samples at 12 evenly spaced steps, then completions of "The sleeping beauty is"
+                  at temperatures 0.5, 1 and 2, ten times longer than the training sequences
+    tv-script     the TV-script report's 3x200 char LSTM (preset tv-script) on Tiny Shakespeare,
+                  train/valid/test loss and accuracy every epoch; speeches that start with a
+                  speaker's name and stop at the end of the speech; the teacher-forced view
+
+    python benchmarks/course_runs.py --train grimm-course     # a finished run is kept
+    python benchmarks/course_runs.py --train tv-script
+    python benchmarks/course_runs.py --render                 # benchmarks/results/{grimm_course,tv_script}.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import rnnlab  # noqa: E402
+from benchmarks import harness  # noqa: E402
+from rnnlab.config import load_config  # noqa: E402
+from rnnlab.experiments import train_unless_finished  # noqa: E402
+from rnnlab.report.collect import read_run  # noqa: E402
+from rnnlab.report.plots import epoch_curves_figure, run_curves_figure, save  # noqa: E402
+
+SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+RUNS = {  # name: (preset, overrides)
+    "grimm-course": ("grimm-course", ["train.max_steps=33000", "train.max_minutes=33", "train.eval_every=2000",
+                                      "train.samples=12", "train.sample_length=300"]),
+    "tv-script": ("tv-script", [f"data.path={SHAKESPEARE}", "train.epochs=6"]),
+}
+PROMPT, TEMPERATURES = "The sleeping beauty is", (0.5, 1.0, 2.0)
+SPEAKERS = ("ROMEO:", "JULIET:", "First Citizen:", "KING RICHARD III:", "MENENIUS:")
+
+
+def command(name: str) -> str:
+    preset, overrides = RUNS[name]
+    shown = (o.replace(str(SHAKESPEARE), "../shared/data/tinyshakespeare.txt") for o in overrides)
+    return f"rnnlab train --preset {preset} " + " ".join(f"--set {o}" for o in shown)
+
+
+def render_grimm(run_dir: Path, results: Path) -> None:
+    run, api = read_run(run_dir, "grimm-course"), rnnlab.load(run_dir)
+    final, cfg = run.summary["final"]["valid"], run.config
+    save(run_curves_figure(run), results / "grimm_course_curves.png")
+    md = ["# Grimm as the course trained it", "", "```", command("grimm-course") + " --set train.threads=1",
+          "python benchmarks/course_runs.py --render", "```", "",
+          f"{run.summary['steps']:,} steps ({run.summary['epochs']:.0f} epochs of the training text) in "
+          f"{run.summary['wall_seconds'] / 60:.1f} minutes on one thread of {harness.machine()['cpu']}, beside one "
+          f"other training process. Validation: **{final['bpc']:.3f} bits/char**, next-character accuracy "
+          f"{final['accuracy']:.1%}. The learning rate went from {cfg.train.lr:g} to "
+          f"{cfg.train.lr / cfg.train.lr_decay ** (run.summary['steps'] // cfg.train.decay_every):.3g} "
+          f"(x0.95 every {cfg.train.decay_every:,} steps).", "", "![curves](grimm_course_curves.png)", "",
+          f"## Samples during training (temperature {cfg.generate.temperature})", ""]
+    for s in run.samples:
+        md += [f"**step {s['step']:,}**", "", "```", s["text"].strip(), "```", ""]
+    md += [f"## \"{PROMPT}\", 300 characters (training sequences are {cfg.train.seq_len})", ""]
+    for t in TEMPERATURES:
+        text = api.generate(PROMPT, length=300, temperature=t, seed=0)[0]
+        md += [f"**temperature {t:g}**", "", "```", PROMPT + text, "```", ""]
+    (results / "grimm_course.md").write_text("\n".join(md), encoding="utf-8")
+
+
+def render_tv(run_dir: Path, results: Path) -> None:
+    run, api = read_run(run_dir, "tv-script"), rnnlab.load(run_dir)
+    final = run.summary["final"]
+    save(epoch_curves_figure([run], ("train", "valid", "test"), "tv-script (3x200)", linear=True),
+         results / "tv_script_curves.png")
+    epochs = {r["epoch"]: r for r in run.curve("test")}.items()  # the final evaluation repeats the last epoch's
+    md = ["# The TV-script model (3x200 char LSTM) on Tiny Shakespeare", "", "```",
+          command("tv-script") + " --set train.threads=1", "python benchmarks/course_runs.py --render", "```", "",
+          f"{run.summary['steps']:,} steps, {run.summary['epochs']:.0f} epochs, "
+          f"{run.summary['wall_seconds'] / 60:.1f} minutes on one thread of {harness.machine()['cpu']}, beside one "
+          "other training process. Every epoch the whole train, validation and test splits are evaluated "
+          "(loss in bits/char, accuracy of the next-character guess).", "",
+          "| epoch | train bits/char | train accuracy | valid bits/char | valid accuracy | test bits/char | test accuracy |",
+          "|---|---|---|---|---|---|---|"]
+    train, valid = ({r["epoch"]: r for r in run.curve(s)} for s in ("train", "valid"))
+    for epoch, t in epochs:
+        a, v = train.get(epoch, {}), valid.get(epoch, {})
+        md.append(f"| {epoch:g} | {a.get('bpc', float('nan')):.3f} | {a.get('accuracy', float('nan')):.1%} | "
+                  f"{v.get('bpc', float('nan')):.3f} | {v.get('accuracy', float('nan')):.1%} | {t['bpc']:.3f} | "
+                  f"{t['accuracy']:.1%} |")
+    md += ["", f"Final test: {final['test']['bpc']:.3f} bits/char, accuracy {final['test']['accuracy']:.1%}.", "",
+           "![curves](tv_script_curves.png)", "",
+           "## Speeches that start with a speaker's name", "",
+           "`rnnlab generate RUN --prompt \"ROMEO:\" --stop \"\\n\\n\"`: a speech here is the speaker's line and "
+           "the lines under it, up to the blank line (the end of a line in a one-line-per-speaker script; "
+           "`--stop \"\\n\"` gives just the first line). Temperature 0.7.", ""]
+    for i, speaker in enumerate(SPEAKERS):
+        text = api.generate(speaker, length=400, temperature=0.7, seed=i, stop="\n\n")[0]
+        md += ["```", speaker + text, "```", ""]
+    if run.samples and "teacher_forced" in run.samples[-1]:
+        tf = run.samples[-1]["teacher_forced"]
+        md += ["## Teacher-forced view", "",
+               f"Under each character of a validation line, the model's most likely next character given the true "
+               f"text so far (at step {run.samples[-1]['step']:,}): the model output is shifted one to the left "
+               "of what it predicts.", "", "```", f"sample line:  {tf['input']}", f"model output: {tf['predicted']}",
+               "```", ""]
+    (results / "tv_script.md").write_text("\n".join(md), encoding="utf-8")
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", default=str(ROOT / "runs" / "course-runs"), help="run directories")
+    ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--train", choices=tuple(RUNS), help="train one run")
+    ap.add_argument("--render", action="store_true", help="write the results of the finished runs")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting on top (smoke tests)")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    work, results = Path(args.work), Path(args.results)
+    if args.train:
+        preset, overrides = RUNS[args.train]
+        cfg = load_config(preset, None, [*overrides, "train.threads=1", *args.set])
+        train_unless_finished(args.train, cfg, work / args.train, progress=False)
+    if args.render:
+        results.mkdir(parents=True, exist_ok=True)
+        for name, render in (("grimm-course", render_grimm), ("tv-script", render_tv)):
+            if (work / name / "summary.json").is_file():
+                render(work / name, results)
+                print(f"wrote {results / (name.replace('-', '_') + '.md')}")
+            else:
+                print(f"{name}: no finished run in {work / name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
