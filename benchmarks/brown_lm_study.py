@@ -7,15 +7,15 @@ perplexity, epochs, train_minutes, parameters), the overlay plots, the
 nearest neighbours of a few frequent words and a 2-D map of the best model's
 embeddings.
 
-    python benchmarks/brown_lm_study.py --epochs 6             # trains the four models one after another
+    python benchmarks/brown_lm_study.py --epochs 6             # trains the five models one after another
     python benchmarks/brown_lm_study.py --render-only          # results from finished runs in --work
 
-The four runs are independent: to use both cores, start two halves in
+The five runs are independent: to use both cores, start two streams in
 parallel first (each with one thread), then render:
 
-    rnnlab experiment lm-study --data ../shared/data/brown --epochs 6 --models lstm,lstm-dropout \\
+    rnnlab experiment lm-study --data ../shared/data/brown --epochs 6 --models lstm,gru \\
         --out runs/brown-lm-study --set train.threads=1 &
-    rnnlab experiment lm-study --data ../shared/data/brown --epochs 6 --models gru,gru-dropout \\
+    rnnlab experiment lm-study --data ../shared/data/brown --epochs 6 --models lstm-dropout,gru-dropout,gru-dropout-adam \\
         --out runs/brown-lm-study --set train.threads=1
 """
 
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
             sys.exit(f"brown_lm_study: unfinished runs in {work}: {', '.join(missing)}")
     command = f"rnnlab experiment lm-study --data {args.data} --epochs {args.epochs} --out {work}"
     rows, _ = study(args.data, work, MODELS, args.epochs, overrides=["train.threads=1"], command=command)
-    best = min(rows, key=lambda r: r["test_ppl"])
+    best = min(rows, key=lambda r: r["best_test_ppl"])
 
     results.mkdir(parents=True, exist_ok=True)
     (results / "brown_lm_study.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
@@ -67,16 +67,20 @@ def main(argv=None) -> int:
                     title=f"{best['model']}: the 300 most frequent words' input embeddings (PCA)")
 
     by = {r["model"]: r for r in rows}
-    gains = {cell: 1 - by[f"{cell}-dropout"]["test_ppl"] / by[cell]["test_ppl"] for cell in ("lstm", "gru")}
+    def effect(column: str) -> str:
+        return ", ".join(f"{cell.upper()} {by[cell][column]:.1f} → {by[cell + '-dropout'][column]:.1f} "
+                         f"({by[cell + '-dropout'][column] / by[cell][column] - 1:+.1%})" for cell in ("lstm", "gru"))
+
     ran = args.ran or [command, f"python benchmarks/brown_lm_study.py {shlex.join(sys.argv[1:])}".strip()]
     md = ["# Brown: LSTM and GRU language models with and without dropout", "", "```", *ran, "```", "",
           markdown_table(rows, COLUMNS), "",
-          f"Best test perplexity: **{best['test_ppl']:.1f}** ({best['model']}, {best['train_minutes']:.1f} minutes "
-          f"of training on one core). Interpolated Kneser-Ney trigram on the same data: 217.6 "
-          "([brown_ngram.md](brown_ngram.md)).", "",
-          "Dropout's effect on test perplexity: " + ", ".join(
-              f"{cell.upper()} {by[cell]['test_ppl']:.1f} → {by[cell + '-dropout']['test_ppl']:.1f} ({-g:+.1%})"
-              for cell, g in gains.items()) + ".", "",
+          f"Best test perplexity: **{best['best_test_ppl']:.1f}** ({best['model']} at its best-validation "
+          f"checkpoint, epoch {best['best_epoch']:g}; {best['train_minutes']:.1f} minutes of training on one core). "
+          "`best_*` columns: the checkpoint with the lowest validation perplexity (as the course and Zaremba et al. "
+          "report); the others: after the last epoch. Interpolated Kneser-Ney trigram on the same data: 217.6 "
+          "([ngram_assignment.md](ngram_assignment.md)).", "",
+          f"Dropout's effect on test perplexity at the best-validation checkpoint: {effect('best_test_ppl')}; "
+          f"after the last epoch: {effect('test_ppl')}.", "",
           "![train](brown_lm_study_train.png) ![valid](brown_lm_study_valid.png) ![test](brown_lm_study_test.png)", "",
           f"## What {best['model']}'s embeddings learned", "",
           "Nearest neighbours by cosine similarity among the 5,000 most frequent words "
@@ -88,9 +92,11 @@ def main(argv=None) -> int:
            "adaptive softmax (cutoffs 2,000 / 10,000, exact full-vocabulary perplexities), batch 20 × 35 steps, "
            "SGD with Zaremba et al.'s loss convention (summed over the 35 steps, averaged over the batch) at lr 1 "
            "(GRU 0.5), clip 5, lr halved every epoch after epoch 4, init ±0.1; dropout 0.3 on non-recurrent "
-           f"connections for the `-dropout` models; {args.epochs} epochs each. Perplexities per epoch are in each "
+           "connections for the `-dropout` models. `gru-dropout-adam`, the course report's best: the GRU with "
+           "dropout 0.5, Adam lr 1e-3 on the per-token loss, halved every epoch after epoch 4. "
+           f"{args.epochs} epochs each. Perplexities per epoch are in each "
            "run's metrics.jsonl; `train` is the running training loss of the epoch (dropout on).",
-           f"Machine: {harness.machine()['cpu']}, the four runs as two parallel streams of one thread each."]
+           f"Machine: {harness.machine()['cpu']}, the {len(rows)} runs as two parallel streams of one thread each."]
     (results / "brown_lm_study.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     print("\n".join(md))
     return 0
