@@ -11,11 +11,17 @@
     python benchmarks/course_runs.py --train grimm-course     # a finished run is kept
     python benchmarks/course_runs.py --train tv-script
     python benchmarks/course_runs.py --render                 # benchmarks/results/{grimm_course,tv_script}.md
+
+--render also collects two experiments run in the course's settings (their
+commands are in COURSE_EXPERIMENTS) into benchmarks/results: the palindromes
+(palindrome_course.md, with the tuned palindrome.md beside it in one figure)
+and the optimizer comparison (optimizers.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -37,6 +43,12 @@ RUNS = {  # name: (preset, overrides)
 }
 PROMPT, TEMPERATURES = "The sleeping beauty is", (0.5, 1.0, 2.0)
 SPEAKERS = ("ROMEO:", "JULIET:", "First Citizen:", "KING RICHARD III:", "MENENIUS:")
+COURSE_EXPERIMENTS = {  # output directory under --work: the command that fills it
+    "palindrome-course": "rnnlab experiment palindrome --out runs/course-runs/palindrome-course --cells rnn,lstm "
+                         "--lengths 5:30:5 --seeds 1 --optimizer sgd --lr 0.1 --no-chrono --target 0 --patience 0 "
+                         "--max-steps 10000 --hidden 128 --jobs 1",
+    "optimizers": "rnnlab experiment optimizers --steps 1000 --jobs 1 --out runs/course-runs/optimizers",
+}
 
 
 def command(name: str) -> str:
@@ -106,6 +118,31 @@ def render_tv(run_dir: Path, results: Path) -> None:
     (results / "tv_script.md").write_text("\n".join(md), encoding="utf-8")
 
 
+def render_palindromes(out: Path, results: Path) -> None:
+    """The course setting's table as the experiment wrote it, and one figure with the tuned runs beside it."""
+    from rnnlab.report.plots import COLORS, new_figure
+
+    course = json.loads((out / "palindrome.json").read_text(encoding="utf-8"))
+    tuned = json.loads((results / "palindrome.json").read_text(encoding="utf-8"))
+    fig, (ax,) = new_figure(1, width=6.0, height=3.8)
+    for i, cell in enumerate(sorted({r["cell"] for r in course})):
+        for rows, style, label in ((course, "-", "course setting"), (tuned, "--", "tuned")):
+            points = [(r["length"], 100 * r["accuracy"]) for r in rows if r["cell"] == cell]
+            if points:
+                ax.plot(*zip(*points), marker="o", linestyle=style, color=COLORS[i], label=f"{cell}, {label}")
+    ax.set(xlabel="palindrome length T", ylabel="test accuracy of the last digit (%)", ylim=(0, 102),
+           title="Palindromes: the course's setting vs tuned")
+    ax.legend()
+    save(fig, results / "palindrome_course.png")
+    md = (out / "palindrome.md").read_text(encoding="utf-8").replace("# palindrome", "# palindrome, the course's setting", 1)
+    md = md.replace("(palindrome.png)", "(palindrome_course.png)")
+    md += ("\n\nThe figure puts the tuned runs of [palindrome.md](palindrome.md) (RMSprop 1e-3, chrono init, early "
+           "stopping, 3 seeds; dashed) beside this setting (SGD 0.1, PyTorch's init, 10,000 steps, 1 seed; solid).\n")
+    (results / "palindrome_course.md").write_text(md, encoding="utf-8")
+    for ext in ("json", "csv"):
+        (results / f"palindrome_course.{ext}").write_bytes((out / f"palindrome.{ext}").read_bytes())
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default=str(ROOT / "runs" / "course-runs"), help="run directories")
@@ -131,6 +168,13 @@ def main(argv=None) -> int:
                 print(f"wrote {results / (name.replace('-', '_') + '.md')}")
             else:
                 print(f"{name}: no finished run in {work / name}")
+        if (work / "palindrome-course" / "palindrome.json").is_file():
+            render_palindromes(work / "palindrome-course", results)
+            print(f"wrote {results / 'palindrome_course.md'}")
+        if (work / "optimizers" / "optimizers.md").is_file():
+            for ext in ("json", "csv", "md", "png"):
+                (results / f"optimizers.{ext}").write_bytes((work / "optimizers" / f"optimizers.{ext}").read_bytes())
+            print(f"wrote {results / 'optimizers.md'}")
     return 0
 
 
