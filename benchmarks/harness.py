@@ -191,7 +191,10 @@ def write_results(name: str, results: dict, table: list[list], headers: list[str
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     lines = [f"# {name}", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in table]
-    lines += ["", *notes, "", "Command (from the repository root):", "", "```", results["command"], "```", ""]
+    m = results["machine"]
+    lines += ["", *notes, "", f"CPU: {m['cpu']} ({m['cores']} cores, torch {m['torch']}, {m['cpu_capability']}); "
+              f"measured {results['date']}.", "", "Command (from the repository root):", "", "```", results["command"],
+              "```", ""]
     (RESULTS / f"{name}.md").write_text("\n".join(lines), encoding="utf-8")
     return RESULTS / f"{name}.json"
 
