@@ -469,9 +469,11 @@ class Trainer:
         self.echo(f"step {self.progress.step} (epoch {self.progress.epoch}): valid loss {v['loss']:.4f}, {score}accuracy {v['accuracy']:.3f}")
 
     def _summary(self, results: dict, tokens_per_step: int) -> dict:
-        return {"name": self.cfg.name, "level": self.vocab.level if self.vocab else None, "arch": self.cfg.model.arch,
-                "task": self.cfg.task.kind or None, "cell": self.cfg.model.cell if self.cfg.model.arch != "nplm" else None,
-                "hidden": self.cfg.model.hidden, "layers": self.cfg.model.layers,
+        m = self.cfg.model
+        nplm = m.arch == "nplm"  # one hidden layer; a recurrent one only with model.reader=recurrent
+        return {"name": self.cfg.name, "level": self.vocab.level if self.vocab else None, "arch": m.arch,
+                "task": self.cfg.task.kind or None, "cell": m.cell if not nplm or m.reader == "recurrent" else None,
+                "model": " ".join(m.kind_and_size()), "hidden": m.hidden, "layers": 1 if nplm else m.layers,
                 "parameters": self.model.num_parameters(), "vocab_size": len(self.vocab) if self.vocab else 0,
                 "steps": self.progress.step, "step_seconds": self.progress.step_seconds,
                 "early_stop": self.progress.early_stop or None,
