@@ -1,0 +1,121 @@
+"""Where a word-LM training step's time goes: the `brown-word` preset's
+`Trainer.train_step` under torch.profiler, self CPU time per operator, and the
+same step with two changes that the profile suggests (measured, not assumed):
+
+  rand-mask dropout   x * (rand_like(x) >= p) / (1 - p) instead of F.dropout's bernoulli_
+  foreach             SGD(foreach=True) and clip_grad_norm_(foreach=True): one call for all tensors
+
+    .venv/bin/python benchmarks/profile_word.py            # 20 profiled steps, 8 interleaved rounds of the variants
+    .venv/bin/python benchmarks/profile_word.py --quick    # fewer of both (seconds)
+
+Writes benchmarks/results/profile_word.{json,md}. One torch thread: shares of
+one core's time, and CPU time (not wall time) for the variants, so that a
+second process on the machine moves the figures less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from benchmarks import harness  # noqa: E402
+from rnnlab.config import load_config  # noqa: E402
+from rnnlab.train import Trainer  # noqa: E402
+
+GROUPS = {  # operator → what it is in this model
+    "aten::mkldnn_rnn_layer_backward": "LSTM layers, backward (oneDNN kernel)",
+    "aten::mkldnn_rnn_layer": "LSTM layers, forward (oneDNN kernel)",
+    "aten::mm": "matrix products (adaptive softmax, its gradients)",
+    "aten::addmm": "matrix products (adaptive softmax, its gradients)",
+    "aten::bernoulli_": "dropout masks",
+    "aten::_log_softmax": "log-softmax (head and clusters)",
+    "aten::_log_softmax_backward_data": "log-softmax (head and clusters)",
+    "aten::fill_": "zero-filling (dense embedding gradient, buffers)",
+    "aten::linalg_vector_norm": "gradient-norm clipping",
+    "aten::add_": "gradient accumulation and SGD update",
+    "aten::mul_": "gradient scaling (clipping) and dropout scaling",
+}
+
+
+def rand_dropout(x, p=0.5, training=True, inplace=False):
+    if not training or p == 0:
+        return x
+    return x * ((torch.rand_like(x) >= p) * (1.0 / (1 - p))).to(x.dtype)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    brown = harness.data_path("brown")
+    if brown is None:
+        print("profile_word: ../shared/data/brown not found; skipped")
+        return 0
+    torch.set_num_threads(1)
+    steps, rounds, block = (5, 2, 3) if args.quick else (20, 8, 8)
+    cfg = load_config("brown-word", None, [f"data.path={brown}", "train.samples=0", "train.threads=1"])
+    with tempfile.TemporaryDirectory() as tmp:
+        tr = Trainer(cfg, Path(tmp) / "run", progress=False, overwrite=True)
+        tr.model.train()
+        for _ in range(5):
+            tr.train_step()
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                tr.train_step()
+        events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+        total = sum(e.self_cpu_time_total for e in events)
+        grouped: dict[str, float] = {}
+        for e in events:
+            grouped[GROUPS.get(e.key, "everything else")] = grouped.get(GROUPS.get(e.key, "everything else"), 0) + e.self_cpu_time_total
+        # the variants, interleaved, CPU time per step
+        original_dropout, original_clip, loop_sgd = F.dropout, torch.nn.utils.clip_grad_norm_, tr.optimizer
+        foreach_sgd = torch.optim.SGD(tr.params, lr=cfg.train.lr, foreach=True)
+
+        def use(name: str) -> None:
+            torch.nn.functional.dropout = rand_dropout if "rand" in name else original_dropout
+            torch.nn.utils.clip_grad_norm_ = ((lambda ps, m, **k: original_clip(ps, m, foreach=True))
+                                              if "foreach" in name else original_clip)
+            tr.optimizer = foreach_sgd if "foreach" in name else loop_sgd
+
+        names = ["as shipped", "rand-mask dropout", "foreach", "rand-mask dropout + foreach"]
+        cpu = {n: [] for n in names}
+        try:
+            for r in range(rounds):
+                for n in names[r % 4:] + names[: r % 4]:
+                    use(n)
+                    start = time.process_time()
+                    for _ in range(block):
+                        tr.train_step()
+                    cpu[n].append((time.process_time() - start) / block * 1000)
+        finally:
+            use("as shipped")
+    ms = {n: statistics.median(v) for n, v in cpu.items()}
+    table = [[g, f"{t / 1000 / steps:.1f}", f"{t / total:.1%}"] for g, t in sorted(grouped.items(), key=lambda kv: -kv[1])]
+    variants = [{"variant": n, "cpu_ms_per_step": round(ms[n], 2), "speed_vs_shipped": round(ms[names[0]] / ms[n], 3)}
+                for n in names]
+    harness.print_table(table, ["where", "ms/step", "share"])
+    harness.print_table([list(v.values()) for v in variants], ["variant", "CPU ms/step", "speed vs shipped"])
+    notes = [f"brown-word (2x200 LSTM, adaptive softmax, batch 20 x 35, SGD, clip, dropout), one thread; {steps} "
+             f"profiled steps after 5 of warm-up; load average {harness.load_average()} at the end.", "",
+             "| variant | CPU ms/step | speed vs shipped |", "|---|---|---|",
+             *[f"| {v['variant']} | {v['cpu_ms_per_step']} | {v['speed_vs_shipped']} |" for v in variants], "",
+             f"Variants: {rounds} interleaved rounds of {block} steps each, medians of CPU time per step."]
+    harness.write_results("profile_word", {"quick": args.quick, "groups": {g: t / total for g, t in grouped.items()},
+                                           "variants": variants}, table, ["where", "ms/step", "share"], notes)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
