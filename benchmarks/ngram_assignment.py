@@ -41,7 +41,7 @@ from rnnlab.report.collect import read_run  # noqa: E402
 from rnnlab.report.embeddings import nearest_neighbors, plot_embeddings, run_embedding  # noqa: E402
 from rnnlab.report.plots import epoch_curves_figure, save  # noqa: E402
 
-EPOCHS = 4
+EPOCHS = 3
 RUNS = {  # name: (preset, overrides)
     "linear-h128": ("nplm", []),
     "linear-h256": ("nplm", ["model.hidden=256"]),
