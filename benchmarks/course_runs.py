@@ -2,7 +2,8 @@
 
     grimm-course  the UvA report's Grimm generator (preset grimm-course: 2x128, dropout 0.3,
                   Adam 2e-3 x0.95 every 10,000 steps), at most 46,000 steps, stopped after 30 minutes of training;
-                  samples at 12 evenly spaced steps, then completions of "The sleeping beauty is"
+                  12 samples spread over the step budget (every 3,833 steps: the 30 minutes
+                  reach 8 of them), then completions of "The sleeping beauty is"
                   at temperatures 0.5, 1 and 2, ten times longer than the training sequences
     tv-script     the TV-script report's 3x200 char LSTM (preset tv-script) on Tiny Shakespeare,
                   train/valid/test loss and accuracy every epoch; speeches that start with a
