@@ -1,16 +1,23 @@
 """The course's neural n-gram assignment (../shared/course/001_*.txt), reproduced
 on Brown with the `nplm` presets: every run is a normal rnnlab run directory.
 
-Runs (all 3 words of context, full softmax, Adam 1e-3 cosine, EPOCHS epochs):
+Runs (all 3 words of context, full softmax, Adam 1e-3 cosine, EPOCHS epochs).
+On all of Brown's training text:
 
     linear-h128   the assignment's model: D 16, 128 linear hidden units (preset nplm)
-    linear-h256, linear-h512                  hidden-size sweep
-    tanh-h128     the same with tanh units (preset nplm-tanh)
-    linear-d2     D = 2, for the raw 2-D embedding plot
     rnn-e16       the RNN extension: a vanilla RNN (128 units) reads the same
                   three words (preset nplm-rnn)
-    rnn-e32, rnn-e64, rnn-e128                embedding-size sweep for the RNN
-    rnn-e16-bptt1 truncated BPTT: gradient through the last of the three steps only
+
+The sweeps, on the first SUBSET_LINES lines of the training text (~137,000
+words; the validation and test text unchanged), so that ten of them fit in
+the time one full run takes (a full-softmax epoch of all of Brown is ~5
+minutes on one core here):
+
+    small-linear-h128, small-linear-h256, small-linear-h512   hidden sizes
+    small-tanh-h128                                           tanh vs linear
+    small-linear-d2                                           D = 2, for the raw 2-D embedding plot
+    small-rnn-e16, small-rnn-e32, small-rnn-e64, small-rnn-e128   the RNN's embedding size
+    small-rnn-e16-bptt1                                       truncated BPTT: gradient through the last step only
 
     python benchmarks/ngram_assignment.py --train linear-h128   # one run (finished runs are kept)
     python benchmarks/ngram_assignment.py --train all           # every missing run, one after another
@@ -42,27 +49,33 @@ from rnnlab.report.embeddings import nearest_neighbors, plot_embeddings, run_emb
 from rnnlab.report.plots import epoch_curves_figure, save  # noqa: E402
 
 EPOCHS = 3
-RUNS = {  # name: (preset, overrides)
+SUBSET_LINES = 6400
+FULL = {  # name: (preset, overrides)
     "linear-h128": ("nplm", []),
-    "linear-h256": ("nplm", ["model.hidden=256"]),
-    "linear-h512": ("nplm", ["model.hidden=512"]),
-    "tanh-h128": ("nplm-tanh", []),
-    "linear-d2": ("nplm", ["model.embed=2"]),
     "rnn-e16": ("nplm-rnn", []),
-    "rnn-e32": ("nplm-rnn", ["model.embed=32"]),
-    "rnn-e64": ("nplm-rnn", ["model.embed=64"]),
-    "rnn-e128": ("nplm-rnn", ["model.embed=128"]),
-    "rnn-e16-bptt1": ("nplm-rnn", ["model.bptt=1"]),
 }
+SMALL = {
+    "small-linear-h128": ("nplm", []),
+    "small-linear-h256": ("nplm", ["model.hidden=256"]),
+    "small-linear-h512": ("nplm", ["model.hidden=512"]),
+    "small-tanh-h128": ("nplm-tanh", []),
+    "small-linear-d2": ("nplm", ["model.embed=2"]),
+    "small-rnn-e16": ("nplm-rnn", []),
+    "small-rnn-e32": ("nplm-rnn", ["model.embed=32"]),
+    "small-rnn-e64": ("nplm-rnn", ["model.embed=64"]),
+    "small-rnn-e128": ("nplm-rnn", ["model.embed=128"]),
+    "small-rnn-e16-bptt1": ("nplm-rnn", ["model.bptt=1"]),
+}
+RUNS = {**FULL, **SMALL}
 PREFIXES = ("the man said", "it was a", "there is no", "he did not", "in the first")
 NEIGHBOUR_WORDS = ("day", "three", "said", "man", "could", "American")
 FIGURES = {  # figure: (title, runs side by side)
     "linear": ("NPLM, linear, D 16, H 128", ["linear-h128"]),
-    "hidden": ("NPLM hidden units", ["linear-h128", "linear-h256", "linear-h512"]),
-    "activation": ("NPLM linear vs tanh", ["linear-h128", "tanh-h128"]),
     "rnn": ("NPLM vs RNN on 3 words", ["linear-h128", "rnn-e16"]),
-    "rnn_embed": ("RNN embedding size", ["rnn-e16", "rnn-e32", "rnn-e64", "rnn-e128"]),
-    "bptt": ("RNN full vs truncated BPTT", ["rnn-e16", "rnn-e16-bptt1"]),
+    "hidden": ("subset: NPLM hidden units", ["small-linear-h128", "small-linear-h256", "small-linear-h512"]),
+    "activation": ("subset: NPLM linear vs tanh", ["small-linear-h128", "small-tanh-h128"]),
+    "rnn_embed": ("subset: RNN embedding size", ["small-rnn-e16", "small-rnn-e32", "small-rnn-e64", "small-rnn-e128"]),
+    "bptt": ("subset: RNN full vs truncated BPTT", ["small-rnn-e16", "small-rnn-e16-bptt1"]),
 }
 COLUMNS = ["run", "model", "size", "parameters", "epochs", "train_ppl", "valid_ppl", "test_ppl", "valid_accuracy",
            "test_accuracy", "train_minutes"]
@@ -70,8 +83,20 @@ COMMAND = """python benchmarks/ngram_assignment.py --train NAME   # for each run
 python benchmarks/ngram_assignment.py --render"""
 
 
-def run_config(name: str, data: str, extra: list[str]):
+def subset(data: str, work: Path) -> Path:
+    """WORK/brown-subset: the first SUBSET_LINES lines of the training text, validation and test as they are."""
+    out = work / "brown-subset"
+    out.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "valid", "test"):
+        lines = (Path(data) / f"{split}.txt").read_text(encoding="utf-8").splitlines(keepends=True)
+        (out / f"{split}.txt").write_text("".join(lines[:SUBSET_LINES] if split == "train" else lines), encoding="utf-8")
+    return out
+
+
+def run_config(name: str, data: str, extra: list[str], work: Path | None = None):
     preset, overrides = RUNS[name]
+    if name in SMALL:
+        data = str(subset(data, work or Path("runs/ngram-assignment")))
     return load_config(preset, None, [f"data.path={data}", f"train.epochs={EPOCHS}", "train.threads=1",
                                       f"name={name}", *overrides, *extra])
 
@@ -115,7 +140,10 @@ def render(work: Path, results: Path, data: str) -> None:
           f"Brown ({data}, {len(corpus.vocab):,} words), 3 words of context, full softmax, "
           f"Adam lr 1e-3 with cosine decay, batch 64 x 4 positions, {EPOCHS} epochs per run, one thread each, "
           f"two runs at a time on {harness.machine()['cpu']}. "
-          "Perplexities are per word over the whole split; `train_ppl` is the epoch's running training loss.", "",
+          "Perplexities are per word over the whole split; `train_ppl` is the epoch's running training loss. "
+          f"`small-*` runs train on the first {SUBSET_LINES:,} lines of the training text only (their vocabulary is "
+          "that text's, so their perplexities compare with each other, not with the full runs); the KN row is "
+          "on the full data.", "",
           markdown_table(rows, COLUMNS), ""]
     if missing:
         md += [f"Not run yet: {', '.join(missing)}.", ""]
@@ -132,11 +160,11 @@ def render(work: Path, results: Path, data: str) -> None:
         plot_embeddings(emb, tokens, 500, "pca", results / "ngram_assignment_pca_d16.png",
                         "D = 16 (linear-h128): PCA of the 500 most frequent words")
         md += ["", "## Embedding maps", "", "![PCA of D=16](ngram_assignment_pca_d16.png)"]
-    if "linear-d2" in runs:
-        emb, tokens = run_embedding(runs["linear-d2"])
+    if "small-linear-d2" in runs:
+        emb, tokens = run_embedding(runs["small-linear-d2"])
         for top in (100, 500):
             plot_embeddings(emb, tokens, top, "raw", results / f"ngram_assignment_d2_{top}.png",
-                            f"D = 2 (linear-d2), as learned: the {top} most frequent words")
+                            f"D = 2 (small-linear-d2), as learned: the {top} most frequent words")
         md += ["", "![D=2, 100 words](ngram_assignment_d2_100.png) ![D=2, 500 words](ngram_assignment_d2_500.png)"]
     counts = ngram_counts(corpus.train, 4)
     itos = corpus.vocab.itos
@@ -171,7 +199,7 @@ def main(argv=None) -> int:
     work = Path(args.work)
     if args.train:
         for name in RUNS if args.train == "all" else [args.train]:
-            train_unless_finished(name, run_config(name, args.data, args.set), work / name, progress=False)
+            train_unless_finished(name, run_config(name, args.data, args.set, work), work / name, progress=False)
     if args.render:
         render(work, Path(args.results), args.data)
     return 0
