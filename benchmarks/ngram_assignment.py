@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -89,7 +90,9 @@ def subset(data: str, work: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for split in ("train", "valid", "test"):
         lines = (Path(data) / f"{split}.txt").read_text(encoding="utf-8").splitlines(keepends=True)
-        (out / f"{split}.txt").write_text("".join(lines[:SUBSET_LINES] if split == "train" else lines), encoding="utf-8")
+        tmp = out / f".{split}.txt.{os.getpid()}"  # runs side by side may write it at once: replace, never truncate
+        tmp.write_text("".join(lines[:SUBSET_LINES] if split == "train" else lines), encoding="utf-8")
+        os.replace(tmp, out / f"{split}.txt")
     return out
 
 
