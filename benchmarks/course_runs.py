@@ -40,7 +40,7 @@ SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 RUNS = {  # name: (preset, overrides)
     "grimm-course": ("grimm-course", ["train.max_steps=46000", "train.max_minutes=30", "train.eval_every=2000",
                                       "train.samples=12", "train.sample_length=300"]),
-    "tv-script": ("tv-script", [f"data.path={SHAKESPEARE}", "train.epochs=5"]),
+    "tv-script": ("tv-script", [f"data.path={SHAKESPEARE}"]),
 }
 PROMPT, TEMPERATURES = "The sleeping beauty is", (0.5, 1.0, 2.0)
 SPEAKERS = ("ROMEO:", "JULIET:", "First Citizen:", "KING RICHARD III:", "MENENIUS:")
