@@ -48,7 +48,7 @@ COURSE_EXPERIMENTS = {  # output directory under --work: the command that fills 
     "palindrome-course": "rnnlab experiment palindrome --out runs/course-runs/palindrome-course --cells rnn,lstm "
                          "--lengths 5:30:5 --seeds 1 --optimizer sgd --lr 0.1 --no-chrono --target 0 --patience 0 "
                          "--max-steps 10000 --hidden 128 --jobs 1",
-    "optimizers": "rnnlab experiment optimizers --steps 800 --jobs 1 --out runs/course-runs/optimizers",
+    "optimizers": "rnnlab experiment optimizers --steps 500 --jobs 1 --out runs/course-runs/optimizers",
 }
 
 

@@ -135,9 +135,10 @@ def render(work: Path, results: Path, data: str) -> None:
                  "test_ppl": kn["test_ppl"], "train_minutes": kn["train_minutes"]})
     figures = {}
     for key, (title, names) in FIGURES.items():
-        if all(n in runs for n in names):
+        present = [n for n in names if n in runs]  # a missing run is listed under "Not run yet"
+        if present:
             path = results / f"ngram_assignment_{key}.png"
-            save(epoch_curves_figure([read_run(runs[n], n) for n in names], title=title, linear=True), path)
+            save(epoch_curves_figure([read_run(runs[n], n) for n in present], title=title, linear=True), path)
             figures[key] = path.name
     md = ["# The neural n-gram assignment on Brown", "", "```", COMMAND, "```", "",
           f"Brown ({data}, {len(corpus.vocab):,} words), 3 words of context, full softmax, "
