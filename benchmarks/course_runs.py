@@ -90,8 +90,9 @@ def render_tv(run_dir: Path, results: Path) -> None:
           command("tv-script") + " --set train.threads=1", "python benchmarks/course_runs.py --render", "```", "",
           f"{run.summary['steps']:,} steps, {run.summary['epochs']:.0f} epochs, "
           f"{run.summary['wall_seconds'] / 60:.1f} minutes on one thread of {harness.machine()['cpu']}, beside one "
-          "other training process. Every epoch the whole train, validation and test splits are evaluated "
-          "(loss in bits/char, accuracy of the next-character guess).", "",
+          "other training process. After every epoch the validation and test splits are evaluated whole; the "
+          "train columns are the epoch's running training loss and accuracy (dropout on). Loss in bits/char, "
+          "accuracy of the next-character guess.", "",
           "| epoch | train bits/char | train accuracy | valid bits/char | valid accuracy | test bits/char | test accuracy |",
           "|---|---|---|---|---|---|---|"]
     train, valid = ({r["epoch"]: r for r in run.curve(s)} for s in ("train", "valid"))
@@ -111,11 +112,12 @@ def render_tv(run_dir: Path, results: Path) -> None:
         md += ["```", speaker + text, "```", ""]
     if run.samples and "teacher_forced" in run.samples[-1]:
         tf = run.samples[-1]["teacher_forced"]
+        shown = {k: tf[k].replace("\n", "↵") for k in ("input", "predicted")}  # keep the two lines aligned
         md += ["## Teacher-forced view", "",
                f"Under each character of a validation line, the model's most likely next character given the true "
-               f"text so far (at step {run.samples[-1]['step']:,}): the model output is shifted one to the left "
-               "of what it predicts.", "", "```", f"sample line:  {tf['input']}", f"model output: {tf['predicted']}",
-               "```", ""]
+               f"text up to there (at step {run.samples[-1]['step']:,}; ↵ is a line break). A perfect model's line "
+               "would read as the sample line shifted one character to the left.", "", "```",
+               f"sample line:  {shown['input']}", f"model output: {shown['predicted']}", "```", ""]
     (results / "tv_script.md").write_text("\n".join(md), encoding="utf-8")
 
 
