@@ -136,7 +136,7 @@ def render(work: Path, results: Path, data: str) -> None:
     figures = {}
     for key, (title, names) in FIGURES.items():
         present = [n for n in names if n in runs]  # a missing run is listed under "Not run yet"
-        if present:
+        if len(present) >= min(2, len(names)):  # a comparison needs two of its runs
             path = results / f"ngram_assignment_{key}.png"
             save(epoch_curves_figure([read_run(runs[n], n) for n in present], title=title, linear=True), path)
             figures[key] = path.name
