@@ -139,15 +139,19 @@ def measure(cfg: OptimizersConfig, problems, optimizers, out: Path, command: str
             lr, best = min(tried.items(), key=lambda item: item[1]["valid_loss"])
             rows.append({"problem": p, "optimizer": o, "lr": lr, **best, "run": run_name(p, o, lr),
                          "lrs_tried": ", ".join(f"{x:g}: {r['valid_loss']:.3f}" for x, r in tried.items())})
+    edge = [f"{r['problem']}/{r['optimizer']}" for r in rows if r["lr"] in (min(cfg.grid(r["problem"], r["optimizer"])),
+                                                                          max(cfg.grid(r["problem"], r["optimizer"])))
+            and len(cfg.grid(r["problem"], r["optimizer"])) > 1]
+    edge_note = (f" Tuned at the edge of its grid (a rate beyond it might be better): {', '.join(edge)}." if edge else "")
     paths = write_results(out, "optimizers", rows, COLUMNS, command, lambda path: plot(rows, cfg, path),
-                          notes=notes(cfg))
+                          notes=notes(cfg) + edge_note)
     return rows, paths
 
 
 def notes(cfg: OptimizersConfig) -> str:
     return (f"Each run: {cfg.steps} steps, constant learning rate, seed {cfg.seed}, one torch thread. lr: the tuned "
             "rate (lowest final validation loss of the grid, `lrs_tried`: rate: final validation loss; inf = "
-            "diverged). char: the grimm-char model on Grimm (valid_bpc: bits per character); palindrome: an LSTM "
+            "diverged). char: the grimm-char-2x128 model (no dropout) on Grimm (valid_bpc: bits per character); palindrome: an LSTM "
             "on palindromes of length 20 (the palindrome-course preset with model.cell=lstm; valid/test accuracy "
             "of the last digit). Curves: validation loss at every evaluation, each optimizer at its tuned rate.")
 
