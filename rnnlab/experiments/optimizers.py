@@ -15,6 +15,7 @@ curves of every optimizer at its tuned rate.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -90,8 +91,10 @@ def train_one(problem: str, optimizer: str, lr: float, cfg: OptimizersConfig) ->
     run_dir = cfg.runs / run_name(problem, optimizer, lr)
     preset, settings = cfg.settings(problem, optimizer, lr)
     start = time.perf_counter()
+    run_cfg = load_config(preset, None, settings)
+    summary = finished(run_dir, run_cfg)
     try:
-        summary = train_task(load_config(preset, None, settings), run_dir)
+        summary = summary or train_task(run_cfg, run_dir)
     except UserError as e:  # too large a rate: the run stops after repeated non-finite losses
         return {"valid_loss": math.inf, "diverged": str(e), "seconds": time.perf_counter() - start}
     final = summary["final"]
@@ -99,6 +102,17 @@ def train_one(problem: str, optimizer: str, lr: float, cfg: OptimizersConfig) ->
             "valid_accuracy": final["valid"].get("accuracy"),
             "test_accuracy": final.get("test", {}).get("accuracy") if problem == "palindrome" else None,
             "seconds": summary["wall_seconds"]}
+
+
+def finished(run_dir: Path, cfg) -> dict | None:
+    """The summary of a finished run in run_dir trained with the same [train] settings, else None:
+    re-running the experiment only trains what is missing or was set differently."""
+    if not (run_dir / "summary.json").is_file() or not (run_dir / "config.toml").is_file():
+        return None
+    done = load_config(None, str(run_dir / "config.toml"))
+    if done.to_dict()["train"] != cfg.to_dict()["train"]:
+        return None
+    return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
 
 
 def curve(run_dir: Path) -> list[tuple[int, float]]:
