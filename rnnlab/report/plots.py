@@ -84,6 +84,16 @@ def _empty(ax, text: str = "no evaluations recorded") -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#777")
 
 
+def _plot_score_and_accuracy(ax_score, ax_acc, run: Run, curve: list[dict], x: str, color: str, label: str,
+                             split: str) -> list[float]:
+    """One curve of `run` (its records of one split) against record[x]: the headline score
+    on ax_score, the accuracy in percent on ax_acc. Returns the scores plotted."""
+    xs, scores = [r[x] for r in curve], [run.score(r) for r in curve]
+    ax_score.plot(xs, scores, marker="o", color=color, label=label, **SPLIT_STYLE[split])
+    ax_acc.plot(xs, [100 * r["accuracy"] for r in curve], marker="o", color=color, label=label, **SPLIT_STYLE[split])
+    return scores
+
+
 def run_curves_figure(run: Run) -> Figure:
     """One run: its headline score and its accuracy against training steps,
     for every split it was evaluated on."""
@@ -93,12 +103,8 @@ def run_curves_figure(run: Run) -> Figure:
         curve = run.curve(split)
         if not curve:
             continue
-        steps = [r["step"] for r in curve]
-        scores = [run.score(r) for r in curve]
-        values += scores
         color = {"train": COLORS[0], "valid": COLORS[1], "test": COLORS[2]}[split]
-        ax_score.plot(steps, scores, marker="o", color=color, label=split, **SPLIT_STYLE[split])
-        ax_acc.plot(steps, [100 * r["accuracy"] for r in curve], marker="o", color=color, label=split, **SPLIT_STYLE[split])
+        values += _plot_score_and_accuracy(ax_score, ax_acc, run, curve, "step", color, split, split)
     if not values:
         _empty(ax_score)
         _empty(ax_acc)
@@ -164,13 +170,8 @@ def epoch_curves_figure(runs: list[Run], splits: tuple[str, ...] = ("train", "va
             curve = run.curve(split)
             if not curve:
                 continue
-            epochs = [r["epoch"] for r in curve]
-            scores = [run.score(r) for r in curve]
-            values += scores
             label = f"{run.label} ({split})" if len(splits) > 1 else run.label
-            ax_score.plot(epochs, scores, marker="o", color=color, label=label, **SPLIT_STYLE[split])
-            ax_acc.plot(epochs, [100 * r["accuracy"] for r in curve], marker="o", color=color, label=label,
-                        **SPLIT_STYLE[split])
+            values += _plot_score_and_accuracy(ax_score, ax_acc, run, curve, "epoch", color, label, split)
     if not values:
         _empty(ax_score)
         _empty(ax_acc)
