@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,8 +86,8 @@ def train_command(args, setting: dict, steps: int, run_dir: Path, minutes: float
             "--no-progress", "--overwrite", "--run-dir", str(run_dir)]
 
 
-def measure(args, setting: dict, situation: str, tmp: Path) -> float:
-    """tokens/s of one timed run in `situation`."""
+def measure(args, setting: dict, situation: str, tmp: Path) -> tuple[float, dict]:
+    """(tokens/s, steps run at each thread count) of one timed run in `situation`."""
     busy, training = SITUATIONS[situation]
     env = child_env(setting)
     others = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(busy)]
@@ -103,13 +104,13 @@ def measure(args, setting: dict, situation: str, tmp: Path) -> float:
             p.wait()
     if done.returncode != 0:
         raise SystemExit(f"contention.py: rnnlab train failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    rate = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))["tokens_per_s"]
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     shutil.rmtree(run_dir, ignore_errors=True)
-    return rate
+    return summary["tokens_per_s"], summary.get("threads", {})
 
 
 def auto_choice(args) -> tuple[int, int]:
-    """(threads the auto rule picks for this job here, its work per step)."""
+    """(the most threads the auto policy gives this job here, its work per step)."""
     from rnnlab.config import load_config
     from rnnlab.data.corpus import load_corpus
     from rnnlab.models import build_model
@@ -117,7 +118,13 @@ def auto_choice(args) -> tuple[int, int]:
     cfg = load_config(args.preset, None, args.set)
     model = build_model(cfg.model, len(load_corpus(cfg.data).vocab))
     work = threads.model_work(model, cfg.train.batch_size)
-    return threads.auto_threads(work, threads.usable_cores(child_env({"env": {}}))), work
+    return threads.thread_ceiling(work, threads.usable_cores(child_env({"env": {}}))), work
+
+
+def describe(counts: dict) -> str:
+    """'1: 80 %, 2: 20 %': the share of steps run at each thread count."""
+    total = sum(counts.values()) or 1
+    return ", ".join(f"{k}: {100 * v / total:.0f} %" for k, v in sorted(counts.items(), key=lambda kv: int(kv[0])))
 
 
 def main() -> None:
@@ -141,18 +148,20 @@ def main() -> None:
     if unknown or "alone" not in situations:
         raise SystemExit(f"contention.py: --situations needs 'alone' and names from {', '.join(SITUATIONS)}; got {args.situations}")
     auto, work = auto_choice(args)
-    print(f"{args.preset} {' '.join(args.set)}: {work:,} multiply-adds per time step; auto picks {auto} thread(s) "
+    print(f"{args.preset} {' '.join(args.set)}: {work:,} multiply-adds per time step; auto uses up to {auto} thread(s) "
           f"on {threads.usable_cores(child_env({'env': {}}))} usable cores", flush=True)
     rates = {(s["setting"], sit): [] for s in settings for sit in situations}
+    used = {(s["setting"], sit): Counter() for s in settings for sit in situations}
     loads, start = [harness.load_average()], time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rnnlab-contention-") as tmp:
         for r in range(args.repeats):
             for sit in situations:
                 order = settings if r % 2 == 0 else settings[::-1]  # interleaved, the order flipping each repeat
                 for s in order:
-                    rate = measure(args, s, sit, Path(tmp))
+                    rate, counts = measure(args, s, sit, Path(tmp))
                     rates[(s["setting"], sit)].append(rate)
-                    print(f"  {s['label']:<42} {sit:<11} {rate:9,.0f} tokens/s", flush=True)
+                    used[(s["setting"], sit)].update({int(k): v for k, v in counts.items()})
+                    print(f"  {s['label']:<42} {sit:<11} {rate:9,.0f} tokens/s  threads {describe(counts)}", flush=True)
                 loads.append(harness.load_average())
     minutes = (time.perf_counter() - start) / 60
     med = {k: statistics.median(v) for k, v in rates.items()}
@@ -161,11 +170,12 @@ def main() -> None:
     table, rows = [], []
     for s in settings:
         alone = med[(s["setting"], "alone")]
-        used = s["threads"] or auto
         fractions = {sit: med[(s["setting"], sit)] / alone for sit in situations}
-        table.append([s["label"], used, f"{alone:,.0f}", f"{alone / best_alone:.2f}",
+        table.append([s["label"], s["threads"] or f"1-{auto}", f"{alone:,.0f}", f"{alone / best_alone:.2f}",
                       *(f"{fractions[sit]:.2f}" for sit in situations if sit != "alone")])
-        rows.append({**{k: s[k] for k in ("setting", "label", "env")}, "threads": used, "alone_tokens_per_s": round(alone),
+        rows.append({**{k: s[k] for k in ("setting", "label", "env")}, "threads": s["threads"] or f"1-{auto}",
+                     "steps_at_threads": {sit: describe(used[(s["setting"], sit)]) for sit in situations},
+                     "alone_tokens_per_s": round(alone),
                      "alone_vs_fastest": round(alone / best_alone, 3),
                      "fraction_of_alone": {sit: round(f, 3) for sit, f in fractions.items()},
                      "tokens_per_s": {sit: [round(x) for x in rates[(s["setting"], sit)]] for sit in situations}})

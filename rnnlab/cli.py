@@ -17,7 +17,7 @@ from rnnlab import argtypes as at
 from rnnlab import threads
 from rnnlab.errors import Interrupted, UserError
 
-threads.prefer_passive_wait()  # before anything imports torch: libgomp reads it once, at load
+threads.prefer_short_spin()  # before anything imports torch: libgomp reads it once, at load
 
 EPILOG_TRAIN = """examples:
   rnnlab train                                   # preset grimm-char: 2x256 char LSTM on Grimm

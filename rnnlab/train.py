@@ -178,7 +178,7 @@ class Trainer:
         vocab_size = len(self.vocab) if self.vocab is not None else 0
         check_model_memory(cfg.model, vocab_size, torch.finfo(getattr(torch, t.dtype)).bits // 8)
         self.model = build_model(cfg.model, vocab_size, cfg.task).to(self.device, getattr(torch, t.dtype))
-        threads.configure(t.threads, self.model, t.batch_size)  # 0: the auto rule (rnnlab/threads.py)
+        self.governor = threads.configure(t.threads, self.model, t.batch_size)  # 0: auto (rnnlab/threads.py)
         self.names = [n for n, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
         self.optimizer = build_optimizer(self.params, t)
@@ -198,6 +198,7 @@ class Trainer:
             self.lock = prepare(self.run_dir, overwrite=overwrite)
             self.echo(f"run directory: {self.run_dir}")
             self._write_run_files()
+        self.first_step = self.progress.step  # where this process started (a resumed run: its checkpoint's step)
         # Called after every step with the trainer; `callbacks` replaces the default (samples, train.samples;
         # a classifier has no text to sample).
         default = [Sampler.spread(t.samples, self.total_steps)] if self.vocab is not None else []
@@ -373,6 +374,8 @@ class Trainer:
         carried state reset where an epoch ends). Returns the loss (None for a
         skipped faulty step) and whether the epoch ended. The training loop and
         the speed benchmarks both run exactly this."""
+        if self.governor is not None:
+            self.governor()  # the thread count follows the load (rnnlab/threads.py)
         step_start = time.perf_counter()
         x, y = self.batcher.batch(self.progress.epoch, self.progress.index)
         loss = self._train_step(x.to(self.device), y.to(self.device))
@@ -479,7 +482,14 @@ class Trainer:
                 "early_stop": self.progress.early_stop or None,
                 "epochs": self.progress.epoch + self.progress.index / self.batcher.steps_per_epoch, "wall_seconds": self.progress.elapsed,
                 "tokens_per_s": self.progress.step * tokens_per_step / max(self.progress.elapsed, 1e-9), "faults": self.progress.faults,
-                "bf16": self.bf16, "best_valid_loss": self.progress.best_valid, "final": results}
+                "bf16": self.bf16, "threads": self._threads_used(), "best_valid_loss": self.progress.best_valid,
+                "final": results}
+
+    def _threads_used(self) -> dict:
+        """Steps this process ran at each torch thread count (auto follows the load)."""
+        if self.governor is not None:
+            return {str(k): v for k, v in sorted(self.governor.steps.items())}
+        return {str(torch.get_num_threads()): self.progress.step - self.first_step}
 
 
 def _postfix(loss: float, level: str, rate: float) -> str:

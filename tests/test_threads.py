@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -14,15 +15,110 @@ from rnnlab.data.corpus import load_corpus
 from rnnlab.models import build_model
 
 
-def test_auto_threads_follows_the_work_and_never_exceeds_the_cores():
-    small = threads.MIN_WORK_PER_THREAD - 1
-    assert threads.auto_threads(small, cores=16) == 1  # too little work to share
-    assert threads.auto_threads(2 * threads.MIN_WORK_PER_THREAD, cores=16) == 2
-    assert threads.auto_threads(3 * threads.MIN_WORK_PER_THREAD, cores=2) == 2
-    assert threads.auto_threads(10**12, cores=2) == 2  # never more than the cores
-    assert threads.auto_threads(10**12, cores=64) == threads.MAX_THREADS
-    assert threads.auto_threads(10**12, cores=1) == 1
-    assert threads.auto_threads(0, cores=4) == 1
+def test_the_ceiling_is_one_thread_for_small_models_else_the_cores():
+    small = threads.MIN_WORK_FOR_THREADS - 1
+    assert threads.thread_ceiling(small, cores=16) == 1  # too little work to share
+    assert threads.thread_ceiling(threads.MIN_WORK_FOR_THREADS, cores=2) == 2
+    assert threads.thread_ceiling(10**12, cores=64) == threads.MAX_THREADS
+    assert threads.thread_ceiling(10**12, cores=1) == 1
+    assert threads.thread_ceiling(0, cores=4) == 1
+
+
+def test_free_cores_counts_what_other_processes_leave():
+    assert threads.free_cores(2, 0.0) == 2
+    assert threads.free_cores(2, 0.2) == 2  # a light background process leaves the core free
+    assert threads.free_cores(2, 0.5) == 1
+    assert threads.free_cores(2, 1.0) == 1  # a busy loop or a second training run
+    assert threads.free_cores(2, 3.0) == 1  # never fewer than one
+    assert threads.free_cores(8, 2.9) == 5
+
+
+class FakeMachine:
+    """A /proc/stat file, a wall clock and this process's CPU clock, moved by hand."""
+
+    def __init__(self, tmp_path, cpus=2):
+        self.path, self.cpus = tmp_path / "stat", cpus
+        self.now, self.own, self.busy = 0.0, 0.0, [0.0] * cpus
+        self.write()
+
+    def write(self):
+        tick = os.sysconf("SC_CLK_TCK")
+        lines = ["cpu  0 0 0 0 0 0 0 0 0 0"]  # the all-CPU line: not read
+        lines += [f"cpu{i} {round(b * tick)} 0 0 999999 0 0 0 0 0 0" for i, b in enumerate(self.busy)]
+        self.path.write_text("\n".join(lines) + "\nintr 1 2 3\n")
+
+    def run(self, seconds, own_cores, other_cores):
+        """`seconds` pass; this process keeps `own_cores` busy, others `other_cores`."""
+        self.now += seconds
+        self.own += seconds * own_cores
+        for i in range(self.cpus):
+            self.busy[i] += seconds * (own_cores + other_cores) / self.cpus
+        self.write()
+
+    def governor(self, ceiling):
+        chosen = []
+        g = threads.ThreadGovernor(ceiling, cpus=list(range(self.cpus)), interval=1.5, set_threads=chosen.append,
+                                   clock=lambda: self.now, cpu_clock=lambda: self.own, stat=str(self.path))
+        return g, chosen
+
+
+def test_the_governor_uses_free_cores_and_gives_them_back_when_others_need_them(tmp_path):
+    m = FakeMachine(tmp_path)
+    g, chosen = m.governor(ceiling=2)
+    assert chosen == [1] and g() == 1  # starts on one thread, before it has looked
+    m.run(0.3, own_cores=1, other_cores=0.0)
+    assert g() == 2  # the first look comes soon: the machine is quiet
+    m.run(1.0, own_cores=2, other_cores=0.0)
+    assert g() == 2  # not yet time to look again
+    m.run(1.5, own_cores=1.2, other_cores=0.8)  # a second job arrived and takes its share
+    assert g() == 1
+    m.run(2.0, own_cores=1.0, other_cores=1.0)
+    assert g() == 1  # the other job still runs: stay on one core
+    m.run(2.0, own_cores=1.0, other_cores=0.05)  # it ended
+    assert g() == 2
+    assert chosen == [1, 2, 1, 2]  # torch's count set only when it changes
+    assert g.steps == {1: 3, 2: 3}  # steps run at each count
+
+
+def test_the_governor_never_exceeds_its_ceiling(tmp_path):
+    m = FakeMachine(tmp_path, cpus=4)
+    g, chosen = m.governor(ceiling=2)
+    m.run(0.3, own_cores=1, other_cores=0.0)
+    assert g() == 2
+    m.run(2.0, own_cores=2, other_cores=1.0)  # 4 cores, 1 busy elsewhere: 3 free, the ceiling is 2
+    assert g() == 2
+    m.run(2.0, own_cores=2, other_cores=2.6)
+    assert g() == 1
+
+
+def test_without_proc_stat_the_governor_keeps_its_count(tmp_path):
+    assert threads.busy_seconds([0], str(tmp_path / "missing")) is None
+    clock = [0.0]
+    chosen = []
+    g = threads.ThreadGovernor(2, cpus=[0, 1], set_threads=chosen.append, clock=lambda: clock[0],
+                               stat=str(tmp_path / "missing"))
+    clock[0] = 10.0
+    assert g() == 1 and chosen == [1]
+
+
+@pytest.mark.skipif(len(threads.usable_cpus()) < 2, reason="needs two usable cores")
+def test_the_governor_leaves_a_core_to_a_busy_process():
+    """On this machine: a busy loop in another process takes a core; the governor sees it in /proc/stat."""
+    cores = len(threads.usable_cpus())
+    chosen = []
+    g = threads.ThreadGovernor(cores, interval=0.5, set_threads=chosen.append)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(chosen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.6)
+            g()
+            if len(g.steps) and sum(g.steps.values()) >= 3:
+                break
+    finally:
+        busy.kill()
+        busy.wait()
+    assert g.threads <= cores - 1
 
 
 def test_usable_cores_is_the_affinity_capped_by_omp_num_threads():
@@ -33,23 +129,23 @@ def test_usable_cores_is_the_affinity_capped_by_omp_num_threads():
     assert threads.usable_cores({"OMP_NUM_THREADS": "lots"}) == cores  # not a number: ignored
 
 
-def test_passive_wait_is_set_unless_the_user_chose():
+def test_a_short_spin_is_set_unless_the_user_chose():
     env = {}
-    threads.prefer_passive_wait(env)
-    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    threads.prefer_short_spin(env)
+    assert env == {"GOMP_SPINCOUNT": threads.SPIN_COUNT}
     for chosen in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "300000"}):
         env = dict(chosen)
-        threads.prefer_passive_wait(env)
+        threads.prefer_short_spin(env)
         assert env == chosen
 
 
 def test_the_cli_sets_the_wait_policy_before_torch_loads():
     code = ("import os, sys; import rnnlab.cli; "
-            "print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))")
+            "print('torch' in sys.modules, os.environ.get('GOMP_SPINCOUNT'))")
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env["PYTHONPATH"] = str(REPO)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "PASSIVE"]
+    assert out.split() == ["False", threads.SPIN_COUNT]
 
 
 def test_model_work_counts_dense_weights_not_the_embedding():
@@ -60,23 +156,28 @@ def test_model_work_counts_dense_weights_not_the_embedding():
     assert threads.model_work(model, batch_size=10) == 10 * (lstm + 32 * vocab)
 
 
-def test_configure_sets_torch_threads():
+def test_configure_fixes_a_requested_count_and_governs_auto_for_big_models():
     before = torch.get_num_threads()
-    model = torch.nn.Linear(4, 4)
     try:
-        assert threads.configure(1, model, 8) == 1 and torch.get_num_threads() == 1
-        assert threads.configure(0, model, 8) == 1  # 128 multiply-adds: one thread
+        assert threads.configure(1, torch.nn.Linear(4, 4), 8) is None and torch.get_num_threads() == 1
+        assert threads.configure(0, torch.nn.Linear(4, 4), 8) is None  # 128 multiply-adds: one thread, no governor
+        assert torch.get_num_threads() == 1
+        big = torch.nn.Linear(1000, 1000)  # 1M weights x batch 8: over MIN_WORK_FOR_THREADS
+        governor = threads.configure(0, big, 8)
+        if threads.usable_cores() > 1:
+            assert governor is not None and governor.ceiling == min(threads.usable_cores(), threads.MAX_THREADS)
+            assert torch.get_num_threads() == 1  # it starts on one thread
     finally:
         torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("hidden", [128, 512])
-def test_the_default_job_and_a_2x512_model_get_one_thread(hidden):
-    """The measured rule (benchmarks/results/contention*.md): on 2 cores a second thread
-    gains at most ~10 % alone (2x512) and collapses beside other work, so both get one."""
-    cfg = load_config("grimm-char-2x128", None, [f"model.hidden={hidden}"])
-    model = build_model(cfg.model, 75)
-    assert threads.auto_threads(threads.model_work(model, cfg.train.batch_size), 2) == 1
+@pytest.mark.parametrize(("preset", "sets", "governed"), [
+    ("grimm-char", [], True), ("grimm-char-2x128", [], True), ("brown-word", ["model.cutoffs=2000,10000"], True),
+    ("grimm-char", ["model.hidden=32", "train.batch_size=16"], False)])  # the size the tests train
+def test_which_models_the_governor_may_give_more_threads(preset, sets, governed):
+    cfg = load_config(preset, None, sets)
+    model = build_model(cfg.model, 17_000 if cfg.data.level == "word" else 75)
+    assert (threads.thread_ceiling(threads.model_work(model, cfg.train.batch_size), 2) == 2) == governed
 
 
 def test_jobs_default_to_one_per_usable_core(monkeypatch):
