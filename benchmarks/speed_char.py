@@ -91,8 +91,10 @@ class Baseline:
 
 class Rnnlab:
     def __init__(self, overrides: list[str], seed: int, steps: int, run_dir: Path):
-        self.cfg = load_config("grimm-char-2x128", None, [f"train.seed={seed}", f"train.max_steps={steps}", "train.samples=0",
-                                                   *overrides])
+        # Threads pinned to the process's count, the baseline's: auto would follow the load (rnnlab/threads.py).
+        self.cfg = load_config("grimm-char-2x128", None, [f"train.seed={seed}", f"train.threads={torch.get_num_threads()}",
+                                                          f"train.max_steps={steps}", "train.samples=0",
+                                                          *overrides])
         self.trainer = Trainer(self.cfg, run_dir, progress=False, overwrite=True)
 
     def steps(self, n: int) -> None:

@@ -112,7 +112,9 @@ class Rnnlab:
     """rnnlab's Trainer, driven step by step through its own training step."""
 
     def __init__(self, overrides: list[str], seed: int, run_dir: Path):
-        self.cfg = load_config("brown-word", None, [f"train.seed={seed}", "train.samples=0", *overrides])
+        # Threads pinned to the process's count, the baseline's: auto would follow the load (rnnlab/threads.py).
+        self.cfg = load_config("brown-word", None, [f"train.seed={seed}", f"train.threads={torch.get_num_threads()}",
+                                                    "train.samples=0", *overrides])
         self.trainer = Trainer(self.cfg, run_dir, progress=False, overwrite=True)
 
     def steps(self, n: int) -> None:

@@ -21,6 +21,7 @@ import functools
 import importlib
 import json
 import multiprocessing
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,10 @@ def train_task(cfg: Config, run_dir: Path) -> dict:
 
 
 def _one_thread() -> None:
-    torch.set_num_threads(1)  # workers share the cores: one thread each
+    # Workers share the cores: one thread each. OMP_NUM_THREADS=1 is the worker's share of the cores
+    # for the auto policy too (rnnlab/threads.py), so a run with train.threads=0 stays on one thread.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 def _call(train_one: Callable, cfg, job: tuple) -> dict:
