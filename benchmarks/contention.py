@@ -186,8 +186,8 @@ def main() -> None:
     notes = [f"Job: `rnnlab train --preset {args.preset}{''.join(' --set ' + s for s in args.set)}`, {args.steps} steps "
              f"per timed run (or as many as {args.max_minutes:g} min allow), {args.repeats} run(s) per cell (median), "
              "tokens/s of the training steps from summary.json. "
-             f"The auto rule (rnnlab/threads.py) picks {auto} thread(s) for this job: {work:,} multiply-adds per time step "
-             f"on {threads.usable_cores(child_env({'env': {}}))} usable cores.",
+             f"The auto policy (rnnlab/threads.py) gives this job up to {auto} thread(s) ({work:,} multiply-adds per time "
+             f"step on {threads.usable_cores(child_env({'env': {}}))} usable cores), as many as other processes leave free.",
              f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; load average before / after each situation: "
              f"{', '.join(f'{x:.2f}' for x in loads if x is not None)}; {minutes:.1f} min in all.",
              "Cells other than 'alone': tokens/s as a fraction of the same setting alone. Two jobs side by side take "

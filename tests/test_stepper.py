@@ -11,6 +11,7 @@ from rnnlab.config import ModelConfig
 from rnnlab.data.vocab import Vocab
 from rnnlab.generate import choose, choose_in_clusters, generate, never_sample, prompt_ids, sample_tokens, uniforms
 from rnnlab.models import build_model
+from rnnlab.models import stepper as stepper_module
 from rnnlab.models.stepper import Stepper
 
 CASES = {
@@ -29,12 +30,15 @@ CASES = {
 CASES.update({label: dict(cell=cell.name, **options) for cell, label, options in cell_registry.variants() if cell.stepper})
 
 
+@pytest.mark.parametrize("table", [True, False], ids=["token-table", "no-table"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("case", CASES)
-def test_stepper_matches_the_model_step_by_step(case, dtype):
+def test_stepper_matches_the_model_step_by_step(case, dtype, table, monkeypatch):
     """Same weights, same tokens, three streams: the stepper's distribution
     equals the model's at every step (log-softmax, since an adaptive head's
-    stepper logits are unnormalised)."""
+    stepper logits are unnormalised); with the first layer's per-token table
+    (small vocabularies) and without it (large ones)."""
+    monkeypatch.setattr(stepper_module, "TABLE_ENTRIES", 1 << 20 if table else 0)
     torch.manual_seed(0)
     cfg = ModelConfig(**{"hidden": 24, "layers": 2, "embed": 16, **CASES[case]})
     model = build_model(cfg, 40).to(dtype).eval()
@@ -43,6 +47,7 @@ def test_stepper_matches_the_model_step_by_step(case, dtype):
         expected, _ = model(tokens)
         stepper = Stepper(model, model.init_state(3))
         got = np.stack([stepper(t.numpy()) for t in tokens])
+    assert (stepper.x_table is not None) == table
     tol = 2e-5 if dtype == torch.float32 else 1e-10
     np.testing.assert_allclose(torch.from_numpy(got).log_softmax(-1).numpy(),
                                expected.log_softmax(-1).numpy(), atol=tol, rtol=0)

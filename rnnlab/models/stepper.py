@@ -16,7 +16,11 @@ matrices rearranged once when sampling starts, every buffer allocated once):
           n = tanh(a_nx + (σ(a_r) ⊙ h_{t-1}) W_hnᵀ), a second product per step
     RNN   h_t = φ([x, h_{t-1}, 1] · W)
 
-The bias is a weight row (the constant 1 in the input), the columns of the
+For a small vocabulary (a character model) the first layer's input product
+x · W_x, which depends only on the token, is computed for every token when
+sampling starts and looked up after that (a word vocabulary's table would
+cost more to build than a sample saves). The bias is a
+weight row (the constant 1 in the input), the columns of the
 sigmoid gates are negated so that σ(a) = 1 / (1 + e^{a'}) needs no negation,
 and a layer's h lives in its own input buffer, where the next step reads it.
 An adaptive softmax output is its head plus each cluster's log-softmax
@@ -32,6 +36,10 @@ import torch
 
 from rnnlab import cell_registry
 from rnnlab.models.softmax import AdaptiveSoftmax
+
+# The largest first-layer table [V, G·H] built when sampling starts (1M entries: 4 MB in float32; a
+# 2x256 char LSTM needs 80 x 1024). A 17k-word vocabulary's would take ~25 ms to build, a sample's worth.
+TABLE_ENTRIES = 1 << 20
 
 
 def _weights(layer, columns: np.ndarray) -> np.ndarray:
@@ -67,6 +75,7 @@ class Stepper:
         self.embedding = model.embedding.weight.detach().numpy()
         B, H = state[0].shape[1], self.H
         self.layers = []
+        self.x_table = None
         for l, layer in enumerate(rnn.layers):
             I, G = layer.input_size, np.arange(layer.weight_ih.shape[0]).reshape(-1, H)
             if self.cell == "lstm":  # (i, f, g, o) → (−i, −f, −o | g)
@@ -85,6 +94,13 @@ class Stepper:
                     self.w_hn.append(np.ascontiguousarray(layer.weight_hh[2 * H :].detach().numpy().T))
             else:
                 w = _weights(layer, G.ravel())
+            if l == 0 and self.embedding.shape[0] * w.shape[1] <= TABLE_ENTRIES:
+                # x W_x = E[token] W_x is one row per token: all of them computed here [V, G·H]; the
+                # layer then multiplies [h, 1] only
+                self.x_table = np.dot(self.embedding, w[:I])
+                w, I = w[I:], 0
+            w = np.ascontiguousarray(w)  # gate columns were picked by fancy indexing: not C order, and a
+            # row slice of such an array would fall off BLAS onto NumPy's slow loop
             xh = np.zeros((B, I + H + 1), self.dtype)
             xh[:, -1] = 1
             xh[:, I : I + H] = state[0][l].numpy()
@@ -130,10 +146,14 @@ class Stepper:
     def advance(self, tokens: np.ndarray) -> None:
         """Feed tokens [B]: one step of every layer."""
         H, work = self.H, self.work
-        x = self.embedding[tokens]
+        x = self.embedding[tokens] if self.x_table is None else None
         for l, (xh, w, a, x_in, h) in enumerate(self.layers):
-            x_in[...] = x
-            np.dot(xh, w, out=a)
+            if l == 0 and self.x_table is not None:
+                np.dot(xh, w, out=a)  # [h, 1] · W_{h,1}
+                a += self.x_table[tokens]  # + x W_x: a = [x, h, 1] · W
+            else:
+                x_in[...] = x
+                np.dot(xh, w, out=a)
             if self.cell == "lstm":
                 s, g, c, t = work, a[:, 3 * H :], self.c[l], a[:, : H]
                 np.exp(a[:, : 3 * H], out=s)  # σ(a) = 1 / (1 + e^{−a}); the columns hold −a
