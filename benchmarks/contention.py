@@ -195,7 +195,7 @@ def main() -> None:
              "GOMP_SPINCOUNT=300000 is libgomp's spin at a barrier when OMP_WAIT_POLICY is unset: PyTorch's thread pool "
              "as rnnlab used it before the auto policy; the other settings run with rnnlab's wait policy."]
     results = {"quick": args.quick, "preset": args.preset, "set": args.set, "steps": args.steps, "repeats": args.repeats,
-               "auto_threads": auto, "work_per_step": work, "rows": rows, "ratio": ratio, "minutes": round(minutes, 2)}
+               "auto_ceiling": auto, "work_per_step": work, "rows": rows, "ratio": ratio, "minutes": round(minutes, 2)}
     if not args.no_write:
         print(f"\nwrote {harness.write_results(args.name, results, table, headers, notes)}")
     if ratio is not None:

@@ -117,7 +117,7 @@ def run_ablation(args, steps: int, repeats: int, tmp: Path, bar) -> list[dict]:
     vocab_size = None
     rows = []
     for label, overrides, n_threads in variants:
-        ours = Rnnlab([*args.set, *overrides], 0, 5000, tmp / "ablation")
+        ours = Rnnlab([*args.set, *overrides], 0, 5000, tmp / f"ablation-{len(rows)}")  # one directory per run (its lock)
         vocab_size = vocab_size or len(ours.trainer.vocab)
         base = Baseline(vocab_size, StreamBatcher(ours.trainer.corpus.train, 64, 30), 0, 5000)
         ours.steps(2)

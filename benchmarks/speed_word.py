@@ -24,6 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -35,6 +36,7 @@ from benchmarks import harness  # noqa: E402
 from rnnlab.config import load_config, parse_cutoffs  # noqa: E402
 from rnnlab.data.batching import StreamBatcher  # noqa: E402
 from rnnlab.evaluate import evaluate  # noqa: E402
+from rnnlab.models.softmax import fit_output  # noqa: E402
 from rnnlab.train import Trainer  # noqa: E402
 
 
@@ -162,7 +164,7 @@ def run_ablation(corpus, args, tmp: Path, steps: int, repeats: int, bar) -> list
     base = Baseline(len(corpus.vocab), StreamBatcher(corpus.train, 20, 35), 0)
     rows = []
     for label, overrides, n_threads in variants:
-        ours = Rnnlab([*args.set, *overrides], 0, tmp / "ablation")
+        ours = Rnnlab([*args.set, *overrides], 0, tmp / f"ablation-{len(rows)}")  # one directory per run (its lock)
         ours.steps(2)  # warm-up (allocations, oneDNN primitives)
         timed = harness.time_option(base, ours, steps, 700, repeats, n_threads, bar)
         rows.append({"option": label, "set": overrides + ([f"train.threads={n_threads}"] if n_threads else []),
@@ -195,6 +197,7 @@ def main(argv=None) -> int:
     cfg = load_config("brown-word", None, [f"data.path={brown}", *args.set])
     args.set = [f"data.path={brown}", *args.set]
     corpus = load_corpus(cfg.data)
+    fit_output(cfg.model, np.bincount(corpus.train, minlength=len(corpus.vocab)))  # cutoffs="auto", as training does
     per_epoch = StreamBatcher(corpus.train, 20, 35).steps_per_epoch
     steps = args.steps or (40 if args.quick else per_epoch)
     block = args.block or (10 if args.quick else 50)

@@ -5,12 +5,14 @@ cores are shared (a laptop, a CI runner, two runs side by side). A training
 step is hundreds of small parallel regions, and a thread that waits at a
 barrier for a sibling the OS has descheduled burns the very core the sibling
 needs. Measured on this 2-core Xeon (benchmarks/results/contention.md), the
-default job on 2 spinning threads kept 31 % of its speed beside a busy loop,
-30 % beside a second training run and 1 % beside two.
+default job on 2 spinning threads kept 30 % of its speed beside a busy loop,
+18 % beside a second training run and 6 % beside two.
 
-Why not always one thread: alone, a second thread pays (8-30 % for the
-default char job, about 60 % for the Brown word model, whose output-layer
-products split well), and a machine is often quiet.
+Why not always one thread: alone, a second thread pays (the default char
+job ran at 0.71 of its 2-thread speed on one; the Brown word model, whose
+output-layer products split well, at 0.62), and a machine is often quiet.
+With this policy the default job kept 0.94 of the fastest setting alone,
+0.92 beside a busy loop, 0.79 beside a second run and 0.48 beside two.
 
 So the count follows the load, with a ceiling from the model:
 

@@ -194,3 +194,34 @@ def test_jobs_default_to_one_per_usable_core(monkeypatch):
 
     assert experiments.run_jobs(train_one, [(1,), (2,)], cfg=None, workers=0, progress=False) == [{"job": 1}, {"job": 2}]
     assert seen == [1, 2]
+
+
+def test_a_run_summary_records_the_steps_at_each_thread_count(tmp_path):
+    from conftest import TINY
+
+    from rnnlab.train import train
+
+    before = torch.get_num_threads()
+    try:
+        cfg = load_config("grimm-char", None, [*TINY, "train.max_steps=6", "train.eval_every=0", "train.threads=0"])
+        summary = train(cfg, tmp_path / "run", progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert summary["threads"] == {"1": 6}  # a tiny model: auto keeps it on one thread, no governor
+
+
+def test_the_trainer_consults_the_governor_before_every_step(tmp_path, monkeypatch):
+    from conftest import TINY
+
+    from rnnlab.train import train
+
+    monkeypatch.setattr(threads, "MIN_WORK_FOR_THREADS", 0)  # govern even a tiny model
+    if threads.thread_ceiling(1, threads.usable_cores()) < 2 or threads.busy_seconds(threads.usable_cpus()) is None:
+        pytest.skip("needs two usable cores and /proc/stat")
+    before = torch.get_num_threads()
+    try:
+        cfg = load_config("grimm-char", None, [*TINY, "train.max_steps=6", "train.eval_every=0", "train.threads=0"])
+        summary = train(cfg, tmp_path / "run", progress=False)
+    finally:
+        torch.set_num_threads(before)
+    assert sum(summary["threads"].values()) == 6 and set(summary["threads"]) <= {str(n) for n in range(1, 9)}
