@@ -285,6 +285,7 @@ SCHEMA = {
     "best_accuracy": (False, _number(finite=False)),  # -inf before the first evaluation
     "best_accuracy_step": (False, _int()),
     "early_stop": (False, lambda v: v in ("", "accuracy", "plateau")),
+    "thread_steps": (False, lambda v: isinstance(v, dict) and all(k.isdigit() and _int()(n) for k, n in v.items())),
     "logs": (False, lambda v: isinstance(v, dict) and all(isinstance(k, str) and _int()(n) for k, n in v.items())),
 }
 

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -102,9 +102,10 @@ class Progress:
     best_accuracy: float = -math.inf  # highest validation accuracy so far (for train.patience)
     best_accuracy_step: int = 0  # the step it was reached at
     early_stop: str = ""  # why the run ended before its budget: "accuracy" (train.stop_at_accuracy), "plateau" (train.patience)
+    thread_steps: dict = field(default_factory=dict)  # {"2": steps run on 2 torch threads, ...}: auto follows the load
 
     TOTALS = ("train_nll", "train_correct", "train_tokens")
-    NEWER = ("step_seconds", "best_accuracy", "best_accuracy_step", "early_stop")  # since the sequence tasks
+    NEWER = ("step_seconds", "best_accuracy", "best_accuracy_step", "early_stop", "thread_steps")  # added later
 
     def to_meta(self) -> dict:
         """The checkpoint metadata; the training totals are summed over the processes of a distributed run."""
@@ -198,7 +199,6 @@ class Trainer:
             self.lock = prepare(self.run_dir, overwrite=overwrite)
             self.echo(f"run directory: {self.run_dir}")
             self._write_run_files()
-        self.first_step = self.progress.step  # where this process started (a resumed run: its checkpoint's step)
         # Called after every step with the trainer; `callbacks` replaces the default (samples, train.samples;
         # a classifier has no text to sample).
         default = [Sampler.spread(t.samples, self.total_steps)] if self.vocab is not None else []
@@ -374,8 +374,9 @@ class Trainer:
         carried state reset where an epoch ends). Returns the loss (None for a
         skipped faulty step) and whether the epoch ended. The training loop and
         the speed benchmarks both run exactly this."""
-        if self.governor is not None:
-            self.governor()  # the thread count follows the load (rnnlab/threads.py)
+        # auto: the thread count follows the load (rnnlab/threads.py)
+        n = str(self.governor() if self.governor is not None else torch.get_num_threads())
+        self.progress.thread_steps[n] = self.progress.thread_steps.get(n, 0) + 1
         step_start = time.perf_counter()
         x, y = self.batcher.batch(self.progress.epoch, self.progress.index)
         loss = self._train_step(x.to(self.device), y.to(self.device))
@@ -482,14 +483,8 @@ class Trainer:
                 "early_stop": self.progress.early_stop or None,
                 "epochs": self.progress.epoch + self.progress.index / self.batcher.steps_per_epoch, "wall_seconds": self.progress.elapsed,
                 "tokens_per_s": self.progress.step * tokens_per_step / max(self.progress.elapsed, 1e-9), "faults": self.progress.faults,
-                "bf16": self.bf16, "threads": self._threads_used(), "best_valid_loss": self.progress.best_valid,
-                "final": results}
-
-    def _threads_used(self) -> dict:
-        """Steps this process ran at each torch thread count (auto follows the load)."""
-        if self.governor is not None:
-            return {str(k): v for k, v in sorted(self.governor.steps.items())}
-        return {str(torch.get_num_threads()): self.progress.step - self.first_step}
+                "bf16": self.bf16, "threads": dict(sorted(self.progress.thread_steps.items(), key=lambda kv: int(kv[0]))),
+                "best_valid_loss": self.progress.best_valid, "final": results}
 
 
 def _postfix(loss: float, level: str, rate: float) -> str:

@@ -136,7 +136,7 @@ def test_progress_round_trips_through_checkpoint_metadata():
     from rnnlab.train import Progress
 
     p = Progress(step=7, epoch=1, index=3, best_valid=1.5, faults=2, consecutive_faults=1, fault_lr_scale=0.5,
-                 elapsed=9.25, train_nll=12.0, train_correct=4.0, train_tokens=30.0)
+                 elapsed=9.25, train_nll=12.0, train_correct=4.0, train_tokens=30.0, thread_steps={"1": 3, "2": 4})
     meta = json.loads(json.dumps(p.to_meta()))  # as a checkpoint stores it
     assert meta["train_totals"] == [12.0, 4.0, 30.0] and meta["step"] == 7
     assert asdict(Progress.from_meta(meta)) == asdict(p)
