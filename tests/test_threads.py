@@ -196,7 +196,8 @@ def test_jobs_default_to_one_per_usable_core(monkeypatch):
     assert seen == [1, 2]
 
 
-def test_a_run_summary_records_the_steps_at_each_thread_count(tmp_path):
+def train_tiny_on_auto(run_dir) -> dict:
+    """Six steps of a tiny char model with train.threads=0; its summary."""
     from conftest import TINY
 
     from rnnlab.train import train
@@ -204,24 +205,23 @@ def test_a_run_summary_records_the_steps_at_each_thread_count(tmp_path):
     before = torch.get_num_threads()
     try:
         cfg = load_config("grimm-char", None, [*TINY, "train.max_steps=6", "train.eval_every=0", "train.threads=0"])
-        summary = train(cfg, tmp_path / "run", progress=False)
+        return train(cfg, run_dir, progress=False)
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(before)  # the trainer sets it process-wide
+
+
+def test_a_run_summary_records_the_steps_at_each_thread_count(tmp_path):
+    summary = train_tiny_on_auto(tmp_path / "run")
     assert summary["threads"] == {"1": 6}  # a tiny model: auto keeps it on one thread, no governor
 
 
 def test_the_trainer_consults_the_governor_before_every_step(tmp_path, monkeypatch):
-    from conftest import TINY
-
-    from rnnlab.train import train
-
     monkeypatch.setattr(threads, "MIN_WORK_FOR_THREADS", 0)  # govern even a tiny model
     if threads.thread_ceiling(1, threads.usable_cores()) < 2 or threads.busy_seconds(threads.usable_cpus()) is None:
         pytest.skip("needs two usable cores and /proc/stat")
-    before = torch.get_num_threads()
-    try:
-        cfg = load_config("grimm-char", None, [*TINY, "train.max_steps=6", "train.eval_every=0", "train.threads=0"])
-        summary = train(cfg, tmp_path / "run", progress=False)
-    finally:
-        torch.set_num_threads(before)
+    calls = []
+    original = threads.ThreadGovernor.__call__
+    monkeypatch.setattr(threads.ThreadGovernor, "__call__", lambda self: calls.append(1) or original(self))
+    summary = train_tiny_on_auto(tmp_path / "run")
+    assert len(calls) == 6  # once before each step
     assert sum(summary["threads"].values()) == 6 and set(summary["threads"]) <= {str(n) for n in range(1, 9)}
