@@ -72,7 +72,7 @@ def prefer_short_spin(environ=os.environ) -> None:
         environ["GOMP_SPINCOUNT"] = SPIN_COUNT
 
 
-def usable_cpus(environ=os.environ) -> list[int]:
+def usable_cpus() -> list[int]:
     """The CPUs this process may run on (its CPU affinity, which containers and
     `taskset` narrow)."""
     try:
@@ -84,7 +84,7 @@ def usable_cpus(environ=os.environ) -> list[int]:
 def usable_cores(environ=os.environ) -> int:
     """How many cores this process may use: its CPUs, at most OMP_NUM_THREADS
     when that is set, as `rnnlab train --nproc` does for each of its processes."""
-    cores = len(usable_cpus(environ))
+    cores = len(usable_cpus())
     limit = environ.get("OMP_NUM_THREADS", "")
     if limit.isdigit() and int(limit) > 0:
         cores = min(cores, int(limit))
