@@ -29,8 +29,8 @@ So the count follows the load, with a ceiling from the model:
    work ends it takes the second core back. Two governed runs side by side
    settle on one thread each.
 3. Idle threads spin only briefly at a barrier (GOMP_SPINCOUNT=1000 instead
-   of libgomp's 300,000, set by the CLI before torch loads): alone as fast as
-   the long spin, and an explicit `train.threads=2` on a busy machine, or the
+   of libgomp's 300,000, set by the CLI before torch loads): alone within
+   ~6 % of the long spin, and an explicit `train.threads=2` on a busy machine, or the
    seconds before the governor reacts, degrade instead of collapse. A user's
    own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins.
 
