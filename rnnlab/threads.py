@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections import Counter
 
 # Below this many multiply-adds per time step, one thread: the test and tutorial
 # models (a 2x32 char LSTM at batch 16 does ~0.2M); the default job does 68M.
@@ -144,7 +143,6 @@ class ThreadGovernor:
         self.clock, self.cpu_clock, self.stat = clock, cpu_clock, stat
         self.threads = 1  # start safe: a collapse at start-up would cost more than a second thread gains
         self.set_threads(1)
-        self.steps = Counter()  # steps run at each thread count
         self._mark()
         self.wait = min(FIRST_LOOK, interval)
 
@@ -164,7 +162,6 @@ class ThreadGovernor:
                     self.threads = wanted
             self._mark()
             self.wait = self.interval
-        self.steps[self.threads] += 1
         return self.threads
 
 
