@@ -42,8 +42,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -116,11 +114,11 @@ def auto_choice(args) -> tuple[int, int]:
     from rnnlab.config import load_config
     from rnnlab.data.corpus import load_corpus
     from rnnlab.models import build_model
-    from rnnlab.models.softmax import fit_output
+    from rnnlab.models.softmax import fit_output_to_corpus
 
     cfg = load_config(args.preset, None, args.set)
     corpus = load_corpus(cfg.data)
-    fit_output(cfg.model, np.bincount(corpus.train, minlength=len(corpus.vocab)))  # cutoffs="auto", as training does
+    fit_output_to_corpus(cfg.model, corpus)  # cutoffs="auto", as training does
     model = build_model(cfg.model, len(corpus.vocab))
     work = threads.model_work(model, cfg.train.batch_size)
     return threads.thread_ceiling(work, threads.usable_cores(child_env({"env": {}}))), work

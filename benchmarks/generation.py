@@ -44,7 +44,7 @@ from rnnlab.config import load_config  # noqa: E402
 from rnnlab.data.corpus import load_corpus  # noqa: E402
 from rnnlab.generate import choose, never_sample, prompt_ids, sample_tokens, uniforms  # noqa: E402
 from rnnlab.models import build_model  # noqa: E402
-from rnnlab.models.softmax import fit_output  # noqa: E402
+from rnnlab.models.softmax import fit_output_to_corpus  # noqa: E402
 
 PROMPTS = {"char": "The king said to his daughter", "word": "the king said"}
 
@@ -158,7 +158,7 @@ def measure(name: str, preset: str, overrides: list[str], length: int, repeats: 
     cfg = load_config(preset, None, overrides)
     corpus = load_corpus(cfg.data)
     vocab = corpus.vocab
-    fit_output(cfg.model, np.bincount(corpus.train, minlength=len(vocab)))  # cutoffs="auto", as training resolves it
+    fit_output_to_corpus(cfg.model, corpus)  # cutoffs="auto", as training resolves it
     torch.manual_seed(0)
     model = build_model(cfg.model, len(vocab)).eval()
     ex, same_weights = examples_model(model, cfg, len(vocab))

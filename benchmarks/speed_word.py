@@ -24,7 +24,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -36,7 +35,7 @@ from benchmarks import harness  # noqa: E402
 from rnnlab.config import load_config, parse_cutoffs  # noqa: E402
 from rnnlab.data.batching import StreamBatcher  # noqa: E402
 from rnnlab.evaluate import evaluate  # noqa: E402
-from rnnlab.models.softmax import fit_output  # noqa: E402
+from rnnlab.models.softmax import fit_output_to_corpus  # noqa: E402
 from rnnlab.train import Trainer  # noqa: E402
 
 
@@ -197,7 +196,7 @@ def main(argv=None) -> int:
     cfg = load_config("brown-word", None, [f"data.path={brown}", *args.set])
     args.set = [f"data.path={brown}", *args.set]
     corpus = load_corpus(cfg.data)
-    fit_output(cfg.model, np.bincount(corpus.train, minlength=len(corpus.vocab)))  # cutoffs="auto", as training does
+    fit_output_to_corpus(cfg.model, corpus)  # cutoffs="auto", as training does
     per_epoch = StreamBatcher(corpus.train, 20, 35).steps_per_epoch
     steps = args.steps or (40 if args.quick else per_epoch)
     block = args.block or (10 if args.quick else 50)

@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -41,7 +40,7 @@ from rnnlab.fingerprint import fingerprint, refusal, resume_changes
 from rnnlab.generate import generate, teacher_forced
 from rnnlab.models import build_model
 from rnnlab.models.lm import positions
-from rnnlab.models.softmax import fit_output
+from rnnlab.models.softmax import fit_output_to_corpus
 from rnnlab.optim import Schedule, build_optimizer, load_optimizer, optimizer_tensors, set_lr
 from rnnlab.runs import (
     RunLock,
@@ -175,7 +174,7 @@ class Trainer:
                                                  cfg.data.max_vocab).itos != vocab.itos:
                 raise UserError(f"the vocabulary stored in {run_dir} does not match the data at '{cfg.data.path or 'bundled:grimm'}'")
             self.vocab = self.corpus.vocab
-            fit_output(cfg.model, np.bincount(self.corpus.train, minlength=len(self.vocab)))  # cutoffs="auto"
+            fit_output_to_corpus(cfg.model, self.corpus)  # cutoffs="auto"
         vocab_size = len(self.vocab) if self.vocab is not None else 0
         check_model_memory(cfg.model, vocab_size, torch.finfo(getattr(torch, t.dtype)).bits // 8)
         self.model = build_model(cfg.model, vocab_size, cfg.task).to(self.device, getattr(torch, t.dtype))

@@ -113,15 +113,14 @@ def test_auto_cutoffs_follow_the_frequencies():
 
 def test_auto_cutoffs_keep_browns_committed_split():
     """The Brown results (benchmarks/results/brown_lm_study.md) were measured with 2000,10000."""
-    import numpy as np
 
     from rnnlab.data.corpus import load_corpus
-    from rnnlab.models.softmax import fit_output
+    from rnnlab.models.softmax import fit_output_to_corpus
 
     cfg = load_config("lstm-dropout", None, [f"data.path={shared_data('brown')}"])
     assert cfg.model.cutoffs == "auto"
     corpus = load_corpus(cfg.data)
-    fit_output(cfg.model, np.bincount(corpus.train, minlength=len(corpus.vocab)))
+    fit_output_to_corpus(cfg.model, corpus)
     assert cfg.model.cutoffs == "2000,10000"
 
 

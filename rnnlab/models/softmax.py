@@ -95,6 +95,12 @@ def fit_output(m: ModelConfig, counts: np.ndarray) -> None:
         m.softmax = "full"
 
 
+def fit_output_to_corpus(m: ModelConfig, corpus) -> None:
+    """`fit_output` from a corpus's training split, as a run does when it starts
+    (a corpus: its `train` token ids and its `vocab`)."""
+    fit_output(m, np.bincount(corpus.train, minlength=len(corpus.vocab)))
+
+
 class AdaptiveSoftmax(nn.AdaptiveLogSoftmaxWithLoss):
     def __init__(self, hidden: int, vocab_size: int, cutoffs: list[int], div_value: float = 4.0):
         if cutoffs[-1] >= vocab_size:
