@@ -30,6 +30,7 @@ Rendering writes benchmarks/results/ngram_assignment.{json,md} and its figures
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -84,6 +85,7 @@ COMMAND = """python benchmarks/ngram_assignment.py --train NAME   # for each run
 python benchmarks/ngram_assignment.py --render"""
 
 
+@functools.cache  # once per process: every sweep run configured after the first reads the same files
 def subset(data: str, work: Path) -> Path:
     """WORK/brown-subset: the first SUBSET_LINES lines of the training text, validation and test as they are."""
     out = work / "brown-subset"

@@ -146,16 +146,15 @@ def measure(cfg: OptimizersConfig, problems, optimizers, out: Path, command: str
             workers: int = 1) -> tuple[list[dict], dict]:
     jobs = [(p, o, lr) for p in problems for o in optimizers for lr in cfg.grid(p, o)]
     results = dict(zip(jobs, run_jobs(train_one, jobs, cfg, workers, progress)))
-    rows = []
+    rows, edge = [], []  # edge: tuned at an end of a grid of several rates
     for p in problems:
         for o in optimizers:
             tried = {lr: results[(p, o, lr)] for lr in cfg.grid(p, o)}
             lr, best = min(tried.items(), key=lambda item: item[1]["valid_loss"])
             rows.append({"problem": p, "optimizer": o, "lr": lr, **best, "run": run_name(p, o, lr),
                          "lrs_tried": ", ".join(f"{x:g}: {r['valid_loss']:.3f}" for x, r in tried.items())})
-    edge = [f"{r['problem']}/{r['optimizer']}" for r in rows if r["lr"] in (min(cfg.grid(r["problem"], r["optimizer"])),
-                                                                          max(cfg.grid(r["problem"], r["optimizer"])))
-            and len(cfg.grid(r["problem"], r["optimizer"])) > 1]
+            if len(tried) > 1 and lr in (min(tried), max(tried)):
+                edge.append(f"{p}/{o}")
     edge_note = (f" Tuned at the edge of its grid (a rate beyond it might be better): {', '.join(edge)}." if edge else "")
     paths = write_results(out, "optimizers", rows, COLUMNS, command, lambda path: plot(rows, cfg, path),
                           notes=notes(cfg) + edge_note)
