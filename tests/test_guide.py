@@ -99,18 +99,67 @@ def test_every_claim_check_is_cited_at_its_def_line():
     assert defined == cited, f"uncited checks at lines {sorted(defined - cited)}"
 
 
-@pytest.mark.parametrize("figure,argv", [
-    ("gradflow.txt", ["gradflow", "--cells", "rnn_tanh,lstm,gru", "--steps", "100"]),
-    ("gru-by-hand.txt", ["gradcheck", "--gru-by-hand"]),
-])
-def test_committed_outputs_are_what_the_commands_print(figure, argv, tmp_path, capsys):
-    # The guide quotes these files; the seeded commands must still print them
-    # (the last line of gradflow names the PNG it wrote, so it is left out).
+NUMBER = re.compile(r"[-+]?\d+\.\d+(?:e[-+]?\d+)?")
+EPS = 2.0**-52  # float64
+
+
+def _last_place(token: str) -> float:
+    """One unit in the last printed digit of a number: 1e-10 for '0.0288644199', 1e-4 for '4.535e-01'."""
+    mantissa, _, exponent = token.lower().partition("e")
+    return 10.0 ** (-len(mantissa.partition(".")[2]) + int(exponent or 0))
+
+
+# Each committed figure: the command that prints it, the float64 round-off factor n of its numbers
+# (their relative error is at most n·eps) and the columns that are round-off residuals.
+#   gradflow: a norm after a product of T=100 Jacobians of a 64-unit layer, n = T·H = 6400.
+#   gru-by-hand: gradients of sums over 3+4 inputs and units for 3 gates and 2 steps, n = 42; its
+#   last column, max |hand − autograd|, is itself float64 round-off: its digits differ between CPUs.
+FIGURES = {"gradflow.txt": (["gradflow", "--cells", "rnn_tanh,lstm,gru", "--steps", "100"], 100 * 64, ()),
+           "gru-by-hand.txt": (["gradcheck", "--gru-by-hand"], 3 * 7 * 2, (4,))}
+
+
+def assert_same_output(printed: list[str], committed: list[str], n: int, residual_columns=()) -> None:
+    """The same text, and the same numbers up to float64 round-off: a number printed to d digits may
+    differ by one unit in its last digit (the exact values lie on either side of a rounding boundary),
+    plus n·eps of its size. A residual column (an error of order eps) is only required to stay below
+    n·eps times the largest number of the output (the scale of the values it was computed from), in both."""
+    assert len(printed) == len(committed), (printed, committed)
+    scale = max((abs(float(t)) for line in committed for t in NUMBER.findall(line)), default=0.0)
+    for new, old in zip(printed, committed):
+        assert NUMBER.sub("#", new).split() == NUMBER.sub("#", old).split(), (new, old)  # the words and layout
+        numbers_new, numbers_old = NUMBER.findall(new), NUMBER.findall(old)
+        for column, (a, b) in enumerate(zip(numbers_new, numbers_old)):
+            x, y = float(a), float(b)
+            if column + len(new.split()) - len(numbers_new) in residual_columns:
+                assert abs(x) <= n * EPS * scale and abs(y) <= n * EPS * scale, (new, old)
+            else:
+                assert abs(x - y) <= max(_last_place(a), _last_place(b)) + n * EPS * max(abs(x), abs(y)), (new, old)
+
+
+@pytest.mark.parametrize("figure", sorted(FIGURES))
+def test_committed_outputs_are_what_the_commands_print(figure, tmp_path, capsys):
+    # The guide quotes these files; the seeded commands must still print them, up to float64
+    # round-off, which differs between CPUs (the last line of gradflow names the PNG it wrote,
+    # so it is left out).
     from rnnlab.cli import main
 
+    argv, n, residual_columns = FIGURES[figure]
     extra = ["--out", str(tmp_path / "g.png")] if argv[0] == "gradflow" else []
     assert main(argv + extra) == 0
     printed = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("wrote ")]
     committed = [ln for ln in (GUIDE / "figures" / figure).read_text(encoding="utf-8").splitlines()
                  if not ln.startswith("wrote ")]
-    assert printed == committed
+    assert_same_output(printed, committed, n, residual_columns)
+
+
+def test_the_output_comparison_catches_a_changed_number_or_word():
+    lines = ["t2     W_ir     0.0288644199    0.0288644199    1.39e-17", "  1   4.535e-01   1.119e-01"]
+    assert_same_output(["t2     W_ir     0.0288644199    0.0288644198    2.78e-17", "  1   4.536e-01   1.119e-01"],
+                       lines, 42, (4,))  # one unit in the last digit; another residual of the same order
+    for changed in (["t2     W_ir     0.0288644199    0.0288644197    1.39e-17", lines[1]],  # two units off
+                    ["t2     W_iz     0.0288644199    0.0288644199    1.39e-17", lines[1]],  # another word
+                    ["t2     W_ir     0.0288644199    0.0288644199    1.39e-09", lines[1]],  # a real residual
+                    [lines[0], "  1   4.537e-01   1.119e-01"],
+                    [lines[0], "  2   4.535e-01   1.119e-01"]):  # integers are words: exact
+        with pytest.raises(AssertionError):
+            assert_same_output(changed, lines, 42, (4,))
