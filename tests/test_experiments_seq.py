@@ -84,13 +84,16 @@ def test_frequency_quick(tmp_path):
                                                           for s in ("regular", "irregular")}
     assert all(r["steps"] == 150 for r in rows)
     acc = {(r["cell"], r["sampling"]): r["accuracy"] for r in rows}
-    # Chance is 0.5. At 60 samples a wave the LSTM has not learned in 150 steps; the
-    # Phased LSTM has, clearly, with either sampling (seeded: the same numbers every run).
-    assert acc["phased_lstm", "regular"] > 0.8 and acc["phased_lstm", "irregular"] > 0.65, acc
-    # Gaps measured through the Trainer's stream (batch (epoch, index) drawn from its own seed):
-    # +38.5 points regular, +12.8 irregular (the loop it replaced drew one sequential stream: +15 or more).
+    assert all(0 <= a <= 1 for a in acc.values()), acc
+    # Chance is 0.5. The margins come from this quick setting run with seeds 0-5, on this AMD EPYC
+    # (AVX-512) and again with ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 (another CPU's rounding
+    # sends training elsewhere much as another seed does). Regular sampling: Phased LSTM 0.805-0.943,
+    # LSTM 0.46-0.59, gap +0.28 to +0.42 on both paths; so > 0.7 and a gap > 0.15 hold with ~0.1 to spare.
+    assert acc["phased_lstm", "regular"] > 0.7, acc
     assert acc["phased_lstm", "regular"] - acc["lstm", "regular"] > 0.15, acc
-    assert acc["phased_lstm", "irregular"] - acc["lstm", "irregular"] > 0.1, acc
+    # Irregular sampling is not asserted at this size: the gap ranged from -0.12 to +0.39 over the same
+    # seeds at 150 steps (LSTM 0.49-0.85, Phased LSTM 0.58-0.88) and from -0.01 to +0.43 at 300 steps;
+    # the LSTM sometimes learns it from the Δt input. The full experiment (more seeds) measures it.
     assert "Phased LSTM − LSTM" in md
 
 
