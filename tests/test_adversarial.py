@@ -451,3 +451,76 @@ def test_a_bf16_run_resumes_bitwise_with_its_state_in_float32(tmp_path, corpora,
     assert code == 0, err
     a, b = checkpoint.load(whole)[0], checkpoint.load(parts)[0]
     assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+# ------------------------------------------------- issue 21: seven more breaks
+def _symlink_to_victim(lock: Path) -> Path:
+    victim = lock.parent.parent / "victim.txt"
+    victim.write_text("precious\n")
+    lock.symlink_to(victim)
+    return victim
+
+
+def _symlink_to_dev_null(lock: Path) -> None:
+    lock.symlink_to("/dev/null")
+
+
+def _dangling_symlink(lock: Path) -> Path:
+    lock.symlink_to(lock.parent.parent / "created-by-the-lock")
+    return lock.parent.parent / "created-by-the-lock"
+
+
+def _fifo(lock: Path) -> None:
+    os.mkfifo(lock)
+
+
+@pytest.mark.parametrize("plant", [_symlink_to_victim, _symlink_to_dev_null, _dangling_symlink, _fifo])
+def test_a_lock_that_is_not_a_regular_file_is_never_followed_and_named(run, capsys, plant):
+    """Break 1 and 6: the lock is opened with O_NOFOLLOW and must be a regular file; the line names it;
+    nothing outside the run directory is written (the victim keeps its text, the dangling target stays absent).
+    --overwrite replaces such a .lock with a regular one instead of writing through it."""
+    lock = run / ".lock"
+    lock.unlink()
+    plant(lock)
+    outside = {p: p.read_bytes() for p in run.parent.iterdir() if p.is_file() and not p.is_symlink()}
+    code, err = run_cli(["train", "--resume", run, "--no-progress", *sets("train.max_steps=6")], capsys)
+    one_error(code, err, str(lock))
+    assert "symbolic link" in err[-1] or "not a regular file" in err[-1]
+    assert {p: p.read_bytes() for p in run.parent.iterdir() if p.is_file() and not p.is_symlink()} == outside
+    assert not (run.parent / "created-by-the-lock").exists()
+    config = (run / "config.toml").read_text()
+    code, err = run_cli(["train", *sets(f"data.path={run.parent / 'corpus.txt'}", *TINY, "train.max_steps=2",
+                                        "train.threads=1"), "--run-dir", run, "--overwrite", "--no-progress"], capsys)
+    assert code == 0, err
+    assert not lock.is_symlink() and lock.is_file() and lock.read_text() == f"{os.getpid()}\n"
+    assert {p: p.read_bytes() for p in run.parent.iterdir() if p.is_file() and not p.is_symlink()} == outside
+    assert not (run.parent / "created-by-the-lock").exists()
+    assert (run / "config.toml").read_text() != config  # it was overwritten: max_steps=2
+
+
+def test_a_full_disk_when_a_run_starts_names_the_file_and_leaves_no_half_made_run(tmp_path, corpora, capsys,
+                                                                                 monkeypatch):
+    """Break 6: ENOSPC while writing vocab.json (after config.toml) is one line naming vocab.json, and the
+    run directory this process created is gone (no config.toml without vocab.json)."""
+    import errno
+
+    real = checkpoint.write_atomic
+
+    def full(path, data):
+        if Path(path).name == "vocab.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(path, data)
+
+    monkeypatch.setattr(checkpoint, "write_atomic", full)
+    run = tmp_path / "new" / "run"
+    code, err = run_cli(["train", *sets(f"data.path={corpora[0]}", *TINY, "train.max_steps=2", "train.threads=1"),
+                         "--run-dir", run, "--no-progress"], capsys)
+    one_error(code, err, f"cannot write {run / 'vocab.json'}: No space left on device")
+    assert not any(line.startswith("run directory: ") for line in err)  # printed only once the run is ready
+    assert not run.exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()  # a directory the user made: emptied of what this process wrote, kept
+    code, err = run_cli(["train", *sets(f"data.path={corpora[0]}", *TINY, "train.max_steps=2", "train.threads=1"),
+                         "--run-dir", existing, "--no-progress"], capsys)
+    one_error(code, err, f"cannot write {existing / 'vocab.json'}")
+    assert existing.is_dir() and not (existing / "config.toml").exists()
