@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=at.nonnegative_number, help="shorthand for --set train.max_minutes=M")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="shorthand for --set train.device=D")
-    p.add_argument("--nproc", type=at.positive, default=1, metavar="N",
-                   help="data-parallel training in N local processes (torch.distributed; see docs/distributed.md)")
+    p.add_argument("--nproc", type=at.processes, default=1, metavar="N",
+                   help="data-parallel training in N local processes (torch.distributed; see docs/distributed.md); "
+                        "at most 4 per usable CPU")
 
     p = sub.add_parser("eval", help="evaluate a run on a split")
     p.add_argument("run_dir")

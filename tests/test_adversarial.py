@@ -269,6 +269,8 @@ def test_generate_refuses_parameters_that_cannot_be_sampled(tmp_path, corpora, c
     ("train.sample_length=2000000", "train.sample_length must be between 1 and 1,000,000"),
     ("name=../../escaped", "name must not contain '/'"),
     ("model.hidden=1000000000", "the model is too large for this machine"),
+    ("train.threads=1000000", "train.threads must be at most"),  # issue 21: libgomp crashed (exit 139)
+    ("train.threads=20000", "train.threads must be at most"),
 ])
 def test_bad_configurations_are_refused_before_the_run_directory_exists(tmp_path, corpora, capsys, setting, fragment):
     run = tmp_path / "run"
@@ -410,6 +412,10 @@ def test_summary_and_run_files_are_written_atomically(run, monkeypatch):
     (["report", "x", "--sample-length", "1000001"], "argument --sample-length: must be between 1 and 1000000"),
     (["serve", "x", "--port", "70000"], "argument --port: must be between 0 and 65535"),
     (["train", "--nproc", "0"], "argument --nproc: must be >= 1"),
+    (["train", "--nproc", "1000000"], "argument --nproc: must be at most"),  # issue 21: no upper bound
+    (["experiment", "frequency", "--jobs", "1000000"], "argument --jobs: must be at most"),
+    (["experiment", "palindrome", "--threads", "20000"], "argument --threads: must be at most"),
+    (["experiment", "optimizers", "--jobs", "1000000"], "argument --jobs: must be at most"),
     (["train", "--max-steps", "1.5"], "argument --max-steps: expects an integer, got '1.5'"),
     (["params", "--cell", "lstm", "--input", "3", "--hidden", "1e1", "--layers", "0"], "argument --layers: must be >= 1"),
 ])
@@ -524,3 +530,22 @@ def test_a_full_disk_when_a_run_starts_names_the_file_and_leaves_no_half_made_ru
                          "--run-dir", existing, "--no-progress"], capsys)
     one_error(code, err, f"cannot write {existing / 'vocab.json'}")
     assert existing.is_dir() and not (existing / "config.toml").exists()
+
+
+def test_thread_and_process_bounds_follow_the_usable_cpus(monkeypatch, capsys):
+    """Break 2: the bound is PARALLEL_PER_CPU per CPU of this process's affinity: exactly that many is accepted."""
+    from rnnlab import argtypes, bounds, threads
+    from rnnlab.config import Config, validate
+    from rnnlab.errors import UserError
+
+    monkeypatch.setattr(threads, "usable_cpus", lambda: [0, 1, 2])
+    assert bounds.max_parallel() == 3 * bounds.PARALLEL_PER_CPU
+    assert argtypes.processes(str(bounds.max_parallel())) == bounds.max_parallel()
+    cfg = Config()
+    cfg.train.threads = bounds.max_parallel()
+    validate(cfg)
+    cfg.train.threads += 1
+    with pytest.raises(UserError, match=f"train.threads must be at most {bounds.max_parallel()}"):
+        validate(cfg)
+    code, err = run_cli(["train", "--nproc", str(bounds.max_parallel() + 1)], capsys)
+    one_error(code, err, f"argument --nproc: must be at most {bounds.max_parallel()} (4 per usable CPU)")
