@@ -82,9 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=at.count, default=None)
     p.add_argument("--top-p", type=at.finite, default=None)
     p.add_argument("--length", type=at.length, nargs="+", default=None, help="tokens to generate (one or more lengths)")
-    p.add_argument("--num", type=at.positive, default=1, help="samples per setting")
+    p.add_argument("--num", type=at.positive, default=1, help="samples per setting (at most 1,000)")
     p.add_argument("--stop", default="", metavar="TEXT",
-                   help='end each sample where TEXT appears (not printed); "\\n" is a newline: one line per sample')
+                   help='end each sample where TEXT appears (not printed; at most 1,000 characters); "\\n" is a newline: '
+                        'one line per sample')
     p.add_argument("--seed", type=at.seed, default=None)
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--json", action="store_true")

@@ -549,3 +549,52 @@ def test_thread_and_process_bounds_follow_the_usable_cpus(monkeypatch, capsys):
         validate(cfg)
     code, err = run_cli(["train", "--nproc", str(bounds.max_parallel() + 1)], capsys)
     one_error(code, err, f"argument --nproc: must be at most {bounds.max_parallel()} (4 per usable CPU)")
+
+
+def test_the_stop_matcher_finds_the_first_occurrence_and_holds_back_exactly_a_partial_one():
+    """Break 5: the incremental matcher agrees with str.find on every split of the text into pieces, and its
+    state is the longest end of the text that begins the stop string (what the stream holds back)."""
+    from rnnlab.generate import StopMatcher
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        stop = "".join(rng.choice(list("ab"), rng.integers(1, 6)))
+        text = "".join(rng.choice(list("ab "), rng.integers(0, 30)))
+        matcher, state, seen, found = StopMatcher(stop), 0, "", -1
+        while len(seen) < len(text) and found < 0:
+            piece = text[len(seen):len(seen) + int(rng.integers(1, 4))]
+            state, end = matcher.feed(state, piece)
+            if end >= 0:
+                found = len(seen) + end - len(stop)
+            seen += piece
+            if found < 0:
+                assert state == max(k for k in range(len(stop)) if k <= len(seen) and stop.startswith(seen[len(seen) - k:]))
+        assert found == text.find(stop), (stop, text)
+
+
+def test_a_long_stop_string_is_refused_above_the_bound_and_costs_little_below_it(run, capsys):
+    """Break 5: a 100,000-character stop is one line (CLI) / UserError (API); a stop string at the bound
+    (1,000 characters, never found) costs little next to sampling the same text without one: the old
+    matcher re-checked every end of the text against the stop string at each token: 10.0 s against 1.7 s
+    without a stop string on the loaded 2-core EPYC, where the linear one takes about the same as none."""
+    import rnnlab
+    from rnnlab.bounds import MAX_STOP
+    from rnnlab.errors import UserError
+
+    code, err = run_cli(["generate", run, "--checkpoint", "last", "--length", "16000", "--stop", "x" * 100_000], capsys)
+    one_error(code, err, "the stop string has 100,000 characters; at most 1,000 are allowed")
+    loaded = rnnlab.load(run, "last")
+    with pytest.raises(UserError, match="at most 1,000"):
+        loaded.generate(length=10, stop="x" * (MAX_STOP + 1))
+
+    def seconds(stop: str) -> float:
+        best = float("inf")
+        for _ in range(2):
+            start = time.perf_counter()
+            texts = loaded.generate(length=8000, temperature=1.0, seed=1, stop=stop)
+            best = min(best, time.perf_counter() - start)
+        assert len(texts[0]) >= 8000  # the stop string never appeared: all 8,000 characters were matched
+        return best
+
+    plain, long_stop = seconds(""), seconds("\x01" * MAX_STOP)
+    assert long_stop < 2 * plain + 0.5, (plain, long_stop)  # the same sampling and an O(1) matcher step a character
