@@ -12,11 +12,16 @@ A `Run` is a thin view of a run directory: every figure it returns is read
 from the directory or computed by the same functions the CLI calls
 (rnnlab.train, rnnlab.evaluate, rnnlab.generate), so the two never disagree.
 The model is loaded on first use and kept.
+
+Every argument is checked, its type and its value, before anything is
+loaded or written: a wrong one raises `rnnlab.errors.UserError` with a
+one-line reason, as the CLI prints it (bounds: rnnlab/bounds.py).
 """
 
 from __future__ import annotations
 
-import json
+import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,13 +36,62 @@ if TYPE_CHECKING:  # only for the annotations: importing them costs torch
     from rnnlab.data.vocab import Vocab
 
 
+CHECKPOINTS = ("best", "last")
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"
+
+
+def _path(name: str, value) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or not isinstance(os.fspath(value), str):
+        raise UserError(f"{name} must be a path (a str or pathlib.Path), got {_show(value)}")
+    if not os.fspath(value) or "\0" in os.fspath(value):
+        raise UserError(f"{name} must be a non-empty path without NUL characters, got {os.fspath(value)[:60]!r}")
+    return Path(value)
+
+
+def _int(name: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{name} must be an integer, got {_show(value)}")
+    if not low <= value <= high:
+        raise UserError(f"{name} must be between {low:,} and {high:,}, got {value:,}")
+    return value
+
+
+def _real(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UserError(f"{name} must be a finite number, got {_show(value)}")
+    return float(value)
+
+
+def _str(name: str, value, optional: bool = False) -> str | None:
+    if (value is None and optional) or isinstance(value, str):
+        return value
+    raise UserError(f"{name} must be a string{' or None' if optional else ''}, got {_show(value)}")
+
+
+def _bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"{name} must be True or False, got {_show(value)}")
+    return value
+
+
+def _checkpoint(value) -> str:
+    if not isinstance(value, str) or value not in CHECKPOINTS:
+        raise UserError(f"checkpoint must be 'best' or 'last', got {_show(value)}")
+    return value
+
+
 class Run:
     """A run directory: its configuration, logs, checkpoints and model."""
 
     def __init__(self, run_dir: str | Path, checkpoint: str = "best"):
         from rnnlab.runs import read_config
 
-        self.path = Path(run_dir)
+        self.path = _path("run_dir", run_dir)
+        _checkpoint(checkpoint)
         self.config: Config = read_config(self.path)  # UserError when it is not a run directory
         self.checkpoint = checkpoint
         self._loaded: tuple | None = None
@@ -72,8 +126,20 @@ class Run:
     @property
     def summary(self) -> dict[str, Any] | None:
         """summary.json (final figures), or None while the run has not finished."""
+        from rnnlab import safejson
+
         path = self.path / "summary.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if not path.is_file():
+            return None
+        try:
+            summary = safejson.read(path)  # bounded: size and nesting depth checked before parsing
+        except OSError as e:
+            raise UserError(f"cannot read {path}: {e.strerror or e}") from None
+        except safejson.BadJSON as e:
+            raise UserError(f"{path} is corrupted: {e}") from None
+        if not isinstance(summary, dict):
+            raise UserError(f"{path} is corrupted: not a JSON object")
+        return summary
 
     # ------------------------------------------------------------ the model
     def _model(self) -> tuple:
@@ -100,8 +166,8 @@ class Run:
         from rnnlab.data.corpus import load_corpus
         from rnnlab.evaluate import evaluate
 
-        if split not in ("train", "valid", "test"):
-            raise UserError(f"split must be train, valid or test, got '{split}'")
+        if not isinstance(split, str) or split not in ("train", "valid", "test"):
+            raise UserError(f"split must be train, valid or test, got {split!r:.60}")
         model, vocab, cfg, meta, device = self._model()
         corpus = load_corpus(cfg.data, vocab)
         result = evaluate(model, corpus.split(split), cfg.train.eval_batch_size, cfg.train.eval_seq_len, device)
@@ -110,9 +176,22 @@ class Run:
     def generate(self, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int = 0,
                  top_p: float = 1.0, num: int = 1, seed: int | None = None, stop: str = "") -> list[str]:
         """`num` continuations of `prompt` (without the prompt), as `rnnlab generate` samples them;
-        a non-empty `stop` ends each where that text first appears (as `--stop`)."""
+        a non-empty `stop` ends each where that text first appears (as `--stop`).
+        Bounds: length 1..1,000,000 tokens, num 1..1,000 samples, stop at most
+        1,000 characters, seed None or 0..2**63-1 (rnnlab/bounds.py)."""
+        from rnnlab.bounds import MAX_LENGTH, MAX_SAMPLES, MAX_SEED, MAX_STOP
         from rnnlab.generate import generate
 
+        _str("prompt", prompt)
+        _int("length", length, 1, MAX_LENGTH)
+        _real("temperature", temperature)
+        _int("top_k", top_k, 0, 2**63 - 1)
+        _real("top_p", top_p)
+        _int("num", num, 1, MAX_SAMPLES)
+        if seed is not None:
+            _int("seed", seed, 0, MAX_SEED)
+        if len(_str("stop", stop)) > MAX_STOP:
+            raise UserError(f"the stop string has {len(stop):,} characters; at most {MAX_STOP:,} are allowed")
         model, vocab, _, _, device = self._model()
         return generate(model, vocab, prompt, length, temperature, top_k, top_p, num, seed, device, stop=stop)
 
@@ -129,6 +208,19 @@ def train(preset: str | None = None, overrides: Mapping[str, Any] | None = None,
     from rnnlab.config import apply, load_config, validate
     from rnnlab.train import train as train_config
 
+    _str("preset", preset, optional=True)
+    if overrides is not None and not isinstance(overrides, Mapping):
+        raise UserError(f"overrides must be a mapping of dotted keys to values, such as "
+                        f"{{'train.max_steps': 500}}, got {_show(overrides)}")
+    bad = [key for key in (overrides or {}) if not isinstance(key, str)]
+    if bad:
+        raise UserError(f"overrides keys must be dotted setting names such as 'train.max_steps', got {_show(bad[0])}")
+    if run_dir is not None:
+        run_dir = _path("run_dir", run_dir)
+    if config is not None:
+        config = _path("config", config)
+    _bool("progress", progress)
+    _bool("overwrite", overwrite)
     cfg = load_config(preset, str(config) if config is not None else None)
     for key, value in (overrides or {}).items():
         apply(cfg, key, value)

@@ -12,7 +12,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-from rnnlab.bounds import MAX_LENGTH, MAX_SEED
+from rnnlab.bounds import MAX_LENGTH, MAX_SEED, PARALLEL_PER_CPU, max_parallel
 from rnnlab.config import coerce
 from rnnlab.errors import UserError
 
@@ -54,9 +54,25 @@ def number(low: float | None = None, high: float | None = None, low_open: bool =
     return _ranged(float, low, high, low_open, hint)
 
 
+def parallel(low: int, hint: str = "") -> Callable[[str], int]:
+    """A count of threads or processes: at least `low`, at most bounds.max_parallel()."""
+    at_least = integer(low, hint=hint)
+
+    def parse(text: str) -> int:
+        value = at_least(text)
+        if value > max_parallel():
+            raise argparse.ArgumentTypeError(f"must be at most {max_parallel()} ({PARALLEL_PER_CPU} per usable CPU), "
+                                             f"got {text}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
 positive = integer(1)
 count = integer(0)  # >= 0
-threads = integer(0, hint=" (0 = automatic)")  # --threads, --jobs
+threads = parallel(0, hint=" (0 = automatic)")  # --threads, --jobs
+processes = parallel(1)  # --nproc
 seed = integer(0, MAX_SEED)
 length = integer(1, MAX_LENGTH)  # tokens to generate
 port = integer(0, 65535)

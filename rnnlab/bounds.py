@@ -17,6 +17,18 @@ MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit value
 MAX_LENGTH = 1_000_000  # tokens of one generated sample (generate, report samples, training samples)
 TRAINING_COPIES = 5  # weights, gradients, two Adam moments, the checkpoint being written
 INFERENCE_COPIES = 2  # the tensors read from the checkpoint and the model they are copied into
+PARALLEL_PER_CPU = 4  # threads (train.threads), processes (--nproc) or jobs (--jobs) per usable CPU, at most
+MAX_SAMPLES = 1_000  # samples drawn at once (generate --num, Run.generate(num=...)): one batch of states and logits
+MAX_STOP = 1_000  # characters of a stop string (generate --stop, Run.generate(stop=...); serve allows 100)
+
+
+def max_parallel() -> int:
+    """The most threads, processes or jobs one command may start: PARALLEL_PER_CPU
+    per CPU this process may run on (its affinity, which containers and taskset
+    narrow). More only oversubscribes the cores; a million threads crashed libgomp."""
+    from rnnlab.threads import usable_cpus
+
+    return PARALLEL_PER_CPU * len(usable_cpus())
 
 
 def parameter_count(model, vocab_size: int) -> int:

@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=at.nonnegative_number, help="shorthand for --set train.max_minutes=M")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], help="shorthand for --set train.device=D")
-    p.add_argument("--nproc", type=at.positive, default=1, metavar="N",
-                   help="data-parallel training in N local processes (torch.distributed; see docs/distributed.md)")
+    p.add_argument("--nproc", type=at.processes, default=1, metavar="N",
+                   help="data-parallel training in N local processes (torch.distributed; see docs/distributed.md); "
+                        "at most 4 per usable CPU")
 
     p = sub.add_parser("eval", help="evaluate a run on a split")
     p.add_argument("run_dir")
@@ -81,9 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=at.count, default=None)
     p.add_argument("--top-p", type=at.finite, default=None)
     p.add_argument("--length", type=at.length, nargs="+", default=None, help="tokens to generate (one or more lengths)")
-    p.add_argument("--num", type=at.positive, default=1, help="samples per setting")
+    p.add_argument("--num", type=at.positive, default=1, help="samples per setting (at most 1,000)")
     p.add_argument("--stop", default="", metavar="TEXT",
-                   help='end each sample where TEXT appears (not printed); "\\n" is a newline: one line per sample')
+                   help='end each sample where TEXT appears (not printed; at most 1,000 characters); "\\n" is a newline: '
+                        'one line per sample')
     p.add_argument("--seed", type=at.seed, default=None)
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--json", action="store_true")

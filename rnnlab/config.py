@@ -20,7 +20,7 @@ from pathlib import Path
 import tomli_w
 
 from rnnlab import cell_registry
-from rnnlab.bounds import MAX_LENGTH, MAX_SEED
+from rnnlab.bounds import MAX_LENGTH, MAX_SEED, PARALLEL_PER_CPU, max_parallel
 from rnnlab.errors import UserError
 
 
@@ -401,6 +401,8 @@ def validate(cfg: Config) -> None:
         _check(getattr(t, key) >= 0, f"train.{key} must be >= 0, got {getattr(t, key)}")
     for key in ("max_minutes", "checkpoint_minutes", "momentum", "weight_decay", "clip", "min_lr"):
         _check(getattr(t, key) >= 0, f"train.{key} must be >= 0, got {getattr(t, key)}")
+    _check(t.threads <= max_parallel(), f"train.threads must be at most {max_parallel()} ({PARALLEL_PER_CPU} per usable "
+           f"CPU; 0 = automatic), got {t.threads}")
     _check(t.lr > 0, f"train.lr must be positive, got {t.lr}")
     _check(t.lr_decay >= 1.0, f"train.lr_decay must be >= 1 (the lr is divided by it), got {t.lr_decay}")
     _check(0 <= t.seed <= MAX_SEED, f"train.seed must be between 0 and 2**63-1, got {t.seed}")

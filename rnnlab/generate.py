@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from rnnlab.bounds import MAX_SEED
+from rnnlab.bounds import MAX_SAMPLES, MAX_SEED, MAX_STOP
 from rnnlab.config import validate_generation
 from rnnlab.data.vocab import EOS, Vocab
 from rnnlab.errors import UserError
@@ -163,6 +163,8 @@ def sample_tokens(model, vocab: Vocab, prompt: str = "", length: int = 200, temp
     # Not decorated with torch.no_grad: that would enter and leave the context at
     # every yield (~20 µs a token); the blocks below never span a yield instead.
     validate_generation(temperature, top_k, top_p, length)
+    if not 1 <= num <= MAX_SAMPLES:
+        raise UserError(f"num (samples at once) must be between 1 and {MAX_SAMPLES:,}, got {num}")
     if seed is not None and not 0 <= seed <= MAX_SEED:
         raise UserError(f"seed must be between 0 and 2**63-1, got {seed}")
     was_training = model.training
@@ -206,11 +208,17 @@ def generate(model, vocab: Vocab, prompt: str = "", length: int = 200, temperatu
     `on_token(sample_index, text)` is called as text is sampled, for streaming.
     A non-empty `stop` ends a sample where that string first appears (the
     string itself is not returned). As a stop string may span several tokens,
-    text that could be the start of it is held back until it is not.
+    text that could be the start of it is held back until it is not. The stop
+    string is found by a `StopMatcher`, in time linear in the text; it has at
+    most MAX_STOP characters.
     """
+    if len(stop) > MAX_STOP:
+        raise UserError(f"the stop string has {len(stop):,} characters; at most {MAX_STOP:,} are allowed")
     texts = [""] * num
     emitted = [0] * num  # characters of texts[i] already handed to on_token
     done = [False] * num
+    matcher = StopMatcher(stop) if stop else None
+    held = [0] * num  # per sample: the matcher's state, the length of the end of the text that begins `stop`
 
     def emit(i: int, end: int) -> None:
         if on_token and end > emitted[i]:
@@ -225,10 +233,14 @@ def generate(model, vocab: Vocab, prompt: str = "", length: int = 200, temperatu
             if vocab.level == "word" and token == EOS:
                 done[i] = True
                 continue
-            texts[i] += token if vocab.level == "char" or not texts[i] else " " + token
-            if stop and (at := texts[i].find(stop)) >= 0:
-                texts[i], done[i] = texts[i][:at], True
-            emit(i, len(texts[i]) if done[i] else len(texts[i]) - _partial_stop(texts[i], stop))
+            piece = token if vocab.level == "char" or not texts[i] else " " + token
+            texts[i] += piece
+            if matcher is not None:
+                held[i], end = matcher.feed(held[i], piece)
+                if end >= 0:  # the stop string ends `end` characters into the piece
+                    at = len(texts[i]) - len(piece) + end - len(stop)
+                    texts[i], done[i] = texts[i][:at], True
+            emit(i, len(texts[i]) if done[i] else len(texts[i]) - held[i])
         if all(done):
             break
     for i in range(num):
@@ -236,12 +248,35 @@ def generate(model, vocab: Vocab, prompt: str = "", length: int = 200, temperatu
     return texts
 
 
-def _partial_stop(text: str, stop: str) -> int:
-    """Length of the longest end of `text` that begins `stop` (0 without a stop string)."""
-    for k in range(min(len(stop) - 1, len(text)), 0, -1):
-        if stop.startswith(text[-k:]):
-            return k
-    return 0
+class StopMatcher:
+    """Knuth-Morris-Pratt search for a stop string in text that arrives piece
+    by piece: each character costs O(1) amortised, whatever the lengths (a
+    search of the whole text at every token was quadratic, and the held-back
+    prefix check cubic). A state is the length of the longest end of the text
+    so far that is a beginning of `stop`, which is also what must be held back."""
+
+    def __init__(self, stop: str):
+        self.stop = stop
+        self.fail = [0] * len(stop)  # fail[j]: longest proper border of stop[:j + 1]
+        k = 0
+        for j in range(1, len(stop)):
+            while k and stop[j] != stop[k]:
+                k = self.fail[k - 1]
+            if stop[j] == stop[k]:
+                k += 1
+            self.fail[j] = k
+
+    def feed(self, state: int, piece: str) -> tuple[int, int]:
+        """(new state, index in `piece` just after the first complete `stop`, or -1)."""
+        stop, fail = self.stop, self.fail
+        for j, ch in enumerate(piece):
+            while state and ch != stop[state]:
+                state = fail[state - 1]
+            if ch == stop[state]:
+                state += 1
+                if state == len(stop):
+                    return state, j + 1
+        return state, -1
 
 
 def with_prompt(vocab: Vocab, prompt: str, text: str) -> str:

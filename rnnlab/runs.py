@@ -17,10 +17,12 @@ error. Readers (eval, generate, report, serve) never take it.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import shutil
+import stat
 import time
 from pathlib import Path
 
@@ -39,16 +41,30 @@ LOCK = ".lock"
 
 
 class RunLock:
-    """An exclusive lock on a run directory, held until `release` or process exit."""
+    """An exclusive lock on a run directory, held until `release` or process exit.
+
+    RUN_DIR/.lock is opened without following a symbolic link (O_NOFOLLOW) and
+    must be a regular file: a planted link would otherwise have the PID written
+    through it (a dangling one would create its target), and a FIFO or device
+    cannot be locked. `created_dir` tells whether this lock created RUN_DIR."""
 
     def __init__(self, run_dir: Path):
         run_dir = Path(run_dir)
+        path = run_dir / LOCK
         self.fd = None
+        self.created_dir = not run_dir.exists()
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            self.fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
         except OSError as e:
-            raise UserError(f"run directory {run_dir} is not writable: {e.strerror or e}") from None
+            if e.errno == errno.ELOOP:
+                raise UserError(f"{path} is a symbolic link, not a lock file rnnlab wrote; remove it") from None
+            if e.errno in (errno.ENXIO, errno.EISDIR) or (path.exists() and not path.is_file()):
+                raise UserError(f"{path} is not a regular file; remove it") from None
+            raise UserError(f"run directory {run_dir} is not writable: cannot create {path}: {e.strerror or e}") from None
+        if not stat.S_ISREG(os.fstat(self.fd).st_mode):
+            self.release()
+            raise UserError(f"{path} is not a regular file; remove it")
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -56,8 +72,12 @@ class RunLock:
             self.release()
             raise UserError(f"run directory {run_dir} is in use by another rnnlab process (PID {holder}); "
                             "wait for it to finish or stop it") from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as e:  # a full disk
+            self.release()
+            raise UserError(f"cannot write {path}: {e.strerror or e}") from None
 
     def release(self) -> None:
         if self.fd is not None:
@@ -67,12 +87,21 @@ class RunLock:
     __del__ = release  # a lock nobody holds on to any more (distributed.preflight's) is let go at once
 
 
+def _not_a_lock(path: Path) -> bool:
+    """A .lock that no rnnlab process can hold: a symbolic link, FIFO, device, directory."""
+    try:
+        return not stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
 def prepare(run_dir: Path, overwrite: bool = False) -> RunLock:
     """Make `run_dir` ready for a new run (emptied for --overwrite) and lock it.
 
     Everything that can be refused is checked before anything is created, so
     a refused run leaves no trace; the checks are repeated under the lock,
-    against a writer that got there in between."""
+    against a writer that got there in between. --overwrite also replaces a
+    .lock that is not a regular file (a symbolic link is removed, never followed)."""
     run_dir = Path(run_dir)
 
     def contents() -> list[Path]:
@@ -86,6 +115,11 @@ def prepare(run_dir: Path, overwrite: bool = False) -> RunLock:
         return found
 
     contents()
+    if overwrite and _not_a_lock(run_dir / LOCK):
+        try:
+            (run_dir / LOCK).unlink()  # the link itself, not what it points to
+        except OSError as e:
+            raise UserError(f"cannot remove {run_dir / LOCK}: {e.strerror or e}") from None
     lock = RunLock(run_dir)
     try:
         for p in contents():
@@ -105,6 +139,29 @@ def prepare(run_dir: Path, overwrite: bool = False) -> RunLock:
     return lock
 
 
+def write_initial(run_dir: Path, files: dict[str, bytes], lock: RunLock | None) -> None:
+    """Write a new run's first files (config.toml, vocab.json), each atomically.
+    On failure (a full disk) nothing half-made is left: the files written here
+    are removed, and so is the directory if `lock` created it; the error names
+    the file that could not be written."""
+    run_dir, written = Path(run_dir), []
+    try:
+        for name, data in files.items():
+            checkpoint.write_atomic(run_dir / name, data)
+            written.append(run_dir / name)
+    except OSError as e:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if lock is not None and lock.created_dir:
+            lock.release()
+            (run_dir / LOCK).unlink(missing_ok=True)
+            try:
+                run_dir.rmdir()  # only if nothing else is in it
+            except OSError:
+                pass
+        raise UserError(f"cannot write {run_dir / name}: {e.strerror or e} (disk {checkpoint._disk(run_dir)})") from None
+
+
 def is_run(run_dir: Path) -> bool:
     return (Path(run_dir) / "config.toml").is_file()
 
@@ -120,8 +177,11 @@ def read_config(run_dir: Path) -> Config:
 
 
 def append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as e:  # a full disk: the line names the file
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def read_jsonl(path: Path) -> list[dict]:

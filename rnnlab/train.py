@@ -52,6 +52,7 @@ from rnnlab.runs import (
     read_config,
     read_jsonl,
     truncate_logs,
+    write_initial,
 )
 
 TIMING_KEYS = ("elapsed", "tokens_per_s")  # the only metrics that differ between identical runs
@@ -196,8 +197,8 @@ class Trainer:
             self._restore(*stored)
         elif distributed.is_main():
             self.lock = prepare(self.run_dir, overwrite=overwrite)
-            self.echo(f"run directory: {self.run_dir}")
             self._write_run_files()
+            self.echo(f"run directory: {self.run_dir}")
         # Called after every step with the trainer; `callbacks` replaces the default (samples, train.samples;
         # a classifier has no text to sample).
         default = [Sampler.spread(t.samples, self.total_steps)] if self.vocab is not None else []
@@ -205,9 +206,10 @@ class Trainer:
 
     # ----------------------------------------------------------------- files
     def _write_run_files(self) -> None:
-        checkpoint.write_atomic(self.run_dir / "config.toml", self.cfg.to_toml().encode())
+        files = {"config.toml": self.cfg.to_toml().encode()}
         if self.vocab is not None:  # a task run's inputs are all in its config
-            checkpoint.write_atomic(self.run_dir / "vocab.json", json.dumps(self.vocab.to_json()).encode())
+            files["vocab.json"] = json.dumps(self.vocab.to_json()).encode()
+        write_initial(self.run_dir, files, self.lock)  # all or nothing: no config.toml without vocab.json
 
     def _record(self, record: dict) -> None:
         if distributed.is_main():

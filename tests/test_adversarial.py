@@ -269,6 +269,8 @@ def test_generate_refuses_parameters_that_cannot_be_sampled(tmp_path, corpora, c
     ("train.sample_length=2000000", "train.sample_length must be between 1 and 1,000,000"),
     ("name=../../escaped", "name must not contain '/'"),
     ("model.hidden=1000000000", "the model is too large for this machine"),
+    ("train.threads=1000000", "train.threads must be at most"),  # issue 21: libgomp crashed (exit 139)
+    ("train.threads=20000", "train.threads must be at most"),
 ])
 def test_bad_configurations_are_refused_before_the_run_directory_exists(tmp_path, corpora, capsys, setting, fragment):
     run = tmp_path / "run"
@@ -410,6 +412,10 @@ def test_summary_and_run_files_are_written_atomically(run, monkeypatch):
     (["report", "x", "--sample-length", "1000001"], "argument --sample-length: must be between 1 and 1000000"),
     (["serve", "x", "--port", "70000"], "argument --port: must be between 0 and 65535"),
     (["train", "--nproc", "0"], "argument --nproc: must be >= 1"),
+    (["train", "--nproc", "1000000"], "argument --nproc: must be at most"),  # issue 21: no upper bound
+    (["experiment", "frequency", "--jobs", "1000000"], "argument --jobs: must be at most"),
+    (["experiment", "palindrome", "--threads", "20000"], "argument --threads: must be at most"),
+    (["experiment", "optimizers", "--jobs", "1000000"], "argument --jobs: must be at most"),
     (["train", "--max-steps", "1.5"], "argument --max-steps: expects an integer, got '1.5'"),
     (["params", "--cell", "lstm", "--input", "3", "--hidden", "1e1", "--layers", "0"], "argument --layers: must be >= 1"),
 ])
@@ -451,3 +457,144 @@ def test_a_bf16_run_resumes_bitwise_with_its_state_in_float32(tmp_path, corpora,
     assert code == 0, err
     a, b = checkpoint.load(whole)[0], checkpoint.load(parts)[0]
     assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
+
+
+# ------------------------------------------------- issue 21: seven more breaks
+def _symlink_to_victim(lock: Path) -> Path:
+    victim = lock.parent.parent / "victim.txt"
+    victim.write_text("precious\n")
+    lock.symlink_to(victim)
+    return victim
+
+
+def _symlink_to_dev_null(lock: Path) -> None:
+    lock.symlink_to("/dev/null")
+
+
+def _dangling_symlink(lock: Path) -> Path:
+    lock.symlink_to(lock.parent.parent / "created-by-the-lock")
+    return lock.parent.parent / "created-by-the-lock"
+
+
+def _fifo(lock: Path) -> None:
+    os.mkfifo(lock)
+
+
+@pytest.mark.parametrize("plant", [_symlink_to_victim, _symlink_to_dev_null, _dangling_symlink, _fifo])
+def test_a_lock_that_is_not_a_regular_file_is_never_followed_and_named(run, capsys, plant):
+    """Break 1 and 6: the lock is opened with O_NOFOLLOW and must be a regular file; the line names it;
+    nothing outside the run directory is written (the victim keeps its text, the dangling target stays absent).
+    --overwrite replaces such a .lock with a regular one instead of writing through it."""
+    lock = run / ".lock"
+    lock.unlink()
+    plant(lock)
+    outside = {p: p.read_bytes() for p in run.parent.iterdir() if p.is_file() and not p.is_symlink()}
+    code, err = run_cli(["train", "--resume", run, "--no-progress", *sets("train.max_steps=6")], capsys)
+    one_error(code, err, str(lock))
+    assert "symbolic link" in err[-1] or "not a regular file" in err[-1]
+    assert {p: p.read_bytes() for p in run.parent.iterdir() if p.is_file() and not p.is_symlink()} == outside
+    assert not (run.parent / "created-by-the-lock").exists()
+    config = (run / "config.toml").read_text()
+    code, err = run_cli(["train", *sets(f"data.path={run.parent / 'corpus.txt'}", *TINY, "train.max_steps=2",
+                                        "train.threads=1"), "--run-dir", run, "--overwrite", "--no-progress"], capsys)
+    assert code == 0, err
+    assert not lock.is_symlink() and lock.is_file() and lock.read_text() == f"{os.getpid()}\n"
+    assert {p: p.read_bytes() for p in run.parent.iterdir() if p.is_file() and not p.is_symlink()} == outside
+    assert not (run.parent / "created-by-the-lock").exists()
+    assert (run / "config.toml").read_text() != config  # it was overwritten: max_steps=2
+
+
+def test_a_full_disk_when_a_run_starts_names_the_file_and_leaves_no_half_made_run(tmp_path, corpora, capsys,
+                                                                                 monkeypatch):
+    """Break 6: ENOSPC while writing vocab.json (after config.toml) is one line naming vocab.json, and the
+    run directory this process created is gone (no config.toml without vocab.json)."""
+    import errno
+
+    real = checkpoint.write_atomic
+
+    def full(path, data):
+        if Path(path).name == "vocab.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(path, data)
+
+    monkeypatch.setattr(checkpoint, "write_atomic", full)
+    run = tmp_path / "new" / "run"
+    code, err = run_cli(["train", *sets(f"data.path={corpora[0]}", *TINY, "train.max_steps=2", "train.threads=1"),
+                         "--run-dir", run, "--no-progress"], capsys)
+    one_error(code, err, f"cannot write {run / 'vocab.json'}: No space left on device")
+    assert not any(line.startswith("run directory: ") for line in err)  # printed only once the run is ready
+    assert not run.exists()
+    existing = tmp_path / "existing"
+    existing.mkdir()  # a directory the user made: emptied of what this process wrote, kept
+    code, err = run_cli(["train", *sets(f"data.path={corpora[0]}", *TINY, "train.max_steps=2", "train.threads=1"),
+                         "--run-dir", existing, "--no-progress"], capsys)
+    one_error(code, err, f"cannot write {existing / 'vocab.json'}")
+    assert existing.is_dir() and not (existing / "config.toml").exists()
+
+
+def test_thread_and_process_bounds_follow_the_usable_cpus(monkeypatch, capsys):
+    """Break 2: the bound is PARALLEL_PER_CPU per CPU of this process's affinity: exactly that many is accepted."""
+    from rnnlab import argtypes, bounds, threads
+    from rnnlab.config import Config, validate
+    from rnnlab.errors import UserError
+
+    monkeypatch.setattr(threads, "usable_cpus", lambda: [0, 1, 2])
+    assert bounds.max_parallel() == 3 * bounds.PARALLEL_PER_CPU
+    assert argtypes.processes(str(bounds.max_parallel())) == bounds.max_parallel()
+    cfg = Config()
+    cfg.train.threads = bounds.max_parallel()
+    validate(cfg)
+    cfg.train.threads += 1
+    with pytest.raises(UserError, match=f"train.threads must be at most {bounds.max_parallel()}"):
+        validate(cfg)
+    code, err = run_cli(["train", "--nproc", str(bounds.max_parallel() + 1)], capsys)
+    one_error(code, err, f"argument --nproc: must be at most {bounds.max_parallel()} (4 per usable CPU)")
+
+
+def test_the_stop_matcher_finds_the_first_occurrence_and_holds_back_exactly_a_partial_one():
+    """Break 5: the incremental matcher agrees with str.find on every split of the text into pieces, and its
+    state is the longest end of the text that begins the stop string (what the stream holds back)."""
+    from rnnlab.generate import StopMatcher
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        stop = "".join(rng.choice(list("ab"), rng.integers(1, 6)))
+        text = "".join(rng.choice(list("ab "), rng.integers(0, 30)))
+        matcher, state, seen, found = StopMatcher(stop), 0, "", -1
+        while len(seen) < len(text) and found < 0:
+            piece = text[len(seen):len(seen) + int(rng.integers(1, 4))]
+            state, end = matcher.feed(state, piece)
+            if end >= 0:
+                found = len(seen) + end - len(stop)
+            seen += piece
+            if found < 0:
+                assert state == max(k for k in range(len(stop)) if k <= len(seen) and stop.startswith(seen[len(seen) - k:]))
+        assert found == text.find(stop), (stop, text)
+
+
+def test_a_long_stop_string_is_refused_above_the_bound_and_costs_little_below_it(run, capsys):
+    """Break 5: a 100,000-character stop is one line (CLI) / UserError (API); a stop string at the bound
+    (1,000 characters, never found) costs little next to sampling the same text without one: the old
+    matcher re-checked every end of the text against the stop string at each token: 10.0 s against 1.7 s
+    without a stop string on the loaded 2-core EPYC, where the linear one takes about the same as none."""
+    import rnnlab
+    from rnnlab.bounds import MAX_STOP
+    from rnnlab.errors import UserError
+
+    code, err = run_cli(["generate", run, "--checkpoint", "last", "--length", "16000", "--stop", "x" * 100_000], capsys)
+    one_error(code, err, "the stop string has 100,000 characters; at most 1,000 are allowed")
+    loaded = rnnlab.load(run, "last")
+    with pytest.raises(UserError, match="at most 1,000"):
+        loaded.generate(length=10, stop="x" * (MAX_STOP + 1))
+
+    def seconds(stop: str) -> float:
+        best = float("inf")
+        for _ in range(2):
+            start = time.perf_counter()
+            texts = loaded.generate(length=8000, temperature=1.0, seed=1, stop=stop)
+            best = min(best, time.perf_counter() - start)
+        assert len(texts[0]) >= 8000  # the stop string never appeared: all 8,000 characters were matched
+        return best
+
+    plain, long_stop = seconds(""), seconds("\x01" * MAX_STOP)
+    assert long_stop < 2 * plain + 0.5, (plain, long_stop)  # the same sampling and an O(1) matcher step a character

@@ -185,7 +185,8 @@ def add_task_arguments(p: argparse.ArgumentParser, name: str, jobs: bool = True)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     if jobs:
         p.add_argument("--jobs", type=at.threads, default=0,
-                       help="training runs in parallel, one process and torch thread each (default 0: one per core)")
+                       help="training runs in parallel, one process and torch thread each (default 0: one per core; "
+                            "at most 4 per usable CPU)")
 
 
 def task_config(args, config_class):

@@ -128,7 +128,8 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=at.seed, default=0)
     p.add_argument("--quick", action="store_true", help="tiny models, one learning rate each (seconds), as the tests run it")
     p.add_argument("--jobs", type=at.threads, default=0,
-                   help="training runs in parallel, one process and torch thread each (default 0: one per core)")
+                   help="training runs in parallel, one process and torch thread each (default 0: one per core; "
+                        "at most 4 per usable CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
