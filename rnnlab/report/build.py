@@ -32,8 +32,8 @@ MAX_TABLE_ROWS = 200  # longer CSV tables are cut (the file has them all)
 SUMMARY_HEADER = ["experiment", "run", "model", "cell", "size", "parameters", "epochs", "steps", "wall time",
                   "measure", "best train (avg)", "best valid", "best test", "best valid accuracy"]
 SUMMARY_CAPTION = ("best train (avg): the best of the training figures, each an average over the steps since the "
-                   "previous evaluation, taken while the weights were still changing and with dropout on; so it can "
-                   "be worse than best valid, which scores one set of weights without dropout.")
+                   "previous evaluation, taken while the weights were still changing (and with dropout on, where the "
+                   "model has it); so it can be worse than best valid, which scores one set of weights.")
 
 
 # ----------------------------------------------------------------- formatting
