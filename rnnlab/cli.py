@@ -207,10 +207,14 @@ def _add_experiment_parsers(sub) -> None:
     k.add_argument("--alpha", type=at.nonnegative_number, default=0.0, help="leak while closed (1e-3 in training; default 0)")
     k.add_argument("--periods", type=at.positive_number, default=3.0, help="periods to draw (default 3)")
     k.add_argument("--out", default="kgate.png", help="PNG file (default kgate.png)")
-    c = kinds.add_parser("cell", help="a diagram of one LSTM or GRU step, with the cell's equations")
-    c.add_argument("--cell", required=True, choices=["lstm", "gru"])
+    from rnnlab import cell_registry  # the cell table: no torch, no NumPy
+
+    c = kinds.add_parser("cell", help="a diagram of one cell's step, with the cell's equations")
+    c.add_argument("--cell", required=True, choices=list(cell_registry.CELLS))
     c.add_argument("--gru-z", choices=["old", "new"], default="old", help="the GRU's z convention (default old)")
     c.add_argument("--out", required=True, help="image file; .png or .svg")
+    c.add_argument("--gru-reset", choices=["after", "before"], default="after",
+                   help="the GRU's reset gate: after the recurrent product (PyTorch) or before it (Cho et al.)")
 
 
 def cmd_train(args) -> int:
@@ -436,7 +440,7 @@ def cmd_plot(args) -> int:
     if args.plot == "cell":
         from rnnlab.report.diagrams import plot_cell
 
-        print(plot_cell(args.cell, Path(args.out), args.gru_z))
+        print(plot_cell(args.cell, Path(args.out), args.gru_z, gru_reset=args.gru_reset))
         return 0
     from rnnlab.report.kgate import plot_kgate
 

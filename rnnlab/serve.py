@@ -122,7 +122,7 @@ class Playground:
             "valid": _valid_score(_valid_loss(self.run_dir, meta, checkpoint), self.vocab.level),
             "defaults": self.defaults,
             "limits": {"length": [1, MAX_LENGTH], "temperature": [0, MAX_TEMPERATURE], "top_k": [0, len(self.vocab)],
-                       "top_p": [0, 1], "prompt_chars": MAX_PROMPT},
+                       "top_p": [0, 1], "prompt_chars": MAX_PROMPT, "stop_chars": MAX_STOP},
         }
 
     def parse(self, body) -> tuple[Params, list[str]]:

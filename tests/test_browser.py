@@ -172,6 +172,89 @@ def test_playground_generates_text_in_the_browser(chromium, tiny_lm_run, tmp_pat
     assert status.startswith("150 tokens in")
 
 
+def test_playground_compares_temperatures_side_by_side_and_stops_at_the_stop_text(chromium, tiny_lm_run, tmp_path):
+    model, vocab, _, _ = load_run(tiny_lm_run)
+    # A stop text the tiny model writes early: the first two characters of its own sample at T = 1.
+    free = generate(model, vocab, "The", 200, 1.0, seed=11)[0]
+    stop = free[20:22]
+    with running(create_app(tiny_lm_run)) as url:
+        browser = DevTools(chromium, tmp_path / "profile")
+        try:
+            browser.open(url + "/")
+            browser.wait_for("document.body?.dataset.state === 'ready'")
+            # The stop field, typed as the command line takes it (a backslash escape included).
+            browser.js(f"""
+                document.getElementById('prompt').value = 'The';
+                document.getElementById('temperature').value = '1';
+                document.getElementById('length').value = '200';
+                document.getElementById('seed').value = '11';
+                document.getElementById('stop').value = {json.dumps(stop.replace(chr(92), chr(92) * 2).replace(chr(10), chr(92) + "n"))};
+                document.getElementById('go').click();""")
+            browser.wait_for("document.body.dataset.state === 'done'")
+            stopped = browser.js("document.getElementById('generated').textContent")
+            escapes = browser.js(r"unescapeStop(String.raw`a\n\nb\tc\\n`)")
+            # Side by side: the same prompt and seed at three temperatures.
+            browser.js("""
+                document.getElementById('stop').value = '';
+                document.getElementById('length').value = '80';
+                document.getElementById('compare').value = '0 0.5 1.5';
+                document.getElementById('compare-go').click();""")
+            browser.wait_for("document.body.dataset.state === 'done'")
+            titles = browser.js("[...document.querySelectorAll('#columns h3')].map(h => h.textContent)")
+            columns = browser.js("[...document.querySelectorAll('#columns .generated')].map(s => s.textContent)")
+            tops = browser.js("[...document.querySelectorAll('#columns > div')].map(d => d.getBoundingClientRect().top)")
+            # A bad list of temperatures is one line on the status, no request.
+            browser.js("document.getElementById('compare').value = '0.5'; document.getElementById('compare-go').click();")
+            complaint = browser.js("document.getElementById('status').textContent")
+        finally:
+            browser.close()
+    assert escapes == "a\n\nb\tc\\n"  # the command line's --stop escapes
+    assert stopped == free[: free.index(stop)] == generate(model, vocab, "The", 200, 1.0, seed=11, stop=stop)[0]
+    assert len(stopped) <= 20
+    assert titles == ["temperature 0", "temperature 0.5", "temperature 1.5"]
+    assert columns == [generate(model, vocab, "The", 80, t, seed=11)[0] for t in (0, 0.5, 1.5)]
+    assert len(set(columns)) == 3 and len(set(tops)) == 1  # three different texts, in one row
+    assert "give 2 to 4 temperatures" in complaint
+
+
+def test_playground_explains_its_controls_and_keeps_them_in_rows(chromium, tiny_lm_run, tmp_path):
+    """Each control carries a short explanation, and at common window widths the six controls sit
+    three to a row (the seed box never alone on its own row) with nothing wider than the window."""
+    with running(create_app(tiny_lm_run)) as url:
+        browser = DevTools(chromium, tmp_path / "profile")
+        try:
+            layouts = {}
+            for width in (1280, 1024, 800):
+                browser.open(url + "/")
+                browser.send("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1,
+                             mobile=False)
+                browser.wait_for("document.body?.dataset.state === 'ready'")
+                layouts[width] = browser.js("""(() => {
+                    const rect = (el) => el.getBoundingClientRect();
+                    const controls = [...document.querySelectorAll('.control')].map((c) => ({
+                        id: c.querySelector('input').id, top: Math.round(rect(c).top),
+                        help: c.querySelector('.help').textContent.replace(/\\s+/g, ' ').trim(),
+                        labelLines: Math.round(rect(c.querySelector('label')).height /
+                                               parseFloat(getComputedStyle(c.querySelector('label')).lineHeight))}));
+                    const actions = [...document.querySelectorAll('.actions > *')].map((e) => Math.round(rect(e).top + rect(e).height / 2));
+                    return {controls, actions, scroll: document.documentElement.scrollWidth, inner: innerWidth};
+                })()""")
+        finally:
+            browser.close()
+    for width, page in layouts.items():
+        controls = {c["id"]: c for c in page["controls"]}
+        assert list(controls) == ["temperature", "top_k", "top_p", "length", "seed", "stop"]
+        rows = sorted({c["top"] for c in controls.values()})
+        assert len(rows) == 2, (width, rows)  # three to a row
+        assert sum(c["top"] == controls["seed"]["top"] for c in controls.values()) == 3, width
+        assert all(c["labelLines"] == 1 for c in controls.values()), width
+        assert max(page["actions"]) - min(page["actions"]) <= 4, (width, page["actions"])  # buttons on one line
+        assert page["scroll"] <= page["inner"], width  # no horizontal scrolling
+    helps = {c["id"]: c["help"] for c in layouts[800]["controls"]}
+    assert "greedy" in helps["temperature"] and "k likeliest" in helps["top_k"]
+    assert "add up to p" in helps["top_p"] and "paragraph" in helps["stop"] and "same text" in helps["seed"]
+
+
 def test_report_screenshot_is_not_blank(chromium, tiny_lm_run, tmp_path):
     report = build_report([tiny_lm_run], tmp_path / "report.html", sample_length=60, progress=False)
     shot = tmp_path / "report.png"

@@ -59,14 +59,21 @@ def test_pca_and_plot(tmp_path):
     # The first principal axis separates the clusters: fruit far from royals.
     d = lambda a, b: np.linalg.norm(xy[TOKENS.index(a) - 2] - xy[TOKENS.index(b) - 2])
     assert d("apple", "pear") < d("apple", "king") and d("king", "prince") < d("king", "ran")
-    # The map shows those points, each labelled with its word ...
-    ax = embeddings_figure(emb, TOKENS, top=500, method="pca").axes[0]
+    # The map shows those points, labelled with their words where the labels do not collide:
+    # the most frequent word always, one of each tight cluster at least, no two labels overlapping ...
+    fig = embeddings_figure(emb, TOKENS, top=500, method="pca")
+    ax = fig.axes[0]
     words = [t.get_text() for t in ax.texts]
-    assert sorted(words) == sorted(TOKENS[2:])
+    assert set(words) <= set(TOKENS[2:]) and "the" in words and len(set(words)) == len(words)
+    assert all(set(words) & set(cluster) for cluster in (("king", "queen", "prince", "rare"), ("apple", "pear", "plum")))
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in ax.texts]
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
     points = ax.collections[0].get_offsets()
     np.testing.assert_allclose(points, xy)
     for text in ax.texts:
         np.testing.assert_allclose(text.xy, xy[TOKENS.index(text.get_text()) - 2])
+    assert ax.get_xlabel() == "principal component 1" and ax.get_ylabel() == "principal component 2"
     # ... and the PNG draws them: dark text and the scatter's points in C0 blue.
     out = plot_embeddings(emb, TOKENS, top=500, method="pca", path=tmp_path / "maps" / "map.png")
     img = np.asarray(Image.open(out).convert("RGB")).astype(int)
@@ -124,3 +131,26 @@ def test_run_embedding_reads_a_recurrent_run(tiny_lm_run):
     matrix, tokens = run_embedding(tiny_lm_run)
     assert matrix.shape[0] == len(tokens) and matrix.ndim == 2
     assert len(nearest_neighbors(matrix, tokens, "e", k=3)) == 3
+
+
+def test_outliers_do_not_stretch_the_map():
+    """A few far-off words (punctuation in a real model) are drawn at the edge and named in the title;
+    the axes span the bulk of the points, not the outliers."""
+    rng = np.random.default_rng(1)
+    tokens = ["<unk>", "<eos>"] + [f"w{i}" for i in range(150)]
+    emb = rng.normal(size=(len(tokens), 8))
+    far = [tokens.index(w) for w in ("w3", "w40", "w90")]
+    emb[far] *= 50
+    ax = embeddings_figure(emb, tokens, top=150, method="pca").axes[0]
+    xy = project_2d(emb[2:], "pca")
+    inside = np.ones(len(xy), bool)
+    inside[[f - 2 for f in far]] = False
+    for lim, values in ((ax.get_xlim(), xy[:, 0]), (ax.get_ylim(), xy[:, 1])):
+        bulk = values[inside]
+        assert lim[0] <= bulk.min() and lim[1] >= bulk.max()  # no ordinary word cut off ...
+        assert lim[1] - lim[0] < 3 * (bulk.max() - bulk.min())  # ... and the outliers did not widen the view
+        assert (values[~inside].min() < lim[0]) or (values[~inside].max() > lim[1])
+    edge = ax.collections[1].get_offsets()  # the outliers, clipped onto the frame
+    assert len(edge) == 3 and all(ax.get_xlim()[0] <= x <= ax.get_xlim()[1] and ax.get_ylim()[0] <= y <= ax.get_ylim()[1]
+                                  for x, y in edge)
+    assert "3 far outside" in ax.get_title() and all(w in ax.get_title() for w in ("w3", "w40", "w90"))

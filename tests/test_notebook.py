@@ -48,3 +48,38 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch):
     assert f"kernel: {sys.executable}" in text  # the kernel is this interpreter, not whatever `python` is on PATH
     run = tmp_path / "runs" / "quickstart"
     assert (run / "summary.json").is_file() and (run / "plots" / "cell-lstm.png").is_file()
+
+
+def stored_outputs():
+    """(markdown text, the parameters cell's source, the stored evaluate('valid') result) of the committed notebook."""
+    import ast
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    (params,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    (evaluated,) = [c for c in nb.cells if c.cell_type == "code" and c.source.strip() == 'run.evaluate("valid")']
+    (result,) = [o for o in evaluated.outputs if o.output_type == "execute_result"]
+    return markdown, params.source, ast.literal_eval(result.data["text/plain"])
+
+
+def test_figures_the_notebook_quotes_are_its_stored_outputs_and_the_preset():
+    """Every bits/char figure in the notebook's text is the stored evaluation (at the digits shown),
+    'after N steps' is its STEPS and the stored evaluation's step, and the preset budget it quotes
+    is the preset's train.max_steps. Rerun the notebook and edit its text together."""
+    import re
+
+    from rnnlab.config import load_config
+
+    markdown, params, valid = stored_outputs()
+    steps = int(re.search(r"^STEPS = (\d+)", params, re.M)[1])
+    budget = re.findall(r"preset's own budget is ([\d,]+) steps", markdown)
+    assert budget == [f"{load_config('grimm-char', None, []).train.max_steps:,}"]
+    quoted = re.findall(r"\*\*(\d+\.\d+) bits/char\*\*", markdown)
+    assert quoted, "the notebook quotes its validation score"
+    for figure in quoted:
+        digits = len(figure.split(".")[1])
+        assert abs(valid["bpc"] - float(figure)) <= 0.5 * 10**-digits + 1e-12, (figure, valid["bpc"])
+    for figure in re.findall(r"after ([\d,]+) steps", markdown):
+        assert int(figure.replace(",", "")) == steps == valid["step"]
+    accuracy = re.findall(r"accuracy (\d+\.\d) %", markdown)
+    assert all(abs(100 * valid["accuracy"] - float(a)) <= 0.05 + 1e-9 for a in accuracy)

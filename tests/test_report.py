@@ -187,3 +187,89 @@ def test_results_only_directory_has_no_empty_summary(tmp_path):
     html = build_report([results], tmp_path / "r.html", progress=False).read_text()
     assert "<h2>Summary</h2>" not in html and '<section id="palindrome">' in html
     assert '<td class="num">0.4252</td>' in html  # long decimals shortened for reading
+
+
+def tick_labels(fig, axis: str) -> list:
+    """The drawn, non-empty major tick labels of each axes' x or y axis (after a draw)."""
+    fig.canvas.draw()
+    return [[t for t in getattr(ax, f"get_{axis}ticklabels")() if t.get_visible() and t.get_text()]
+            for ax in fig.axes]
+
+
+def assert_readable(labels) -> None:
+    """Distinct texts, and no two labels' boxes overlap on the canvas."""
+    texts = [t.get_text() for t in labels]
+    assert len(texts) >= 2 and len(set(texts)) == len(texts), texts
+    boxes = sorted((t.get_window_extent() for t in labels), key=lambda b: (b.x0, b.y0))
+    for a, b in zip(boxes, boxes[1:]):
+        assert not a.overlaps(b), texts
+
+
+def test_time_and_step_axes_read_cleanly_for_one_run_and_many(tmp_path):
+    # One evaluation 38.34 s in: the time axis used to zoom into 0.63900 0.63925 ... minutes.
+    one = fake_run(tmp_path, "one", "char", [2.5])
+    for record in one.metrics:
+        record["elapsed"] = 38.34
+    many = [one, fake_run(tmp_path, "two", "char", [3.0, 2.6, 2.4]), fake_run(tmp_path, "three", "char", [2.9, 2.2])]
+    for runs in ([one], many):
+        fig = group_curves_figure(runs, "study")
+        tokens_ax, time_ax = fig.axes
+        assert time_ax.get_xlabel() == "wall-clock time (seconds)"  # a short run's time in seconds, not 0.639 min
+        assert time_ax.get_xlim()[0] == 0 and time_ax.get_xlim()[1] >= 38.34
+        for ax_labels in tick_labels(fig, "x") + tick_labels(fig, "y"):
+            assert_readable(ax_labels)
+            assert all(not re.search(r"\.\d*0$", t.get_text()) for t in ax_labels)  # no trailing zeros
+    # Hours-long runs are labelled in minutes, then hours.
+    long = fake_run(tmp_path, "long", "char", [3.0, 2.5, 2.2])
+    for i, record in enumerate(long.curve("valid")):
+        record["elapsed"] = 900.0 * (i + 1)
+    assert group_curves_figure([long]).axes[1].get_xlabel() == "wall-clock time (minutes)"
+    fig = run_curves_figure(many[1])
+    for ax_labels in tick_labels(fig, "x"):
+        assert_readable(ax_labels)
+        assert all(float(t.get_text().replace("−", "-")) == int(float(t.get_text().replace("−", "-"))) for t in ax_labels)
+
+
+def test_title_intro_and_table_read_cleanly(experiment, tiny_lm_run, tmp_path):
+    from rnnlab.report.build import assemble
+
+    # The title names the runs, not the folders they sit in.
+    assert assemble([experiment], samples=False, progress=False).title == "rnnlab report: lstm-a, lstm-b"
+    assert assemble([tiny_lm_run], samples=False, progress=False).title == "rnnlab report: grimm-tiny"
+    assert assemble([tiny_lm_run], title="Mine", samples=False, progress=False).title == "Mine"
+    # Many runs: a count and the first names.
+    root = tmp_path / "study"
+    for i in range(5):
+        shutil.copytree(tiny_lm_run, root / f"r{i}")
+    assert assemble([root], samples=False, progress=False).title == "rnnlab report: 5 runs (r0, r1, r2, …)"
+    # The section intro counts what the section shows, and never "0 ...".
+    report = assemble([experiment], samples=False, progress=False)
+    (sec,) = report.sections
+    assert sec.intro == f"From `{experiment}`: 2 runs, {len(sec.images)} plots, 1 table."
+    assert sec.images and not re.search(r"\b0 \w", sec.intro)
+    # The training column says what it is: an average since the previous evaluation.
+    assert "best train (avg)" in report.summary.header and "average over the steps" in report.summary.caption
+    # Whole numbers print as such: a step read back as 30.0 is 30.
+    run = read_run(tiny_lm_run)
+    run.summary = {**run.summary, "steps": float(run.summary["steps"])}
+    from rnnlab.report.build import SUMMARY_HEADER, fmt_cell, run_row
+
+    assert run_row(run, "x")[SUMMARY_HEADER.index("steps")] == "30"
+    assert fmt_cell("50.0") == "50" and fmt_cell("0.5") == "0.5" and fmt_cell("2.000000") == "2"
+
+
+def test_palindrome_plot_legend_stays_off_the_lines_and_names_both_reference_lines():
+    from rnnlab.experiments.palindrome import PalindromeConfig, figure
+
+    cfg = PalindromeConfig()
+    cfg.cells, cfg.seeds = ["rnn", "lstm", "gru"], 3
+    rows = [{"cell": c, "length": n, "accuracy": a, "min": a - 0.05, "max": min(1.0, a + 0.05)}
+            for c, top in (("rnn", 0.6), ("lstm", 1.0), ("gru", 1.0)) for n, a in ((5, 1.0), (20, top), (40, top - 0.1))]
+    fig = figure(rows, cfg)
+    (ax,) = fig.axes
+    fig.canvas.draw()
+    legend = ax.get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels == ["rnn", "lstm", "gru", "chance", "50 %"]  # the dashed 0.5 line is named
+    assert not legend.get_window_extent().overlaps(ax.get_window_extent())  # beside the axes, not over the data
+    assert legend.get_window_extent().x1 <= fig.bbox.x1 + 1  # and inside the saved figure

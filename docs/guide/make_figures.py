@@ -41,8 +41,9 @@ def rnnlab(*args: str) -> str:
 
 
 def cell_diagrams() -> None:
-    for cell in ("lstm", "gru"):
+    for cell in ("rnn", "lstm", "gru"):
         rnnlab("plot", "cell", "--cell", cell, "--out", str(FIGURES / f"cell-{cell}.png"))
+    rnnlab("plot", "cell", "--cell", "gru", "--gru-reset", "before", "--out", str(FIGURES / "cell-gru-before.png"))
 
 
 def gradient_flow() -> None:

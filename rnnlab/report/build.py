@@ -30,7 +30,10 @@ SAMPLE_LENGTH = {"char": 300, "word": 60}
 MAX_RUN_FIGURES = 6  # per-run curve figures per group; beyond that only the comparison
 MAX_TABLE_ROWS = 200  # longer CSV tables are cut (the file has them all)
 SUMMARY_HEADER = ["experiment", "run", "model", "cell", "size", "parameters", "epochs", "steps", "wall time",
-                  "measure", "best train", "best valid", "best test", "best valid accuracy"]
+                  "measure", "best train (avg)", "best valid", "best test", "best valid accuracy"]
+SUMMARY_CAPTION = ("best train (avg): the best of the training figures, each an average over the steps since the "
+                   "previous evaluation, taken while the weights were still changing (and with dropout on, where the "
+                   "model has it); so it can be worse than best valid, which scores one set of weights.")
 
 
 # ----------------------------------------------------------------- formatting
@@ -58,10 +61,21 @@ def fmt_seconds(s: float | None) -> str:
     return f"{s / 60:.1f} min" if s < 7200 else f"{s / 3600:.1f} h"
 
 
+def fmt_int(n) -> str:
+    """A whole number as one (a step read back from JSON as 50.0 prints 50)."""
+    return str(int(n)) if isinstance(n, float) and n.is_integer() else str(n)
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def fmt_cell(text: str) -> str:
-    """A CSV cell for reading: long decimals cut to 4 significant digits."""
+    """A CSV cell for reading: long decimals cut to 4 significant digits, whole numbers without '.0'."""
     if re.fullmatch(r"-?\d*\.\d{5,}(e[-+]?\d+)?", text.strip()):
         return f"{float(text):.4g}"
+    if re.fullmatch(r"-?\d+\.0+", text.strip()):
+        return text.strip().split(".")[0]
     return text
 
 
@@ -92,7 +106,7 @@ def run_row(run: Run, experiment: str) -> list[str]:
     steps = run.summary.get("steps", last.get("step"))
     label = run.label if run.summary else f"{run.label} (unfinished)"
     return [experiment, label, f"{run.config.name} ({run.level})", *m.kind_and_size(),
-            fmt_count(_parameters(run)), "–" if epochs is None else f"{epochs:.2f}", "–" if steps is None else str(steps),
+            fmt_count(_parameters(run)), "–" if epochs is None else f"{epochs:.2f}", "–" if steps is None else fmt_int(steps),
             fmt_seconds(run.summary.get("wall_seconds", last.get("elapsed"))), run.score_name,
             *(fmt_score(run.best(split), run.level) for split in ("train", "valid", "test")),
             "–" if run.best("valid", "accuracy") is None else f"{100 * run.best('valid', 'accuracy'):.1f}%"]
@@ -114,7 +128,7 @@ def run_samples(label: str, loaded, prompt: str = "", length: int | None = None,
     finally:
         torch.set_num_threads(threads)
     unit = "characters" if vocab.level == "char" else "words at most"
-    caption = (f"checkpoint at step {meta['step']}, {length} {unit}, the same seed ({seed}) at every temperature"
+    caption = (f"checkpoint at step {fmt_int(meta['step'])}, {length} {unit}, the same seed ({seed}) at every temperature"
                + (f", prompt {prompt!r}" if prompt else ""))
     shown = prompt + " " if prompt and vocab.level == "word" else prompt  # word samples start without a space
     return Samples(label, shown, rows, caption)
@@ -194,9 +208,8 @@ class _Names:
 def section(exp: Experiment, names: _Names, samples: bool, prompt: str, sample_length: int | None, bar,
             runs_table: bool = True) -> Section:
     sec = Section(exp.name, slug(exp.name))
-    sec.intro = f"From `{exp.dir}`: {len(exp.runs)} run(s), {len(exp.figures)} plot(s), {len(exp.tables)} table(s)."
     if exp.runs and runs_table:
-        sec.runs = Table("Runs", SUMMARY_HEADER[1:], [run_row(r, exp.name)[1:] for r in exp.runs])
+        sec.runs = Table("Runs", SUMMARY_HEADER[1:], [run_row(r, exp.name)[1:] for r in exp.runs], SUMMARY_CAPTION)
     evaluated = [r for r in exp.runs if r.metrics]
     for level in ("char", "word"):
         group = [r for r in evaluated if r.level == level]
@@ -234,7 +247,20 @@ def section(exp: Experiment, names: _Names, samples: bool, prompt: str, sample_l
             sec.tables += tables
             sec.samples += texts
         bar.update(1)
+    counts = [plural(n, noun) for n, noun in ((len(exp.runs), "run"), (len(sec.images), "plot"), (len(sec.tables), "table"))
+              if n]  # only what the section shows: no "0 plots" above a Plots heading
+    sec.intro = f"From `{exp.dir}`: " + (", ".join(counts) or "nothing to show") + "."
     return sec
+
+
+def default_title(experiments: list[Experiment]) -> str:
+    """'rnnlab report: demo', 'rnnlab report: demo, gru' or 'rnnlab report: 14 runs (demo, lstm-T5-seed0, ...)',
+    from the runs' names; experiment output without runs is named by its directory."""
+    names = [run.label for e in experiments for run in e.runs] or [Path(e.name).name for e in experiments]
+    names = list(dict.fromkeys(names))
+    if len(names) <= 3:
+        return "rnnlab report: " + ", ".join(names)
+    return f"rnnlab report: {len(names)} runs ({', '.join(names[:3])}, …)"
 
 
 def assemble(paths: list[Path], title: str | None = None, samples: bool = True, prompt: str = "",
@@ -246,9 +272,8 @@ def assemble(paths: list[Path], title: str | None = None, samples: bool = True, 
     with tqdm(total=total, desc="reading models", unit="run", disable=not progress or not total, file=sys.stderr) as bar:
         # With one group, its table of runs would repeat the summary table.
         sections = [section(e, names, samples, prompt, sample_length, bar, len(experiments) > 1) for e in experiments]
-    title = title or "rnnlab report: " + ", ".join(e.name for e in experiments)
-    return Report(title, time.strftime("%Y-%m-%d %H:%M"), [str(p) for p in paths],
-                  Table("Summary", SUMMARY_HEADER, rows), sections, command)
+    return Report(title or default_title(experiments), time.strftime("%Y-%m-%d %H:%M"), [str(p) for p in paths],
+                  Table("Summary", SUMMARY_HEADER, rows, SUMMARY_CAPTION), sections, command)
 
 
 def build_report(paths: list[Path], out: Path, fmt: str | None = None, **options) -> Path:

@@ -120,19 +120,63 @@ def embeddings_figure(embedding: np.ndarray, tokens: list[str], top: int = 500, 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    words = [tokens[int(i)] for i in ids]
+    (x0, x1), (y0, y1) = robust_limits(xy[:, 0]), robust_limits(xy[:, 1])
+    outside = (xy[:, 0] < x0) | (xy[:, 0] > x1) | (xy[:, 1] < y0) | (xy[:, 1] > y1)
+    shown = np.column_stack([np.clip(xy[:, 0], x0, x1), np.clip(xy[:, 1], y0, y1)])  # outliers at the edge
     size = 8 if len(ids) <= 200 else 14
     fig = Figure(figsize=(size, size))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    ax.scatter(xy[:, 0], xy[:, 1], s=4, alpha=0.4)
+    ax.scatter(shown[~outside, 0], shown[~outside, 1], s=4, alpha=0.4)
+    if outside.any():
+        ax.scatter(shown[outside, 0], shown[outside, 1], s=14, marker="x", color="#d62728",
+                   label="beyond the axes, drawn at the edge")
+    pad_x, pad_y = 0.03 * (x1 - x0), 0.03 * (y1 - y0)
+    ax.set_xlim(x0 - pad_x, x1 + pad_x)
+    ax.set_ylim(y0 - pad_y, y1 + pad_y)
     fontsize = 8 if len(ids) <= 200 else 6
-    for (px, py), i in zip(xy, ids):
-        ax.annotate(tokens[int(i)], (px, py), fontsize=fontsize, alpha=0.8)
-    ax.set_title(title or f"{len(ids)} most frequent words, {method.upper()}")
+    for k in labelled_points(ax, shown, words, fontsize):
+        ax.annotate(words[k], shown[k], fontsize=fontsize, alpha=0.8,
+                    color="#d62728" if outside[k] else "black")
+    axis = {"pca": "principal component", "tsne": "t-SNE dimension", "raw": "embedding dimension"}[method]
+    ax.set_xlabel(f"{axis} 1")
+    ax.set_ylabel(f"{axis} 2")
+    title = title or f"{len(ids)} most frequent words, {method.upper()}"
+    if outside.any():
+        far = [words[k] for k in np.flatnonzero(outside)][:8]
+        title += f"\n{int(outside.sum())} far outside the bulk, drawn at the edge (x): " + " ".join(far)
+        title += " …" if outside.sum() > len(far) else ""
+    ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+def robust_limits(values: np.ndarray, low: float = 5.0, high: float = 95.0, reach: float = 0.5) -> tuple[float, float]:
+    """Axis limits that a few outliers cannot stretch: the `low`..`high` percentile range widened by
+    `reach` of its width on each side (so the bulk of the points fills the plot)."""
+    lo, hi = np.percentile(values, [low, high])
+    width = hi - lo if hi > lo else max(abs(float(hi)), 1.0)
+    return float(lo - reach * width), float(hi + reach * width)
+
+
+def labelled_points(ax, xy: np.ndarray, words: list[str], fontsize: float) -> list[int]:
+    """Indices of the points to label, most frequent first, skipping any whose label would overlap
+    one already placed (an estimate of each label's box in pixels: 0.6 em a character)."""
+    fig = ax.figure
+    pixels = ax.transData.transform(xy)
+    em = fontsize * fig.dpi / 72
+    placed: list[tuple[float, float, float, float]] = []
+    chosen = []
+    for k, ((px, py), word) in enumerate(zip(pixels, words)):
+        box = (px, py, px + 0.6 * em * len(word), py + 1.15 * em)
+        if any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed):
+            continue
+        placed.append(box)
+        chosen.append(k)
+    return chosen
 
 
 def load_embedding(path: str | Path, name: str = "embedding.weight") -> np.ndarray:

@@ -17,6 +17,7 @@ from pathlib import Path
 import matplotlib
 from cycler import cycler
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from rnnlab.report.collect import Run, read_run
 
@@ -80,6 +81,34 @@ def _spans(values: list[float], factor: float = 2.0) -> bool:
     return bool(finite) and max(finite) / min(finite) > factor
 
 
+def _plain_number(value: float, _pos=None) -> str:
+    """A tick label with no more digits than it needs: 0.5, 2, 1.25 (never 0.63900)."""
+    return f"{value:.6g}"
+
+
+def readable_axis(axis, start_at_zero: bool = False) -> None:
+    """At most ~6 ticks at round values, labelled without trailing zeros or an offset. With
+    `start_at_zero` (time, tokens) the axis starts at 0, so one evaluation or a short run
+    does not zoom into a sliver of its range (the overlapping 0.63900 0.63925 ... ticks)."""
+    axis.set_major_locator(MaxNLocator(nbins=6, steps=[1, 2, 2.5, 5, 10]))
+    axis.set_major_formatter(FuncFormatter(_plain_number))
+    if start_at_zero:
+        ax = axis.axes
+        x = axis is ax.xaxis
+        top = (ax.dataLim.x1 if x else ax.dataLim.y1) if ax.has_data() else 0.0
+        top = top * 1.05 if math.isfinite(top) and top > 0 else 1.0
+        (ax.set_xlim if x else ax.set_ylim)(0, top)
+
+
+def time_axis(ax, seconds: list[float]) -> tuple[float, str]:
+    """The unit for wall-clock times on `ax`'s x axis: seconds below 2 minutes, minutes below
+    2 hours, hours beyond. Returns (divisor, unit name) to apply to the values."""
+    longest = max((s for s in seconds if math.isfinite(s)), default=0.0)
+    divisor, unit = (1.0, "seconds") if longest < 120 else (60.0, "minutes") if longest < 7200 else (3600.0, "hours")
+    ax.set_xlabel(f"wall-clock time ({unit})")
+    return divisor, unit
+
+
 def _empty(ax, text: str = "no evaluations recorded") -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#777")
 
@@ -117,6 +146,10 @@ def run_curves_figure(run: Run) -> Figure:
     ax_acc.set_ylabel("top-1 accuracy (%)")
     for ax in (ax_score, ax_acc):
         ax.set_xlabel("training step")
+        readable_axis(ax.xaxis, start_at_zero=True)
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))  # steps are whole numbers
+        if ax is ax_acc or ax.get_yscale() == "linear":
+            readable_axis(ax.yaxis)
     return fig
 
 
@@ -125,7 +158,7 @@ def group_curves_figure(runs: list[Run], title: str = "") -> Figure:
     training score (dashed) against tokens seen, and validation score against
     wall-clock time, so both sample efficiency and speed can be compared."""
     fig, (ax_tokens, ax_time) = new_figure(2)
-    values = []
+    values, timed = [], []
     for i, run in enumerate(runs):
         color = COLORS[i % len(COLORS)]
         for split in ("train", "valid"):
@@ -138,20 +171,25 @@ def group_curves_figure(runs: list[Run], title: str = "") -> Figure:
             label = run.label if split == "valid" else None
             ax_tokens.plot(tokens, scores, color=color, label=label, **SPLIT_STYLE[split])
             if split == "valid":
-                minutes = [r.get("elapsed", math.nan) / 60 for r in curve]
-                ax_time.plot(minutes, scores, color=color, marker="o", label=run.label)
+                timed.append(([r.get("elapsed", math.nan) for r in curve], scores, color, run.label))
+    divisor, _ = time_axis(ax_time, [s for seconds, *_ in timed for s in seconds])
+    for seconds, scores, color, label in timed:
+        ax_time.plot([s / divisor for s in seconds], scores, color=color, marker="o", label=label)
     if not values:
         _empty(ax_tokens)
         _empty(ax_time)
     else:
         # Label the line styles once, with proxies that carry no colour.
         ax_tokens.plot([], [], color="#555", label="valid (solid), train (dashed)", linestyle="-")
-        ax_tokens.legend()
-        ax_time.legend()
+        ax_tokens.legend(loc="best")
+        ax_time.legend(loc="best")
     _score_axis(ax_tokens, runs, values)
     _score_axis(ax_time, runs, values)
     ax_tokens.set_xlabel("training tokens (millions)")
-    ax_time.set_xlabel("wall-clock time (minutes)")
+    for ax in (ax_tokens, ax_time):
+        readable_axis(ax.xaxis, start_at_zero=True)
+        if ax.get_yscale() == "linear":
+            readable_axis(ax.yaxis)
     ax_tokens.set_title(f"{title + ': ' if title else ''}{runs[0].score_name} vs tokens seen")
     ax_time.set_title(f"{title + ': ' if title else ''}validation {runs[0].score_name} vs time")
     return fig

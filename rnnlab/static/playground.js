@@ -1,6 +1,7 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 const NUMBERS = ["temperature", "top_k", "top_p", "length", "seed"];
+const MAX_COMPARE = 4;  // the server samples at most 4 streams at a time
 let controller = null;
 let wordLevel = false;  // word models' text comes without the space after the prompt
 
@@ -13,7 +14,8 @@ function setState(state) {
   document.body.dataset.state = state;  // read by the end-to-end test
   const busy = state === "running";
   $("go").disabled = busy;
-  $("stop").disabled = !busy;
+  $("compare-go").disabled = busy;
+  $("stop-button").disabled = !busy;
 }
 
 // Every value from the server reaches the page as text (textContent / text nodes), never as markup:
@@ -53,54 +55,71 @@ async function loadInfo() {
   }
 }
 
+// The stop field takes the command line's escapes: \n, \t, \r and \\ (rnnlab generate --stop).
+function unescapeStop(text) {
+  return text.replace(/\\([ntr\\])/g, (_, c) => ({ n: "\n", t: "\t", r: "\r", "\\": "\\" })[c]);
+}
+
 function readForm() {
   const body = { prompt: $("prompt").value };
   for (const key of NUMBERS) {
     const text = $(key).value.trim();
     if (text !== "") body[key] = Number(text);
   }
+  const stop = unescapeStop($("stop").value);
+  if (stop !== "") body.stop = stop;
   return body;
 }
 
-async function generate(event) {
-  if (event) event.preventDefault();
+// One request to /api/generate: `onText` gets each piece of text as it streams in; resolves with the
+// closing {"done": ...} message. Warnings go to the status line; errors are thrown.
+async function stream(body, onText, signal) {
+  const response = await fetch("/api/generate", {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal,
+  });
+  if (!response.ok) {
+    const problem = await response.json().catch(() => ({ error: response.statusText }));
+    throw new Error(problem.error || `HTTP ${response.status}`);
+  }
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let finished = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let newline;
+    while ((newline = buffer.indexOf("\n")) >= 0) {
+      const message = JSON.parse(buffer.slice(0, newline));
+      buffer = buffer.slice(newline + 1);
+      if (message.text !== undefined) onText(message.text);
+      if (message.warning) setStatus(message.warning);
+      if (message.error) throw new Error(message.error);
+      if (message.done) finished = message;
+    }
+  }
+  return finished;
+}
+
+function rate(message) {
+  if (!message) return "";
+  const speed = message.seconds > 0 ? `, ${Math.round(message.tokens / message.seconds)} tokens/s` : "";
+  return `${message.tokens} tokens in ${message.seconds.toFixed(2)} s${speed}`;
+}
+
+function echo(prompt) {
+  return prompt + (wordLevel && prompt.trim() ? " " : "");
+}
+
+// Runs `work(signal)` as the page's one job: buttons, status and the Stop button follow it.
+async function job(work) {
   if (controller) return;
-  const body = readForm();
-  $("prompt-echo").textContent = body.prompt + (wordLevel && body.prompt.trim() ? " " : "");
-  $("generated").textContent = "";
-  setStatus("generating…");
   setState("running");
   controller = new AbortController();
   let state = "done";
   try {
-    const response = await fetch("/api/generate", {
-      method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body), signal: controller.signal,
-    });
-    if (!response.ok) {
-      const problem = await response.json().catch(() => ({ error: response.statusText }));
-      throw new Error(problem.error || `HTTP ${response.status}`);
-    }
-    const reader = response.body.getReader();
-    const decoder = new TextDecoder();
-    let buffer = "";
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buffer += decoder.decode(value, { stream: true });
-      let newline;
-      while ((newline = buffer.indexOf("\n")) >= 0) {
-        const message = JSON.parse(buffer.slice(0, newline));
-        buffer = buffer.slice(newline + 1);
-        if (message.text !== undefined) $("generated").textContent += message.text;
-        if (message.warning) setStatus(message.warning);
-        if (message.error) throw new Error(message.error);
-        if (message.done) {
-          const rate = message.seconds > 0 ? `, ${Math.round(message.tokens / message.seconds)} tokens/s` : "";
-          setStatus(`${message.tokens} tokens in ${message.seconds.toFixed(2)} s${rate}`);
-        }
-      }
-    }
+    setStatus(await work(controller.signal));
   } catch (error) {
     if (error.name === "AbortError") {
       setStatus("stopped");
@@ -114,13 +133,61 @@ async function generate(event) {
   }
 }
 
-$("form").addEventListener("submit", generate);
-$("stop").addEventListener("click", () => controller && controller.abort());
+function generate(event) {
+  if (event) event.preventDefault();
+  const body = readForm();
+  $("prompt-echo").textContent = echo(body.prompt);
+  $("generated").textContent = "";
+  setStatus("generating…");
+  return job(async (signal) => rate(await stream(body, (text) => { $("generated").textContent += text; }, signal)));
+}
 
-// ?prompt=...&temperature=...&length=...&autorun=1 fills the form (and starts), for links and tests.
+// The same prompt, settings and seed at 2-4 temperatures, in columns side by side: the temperature is
+// the only difference between them. Without a seed, one is drawn here and shown, so the columns share it.
+function compare() {
+  const temperatures = $("compare").value.trim().split(/[\s,]+/).filter((t) => t !== "").map(Number);
+  if (temperatures.length < 2 || temperatures.length > MAX_COMPARE ||
+      !temperatures.every((t) => Number.isFinite(t) && t >= 0 && t <= 5)) {
+    setStatus(`compare: give 2 to ${MAX_COMPARE} temperatures between 0 and 5, e.g. 0.2 0.6 1.0 1.5`, true);
+    return Promise.resolve();
+  }
+  const body = readForm();
+  if (body.seed === undefined) body.seed = Math.floor(Math.random() * 1e9);
+  $("comparison-title").textContent =
+    `The same prompt and seed (${body.seed}) at ${temperatures.length} temperatures`;
+  const outputs = temperatures.map((t) => {
+    const column = document.createElement("div");
+    const title = document.createElement("h3");
+    title.textContent = `temperature ${t}`;
+    const pre = document.createElement("pre");
+    const prompt = document.createElement("span");
+    prompt.className = "prompt-echo";
+    prompt.textContent = echo(body.prompt);
+    const text = document.createElement("span");
+    text.className = "generated";
+    pre.append(prompt, text);
+    column.append(title, pre);
+    return { column, text };
+  });
+  $("columns").replaceChildren(...outputs.map((o) => o.column));
+  $("comparison").hidden = false;
+  setStatus("generating side by side…");
+  return job(async (signal) => {
+    const done = await Promise.all(temperatures.map((t, i) =>
+      stream({ ...body, temperature: t }, (piece) => { outputs[i].text.textContent += piece; }, signal)));
+    const tokens = done.reduce((sum, d) => sum + (d ? d.tokens : 0), 0);
+    return `${temperatures.length} samples, ${tokens} tokens`;
+  });
+}
+
+$("form").addEventListener("submit", generate);
+$("compare-go").addEventListener("click", compare);
+$("stop-button").addEventListener("click", () => controller && controller.abort());
+
+// ?prompt=...&temperature=...&length=...&stop=...&autorun=1 fills the form (and starts), for links and tests.
 loadInfo().then(() => {
   const query = new URLSearchParams(location.search);
-  for (const key of ["prompt", ...NUMBERS]) if (query.has(key)) $(key).value = query.get(key);
+  for (const key of ["prompt", ...NUMBERS, "stop"]) if (query.has(key)) $(key).value = query.get(key);
   setState("ready");
   if (query.get("autorun") === "1") generate();
 }).catch((error) => { setStatus(`cannot load the model: ${error.message}`, true); setState("error"); });
