@@ -315,14 +315,15 @@ class Trainer:
         self.echo("\n".join(lines))
 
     # --------------------------------------------------------------- the loop
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> float | None:
+    def _update(self, x: torch.Tensor, y: torch.Tensor) -> float | None:
+        """One optimizer update on the batch (x, y), the carried state moved on: the
+        loss, or None for a faulty step that was skipped. The position is train_next_batch's."""
         t = self.cfg.train
         lr = self.schedule.lr(self.progress.epoch, self.progress.step) * self.progress.fault_lr_scale
         set_lr(self.optimizer, lr)
-        state = self.state if self.state is not None else None
-        times = positions(self.progress.index * t.seq_len, x) if state is not None else None  # token positions
+        times = positions(self.progress.index * t.seq_len, x) if self.state is not None else None  # token positions
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out, new_state = self.ddp(x, state, times, targets=y)  # the model's loss head (full or adaptive softmax)
+            out, new_state = self.ddp(x, self.state, times, targets=y)  # the model's loss head (full or adaptive softmax)
         loss = out.loss
         self.optimizer.zero_grad(set_to_none=True)
         (loss * x.shape[0] if t.loss == "sum_time" else loss).backward()  # sum_time: Zaremba's convention
@@ -368,9 +369,9 @@ class Trainer:
             if self.lock is not None:
                 self.lock.release()
 
-    def train_step(self) -> tuple[float | None, bool]:
-        """One optimizer step on the next batch, the position moved on (the
-        carried state reset where an epoch ends). Returns the loss (None for a
+    def train_next_batch(self) -> tuple[float | None, bool]:
+        """Fetch the next batch, update on it (`_update`) and move the position
+        on (the carried state reset where an epoch ends). Returns the loss (None for a
         skipped faulty step) and whether the epoch ended. The training loop and
         the speed benchmarks both run exactly this."""
         # auto: the thread count follows the load (rnnlab/threads.py)
@@ -378,7 +379,7 @@ class Trainer:
         self.progress.thread_steps[n] = self.progress.thread_steps.get(n, 0) + 1
         step_start = time.perf_counter()
         x, y = self.batcher.batch(self.progress.epoch, self.progress.index)
-        loss = self._train_step(x.to(self.device), y.to(self.device))
+        loss = self._update(x.to(self.device), y.to(self.device))
         self.progress.step_seconds += time.perf_counter() - step_start
         self.progress.step += 1
         self.progress.index += 1
@@ -403,7 +404,7 @@ class Trainer:
                 if t.max_minutes and distributed.agree(self.progress.elapsed >= t.max_minutes * 60):
                     self.echo(f"time limit train.max_minutes={t.max_minutes} reached at step {self.progress.step}")
                     break
-                loss, epoch_end = self.train_step()
+                loss, epoch_end = self.train_next_batch()
                 self.progress.elapsed = time.monotonic() - start
                 if loss is not None:
                     smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss

@@ -434,7 +434,7 @@ def test_a_bf16_run_resumes_bitwise_with_its_state_in_float32(tmp_path, corpora,
 
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     train_tiny(corpora[0], whole, capsys, "train.bf16=on", "train.max_steps=6")
-    real, calls = Trainer._train_step, []
+    real, calls = Trainer._update, []
 
     def step(self, *args):
         calls.append(1)
@@ -442,7 +442,7 @@ def test_a_bf16_run_resumes_bitwise_with_its_state_in_float32(tmp_path, corpora,
             raise Crash
         return real(self, *args)
 
-    monkeypatch.setattr(Trainer, "_train_step", step)
+    monkeypatch.setattr(Trainer, "_update", step)
     with pytest.raises(Crash):
         train_tiny(corpora[0], parts, capsys, "train.bf16=on", "train.max_steps=6")
     monkeypatch.undo()
