@@ -70,9 +70,8 @@ class SequenceClassifier(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, input_size: int, classes: int, vocab: int) -> SequenceClassifier:
-        options = {option: getattr(cfg, option) for option in cell_registry.get(cfg.cell).options}
         model = cls(cfg.cell, input_size, cfg.hidden, classes, vocab, cfg.layers, cfg.impl, cfg.backend, cfg.bias,
-                    cfg.dropout, **options)
+                    cfg.dropout, **cfg.cell_options())
         if cfg.chrono:
             for layer in model.rnn.layers:
                 with torch.no_grad():

@@ -37,7 +37,7 @@ import torch.nn as nn
 
 from rnnlab.config import ModelConfig, parse_cutoffs
 from rnnlab.errors import UserError
-from rnnlab.models.lm import Decoder, cell_options
+from rnnlab.models.lm import Decoder
 from rnnlab.models.softmax import AdaptiveSoftmax, full_loss
 from rnnlab.models.stack import RecurrentStack
 from rnnlab.numpy import ngram as ngram_np
@@ -53,7 +53,7 @@ class NeuralNgramModel(nn.Module):
         embed = cfg.embed or cfg.hidden
         self.embedding = nn.Embedding(vocab_size, embed)
         if cfg.reader == "recurrent":
-            self.reader = RecurrentStack(cfg.cell, embed, cfg.hidden, 1, 0.0, cfg.impl, cfg.bias, **cell_options(cfg))
+            self.reader = RecurrentStack(cfg.cell, embed, cfg.hidden, 1, 0.0, cfg.impl, cfg.bias, **cfg.cell_options())
         else:
             self.hidden = nn.Linear(cfg.context * embed, cfg.hidden)
         if cfg.softmax == "adaptive":

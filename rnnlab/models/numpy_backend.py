@@ -18,7 +18,7 @@ import torch
 
 from rnnlab.config import ModelConfig
 from rnnlab.errors import UserError
-from rnnlab.models.lm import LanguageModel, cell_options
+from rnnlab.models.lm import LanguageModel
 from rnnlab.models.softmax import Loss, full_loss
 from rnnlab.numpy import NumpyLanguageModel
 
@@ -53,7 +53,7 @@ class NumpyBackedLanguageModel(LanguageModel):
         super().__init__(vocab_size, cfg)
         self.np = NumpyLanguageModel(vocab_size, embed=cfg.embed, hidden=cfg.hidden, layers=cfg.layers, cell=cfg.cell,
                                      dropout=cfg.dropout, tie_weights=cfg.tie_weights, bias=cfg.bias,
-                                     **cell_options(cfg))
+                                     **cfg.cell_options())
         self.names = [name for name, _ in self.named_parameters()]
         if set(self.names) != set(self.np.params):
             raise UserError(f"model.backend=numpy has no layout for this model ({cfg.cell}, softmax {cfg.softmax})")
