@@ -282,12 +282,13 @@ def cmd_eval(args) -> int:
 def _eval_task(args, model, cfg, meta, device) -> int:
     """A sequence task's run: loss and accuracy on the task's fixed valid or test set (drawn from its config)."""
     from rnnlab.data.tasks import TaskData
+    from rnnlab.evaluate import evaluate_task
 
     if args.data:
         raise UserError(f"--data does not apply to a {cfg.task.kind} task run: its sets are drawn from its config")
     if args.split not in ("valid", "test"):
         raise UserError(f"a {cfg.task.kind} task run has valid and test sets, not '{args.split}'")
-    m = TaskData(cfg.task, cfg.train.batch_size, cfg.train.seed).evaluate(model, args.split, device=device)
+    m = evaluate_task(model, TaskData(cfg.task, cfg.train.batch_size, cfg.train.seed), args.split, device=device)
     result = {"split": args.split, "task": cfg.task.kind, **m, "step": meta["step"], "checkpoint": args.checkpoint}
     if args.json:
         print(json.dumps(result))

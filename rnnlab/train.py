@@ -35,7 +35,7 @@ from rnnlab.data.corpus import Corpus, load_corpus
 from rnnlab.data.tasks import TaskData
 from rnnlab.data.vocab import Vocab
 from rnnlab.errors import Interrupted, UserError
-from rnnlab.evaluate import metrics_from_totals
+from rnnlab.evaluate import evaluate_task, metrics_from_totals
 from rnnlab.fingerprint import fingerprint, refusal, resume_changes
 from rnnlab.generate import generate, teacher_forced
 from rnnlab.models import build_model
@@ -268,7 +268,7 @@ class Trainer:
             self.progress.train_nll = self.progress.train_correct = self.progress.train_tokens = 0.0
         if self.task is not None:  # a task's test set is scored once, at the end (like the experiments' tables)
             for split in ["valid"] + (["test"] if final else []):
-                results[split] = self.task.evaluate(self.model, split, device=self.device)
+                results[split] = evaluate_task(self.model, self.task, split, device=self.device)
         else:
             for split in ["valid"] + (["test"] if self.corpus.test is not None else []):
                 results[split] = distributed.evaluate(self.model, self.corpus.split(split), t.eval_batch_size,
