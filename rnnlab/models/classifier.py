@@ -112,18 +112,12 @@ class SequenceClassifier(nn.Module):
         return full_loss(logits, targets), None
 
     def _last_packed(self, x: PackedSequence) -> torch.Tensor:
-        """Run the fused kernel (what nn.LSTM/GRU/RNN call) on a packed batch:
-        each step only touches the sequences still going, and the final state
-        is each sequence's last valid step."""
+        """Run the stack's fused kernel on a packed batch: each step only touches
+        the sequences still going, and the final state is each sequence's last valid step."""
         rnn = self.rnn
         if rnn.impl != "fused":
             raise ValueError(f"packed sequences need a fused cell (rnn, lstm, gru), not {rnn.cell}")
-        h0 = rnn.init_state(int(x.batch_sizes[0]))
-        params = list(rnn.fused_parameters().values())  # nn.LSTM's flat order
-        args = (params, True, rnn.num_layers, rnn.dropout if rnn.num_layers > 1 else 0.0, self.training, False)
-        data = self.encode(x.data)
-        kernel = getattr(torch, rnn.kernel)  # torch.lstm, torch.gru, torch.rnn_tanh, ...
-        h = kernel(data, x.batch_sizes, h0 if rnn.n_states == 2 else h0[0], *args)[1]
+        h = rnn.forward_fused(self.encode(x.data), rnn.init_state(int(x.batch_sizes[0])), x.batch_sizes)[1][0]
         # The kernel saw the batch sorted by length; put it back in order.
         return h[-1] if x.unsorted_indices is None else h[-1][x.unsorted_indices]
 
