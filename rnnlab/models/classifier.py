@@ -26,26 +26,9 @@ from torch.nn.utils.rnn import PackedSequence
 
 from rnnlab import cell_registry
 from rnnlab.config import ModelConfig
+from rnnlab.models.numpy_bridge import through_numpy
 from rnnlab.models.softmax import full_loss
 from rnnlab.models.stack import RecurrentStack
-
-
-class _NumpyLayer(torch.autograd.Function):
-    """One recurrent layer by the NumPy reference: its forward pass and its
-    hand-written BPTT (rnnlab/numpy/cells.py), on this layer's own tensors."""
-
-    @staticmethod
-    def forward(ctx, layer, names, x, *tensors):
-        params = {name: t.detach().numpy() for name, t in zip(names, tensors)}
-        out, _, cache = layer.forward(params, x.detach().numpy(), None, train=True)
-        ctx.layer, ctx.names, ctx.params, ctx.cache = layer, names, params, cache
-        return torch.from_numpy(out)
-
-    @staticmethod
-    def backward(ctx, dout):
-        grads = ctx.layer.backward(ctx.params, ctx.cache, np.ascontiguousarray(dout.numpy())).params
-        ctx.cache = None
-        return (None, None, None) + tuple(torch.from_numpy(grads[name]) for name in ctx.names)
 
 
 class SequenceClassifier(nn.Module):
@@ -79,11 +62,19 @@ class SequenceClassifier(nn.Module):
         return model
 
     def _numpy_rnn(self, x: torch.Tensor) -> torch.Tensor:
+        """The recurrent layer by the NumPy reference: its forward pass and, in training,
+        its hand-written BPTT (rnnlab/numpy/cells.py), on this layer's own tensors."""
         names, tensors = zip(*self.rnn.layers[0].named_parameters())
-        if torch.is_grad_enabled() and self.training:
-            return _NumpyLayer.apply(self.numpy_layer, names, x, *tensors)
         params = {name: t.detach().numpy() for name, t in zip(names, tensors)}
-        return torch.from_numpy(self.numpy_layer.forward(params, x.numpy(), None, train=False)[0])
+        if not (torch.is_grad_enabled() and self.training):
+            return torch.from_numpy(self.numpy_layer.forward(params, x.numpy(), None, train=False)[0])
+        out, _, cache = self.numpy_layer.forward(params, x.detach().numpy(), None, train=True)
+
+        def vjp(dout):
+            grads = self.numpy_layer.backward(params, cache, np.ascontiguousarray(dout)).params
+            return [grads[name] for name in names]
+
+        return through_numpy(out, vjp, tensors)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         dtype = self.head.weight.dtype  # features come as float32 whatever train.dtype is
