@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -42,6 +41,7 @@ from rnnlab.models import build_model
 from rnnlab.models.lm import positions
 from rnnlab.models.softmax import fit_output_to_corpus
 from rnnlab.optim import Schedule, build_optimizer, load_optimizer, optimizer_tensors, set_lr
+from rnnlab.progress import Progress
 from rnnlab.runs import (
     RunLock,
     append_jsonl,
@@ -78,49 +78,6 @@ def use_bf16(cfg: Config, device: torch.device) -> bool:
     if t.bf16 == "auto":
         return native_bf16(device) and t.dtype == "float32" and cfg.model.backend == "torch"
     return t.bf16 == "on"
-
-
-@dataclass
-class Progress:
-    """Where a run stands, besides its tensors: what a checkpoint's metadata
-    carries to resume it exactly. Keys in the metadata are the field names,
-    but for the three training totals, one list (`train_totals`)."""
-
-    step: int = 0  # completed optimizer steps (skipped faulty ones included)
-    epoch: int = 0
-    index: int = 0  # batches done in this epoch
-    best_valid: float = math.inf  # lowest validation loss so far (the 'best' checkpoint's)
-    faults: int = 0  # non-finite losses or gradients so far
-    consecutive_faults: int = 0
-    fault_lr_scale: float = 1.0  # halved after every 3rd consecutive fault
-    elapsed: float = 0.0  # training seconds, over all sessions of the run
-    train_nll: float = 0.0  # training loss summed over tokens since the last evaluation
-    train_correct: float = 0.0
-    train_tokens: float = 0.0
-    step_seconds: float = 0.0  # of `elapsed`, the time spent in training steps (batch assembly included)
-    best_accuracy: float = -math.inf  # highest validation accuracy so far (for train.patience)
-    best_accuracy_step: int = 0  # the step it was reached at
-    early_stop: str = ""  # why the run ended before its budget: "accuracy" (train.stop_at_accuracy), "plateau" (train.patience)
-    thread_steps: dict = field(default_factory=dict)  # {"2": steps run on 2 torch threads, ...}: auto follows the load
-
-    TOTALS = ("train_nll", "train_correct", "train_tokens")
-    NEWER = ("step_seconds", "best_accuracy", "best_accuracy_step", "early_stop", "thread_steps")  # added later
-
-    def to_meta(self) -> dict:
-        """The checkpoint metadata; the training totals are summed over the processes of a distributed run."""
-        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.TOTALS}
-        meta["train_totals"] = list(distributed.all_sum(*(getattr(self, k) for k in self.TOTALS)))
-        return meta
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> Progress:
-        """Raises KeyError / TypeError / ValueError on metadata that lacks or garbles a field. Fields
-        added after a checkpoint was written (NEWER) take their defaults, so older runs still resume."""
-        kept = [f.name for f in fields(cls) if f.name not in cls.TOTALS and f.name not in cls.NEWER]
-        newer = {name: meta[name] for name in cls.NEWER if name in meta}
-        nll, correct, tokens = meta["train_totals"]
-        return cls(**{name: meta[name] for name in kept}, **newer, train_nll=nll, train_correct=correct,
-                   train_tokens=tokens)
 
 
 class Sampler:
@@ -222,7 +179,7 @@ class Trainer:
         if not all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point()):
             self.echo(f"warning: non-finite weights or optimizer state at step {self.progress.step}; '{tag}' checkpoint not written")
             return
-        meta = {**self.progress.to_meta(), "config": self.cfg.to_dict(),
+        meta = {**self.progress.to_meta(distributed.all_sum(*self.progress.totals())), "config": self.cfg.to_dict(),
                 "vocab": self.vocab.to_json() if self.vocab is not None else None,
                 "optimizer": opt_extra, "schedule": self.schedule.state(),
                 "parameters": self.model.num_parameters(), "logs": log_sizes(self.run_dir),
