@@ -43,7 +43,8 @@ class Progress:
     step: int = _entry(0, integer())  # completed optimizer steps (skipped faulty ones included)
     epoch: int = _entry(0, integer())
     index: int = _entry(0, integer())  # batches done in this epoch
-    best_valid: float = _entry(math.inf, number(finite=False))  # lowest validation loss so far (the 'best' checkpoint's)
+    # lowest validation loss so far (the 'best' checkpoint's); inf before the first evaluation
+    best_valid: float = _entry(math.inf, number(finite=False))
     faults: int = _entry(0, integer())  # non-finite losses or gradients so far
     consecutive_faults: int = _entry(0, integer())
     fault_lr_scale: float = _entry(1.0, lambda v: number()(v) and v > 0)  # halved after every 3rd consecutive fault
@@ -53,13 +54,14 @@ class Progress:
     train_tokens: float = _entry(0.0, number(0))
     # of `elapsed`, the time spent in training steps (batch assembly included)
     step_seconds: float = _entry(0.0, number(0), newer=True)
-    best_accuracy: float = _entry(-math.inf, number(finite=False), newer=True)  # highest validation accuracy so far (for train.patience)
+    # highest validation accuracy so far (for train.patience); -inf before the first evaluation
+    best_accuracy: float = _entry(-math.inf, number(finite=False), newer=True)
     best_accuracy_step: int = _entry(0, integer(), newer=True)  # the step it was reached at
     # why the run ended before its budget: "accuracy" (train.stop_at_accuracy), "plateau" (train.patience)
     early_stop: str = _entry("", lambda v: v in ("", "accuracy", "plateau"), newer=True)
     # {"2": steps run on 2 torch threads, ...}: auto follows the load
-    thread_steps: dict = _entry(dict, lambda v: isinstance(v, dict) and all(k.isdigit() and integer()(n) for k, n in v.items()),
-                                newer=True)
+    thread_steps: dict = _entry(dict, lambda v: isinstance(v, dict) and all(k.isdigit() and integer()(n)
+                                                                         for k, n in v.items()), newer=True)
 
     TOTALS = ("train_nll", "train_correct", "train_tokens")  # stored as one list, "train_totals"
 

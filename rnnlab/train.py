@@ -179,7 +179,8 @@ class Trainer:
         if not all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point()):
             self.echo(f"warning: non-finite weights or optimizer state at step {self.progress.step}; '{tag}' checkpoint not written")
             return
-        meta = {**self.progress.to_meta(distributed.all_sum(*self.progress.totals())), "config": self.cfg.to_dict(),
+        totals = distributed.all_sum(*self.progress.totals())  # over the processes of a distributed run
+        meta = {**self.progress.to_meta(totals), "config": self.cfg.to_dict(),
                 "vocab": self.vocab.to_json() if self.vocab is not None else None,
                 "optimizer": opt_extra, "schedule": self.schedule.state(),
                 "parameters": self.model.num_parameters(), "logs": log_sizes(self.run_dir),
@@ -280,7 +281,8 @@ class Trainer:
         set_lr(self.optimizer, lr)
         times = positions(self.progress.index * t.seq_len, x) if self.state is not None else None  # token positions
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out, new_state = self.ddp(x, self.state, times, targets=y)  # the model's loss head (full or adaptive softmax)
+            # the model's loss head (full or adaptive softmax)
+            out, new_state = self.ddp(x, self.state, times, targets=y)
         loss = out.loss
         self.optimizer.zero_grad(set_to_none=True)
         (loss * x.shape[0] if t.loss == "sum_time" else loss).backward()  # sum_time: Zaremba's convention
