@@ -115,22 +115,21 @@ class Trainer:
         if resume:
             self.lock = RunLock(self.run_dir) if distributed.is_main() else None  # one writer per run
             stored = checkpoint.load(self.run_dir, "last")
-        self.fingerprint = fingerprint(cfg, self.bf16)
+        # A text corpus is read here, once: its vocabulary is built from its train split, and its
+        # fingerprint comes from the very text read (a sequence task's data is generated below).
+        self.corpus: Corpus | None = load_corpus(cfg.data) if not cfg.task.kind else None
+        self.fingerprint = fingerprint(self.corpus, self.bf16)
         if stored and (changes := resume_changes(stored[1], cfg, self.fingerprint)):
             raise UserError(refusal(self.run_dir, changes))
         # The data: a sequence task's generated batches and sets, or a text corpus and its vocabulary.
         self.task = TaskData(cfg.task, t.batch_size, t.seed) if cfg.task.kind else None
         if self.task is not None and distributed.is_active():
             raise UserError(f"task.kind={cfg.task.kind} trains in one process (its batches are not sharded): drop --nproc")
-        self.corpus: Corpus | None = None
         self.vocab: Vocab | None = None
-        if self.task is None:
-            vocab = Vocab.from_json(stored[1]["vocab"]) if stored else None
-            self.corpus = load_corpus(cfg.data, vocab)
-            if vocab is not None and Vocab.build(_train_tokens(cfg), cfg.data.level, cfg.data.min_count,
-                                                 cfg.data.max_vocab).itos != vocab.itos:
+        if self.corpus is not None:
+            if stored and Vocab.from_json(stored[1]["vocab"]).itos != self.corpus.vocab.itos:
                 raise UserError(f"the vocabulary stored in {run_dir} does not match the data at '{cfg.data.path or 'bundled:grimm'}'")
-            self.vocab = self.corpus.vocab
+            self.vocab = self.corpus.vocab  # a resumed run's: equal to the stored one, so the same token ids
             fit_output_to_corpus(cfg.model, self.corpus)  # cutoffs="auto"
         vocab_size = len(self.vocab) if self.vocab is not None else 0
         check_model_memory(cfg.model, vocab_size, torch.finfo(getattr(torch, t.dtype)).bits // 8)
@@ -451,14 +450,6 @@ def _postfix(loss: float, level: str, rate: float) -> str:
         return f"loss {loss:.3f} {rate:.0f} seq/s"
     score = f"bpc {loss / math.log(2):.3f}" if level == "char" else f"ppl {math.exp(min(loss, 50)):.1f}"
     return f"loss {loss:.3f} {score} {rate / 1000:.1f}k tok/s"
-
-
-def _train_tokens(cfg: Config) -> list[str]:
-    from rnnlab.data.corpus import read_split_texts
-    from rnnlab.data.vocab import tokenize
-
-    text = read_split_texts(cfg.data)[0]["train"]
-    return tokenize(text.lower() if cfg.data.lowercase else text, cfg.data.level)
 
 
 def _first_line(corpus: Corpus, vocab: Vocab, width: int = 70) -> str:
