@@ -33,7 +33,7 @@ from benchmarks import harness  # noqa: E402
 from rnnlab.config import load_config  # noqa: E402
 from rnnlab.data.batching import StreamBatcher  # noqa: E402
 from rnnlab.evaluate import evaluate  # noqa: E402
-from rnnlab.train import Trainer  # noqa: E402
+from rnnlab.trainer import Trainer  # noqa: E402
 
 
 class CharLSTM(nn.Module):

@@ -36,7 +36,7 @@ from rnnlab.config import load_config, parse_cutoffs  # noqa: E402
 from rnnlab.data.batching import StreamBatcher  # noqa: E402
 from rnnlab.evaluate import evaluate  # noqa: E402
 from rnnlab.models.softmax import fit_output_to_corpus  # noqa: E402
-from rnnlab.train import Trainer  # noqa: E402
+from rnnlab.trainer import Trainer  # noqa: E402
 
 
 # --------------------------------------------------------------- the baseline

@@ -215,7 +215,7 @@ def cmd_train(args) -> int:
     from rnnlab import distributed
     from rnnlab.config import load_config
     from rnnlab.runs import default_run_dir
-    from rnnlab.train import resume, train
+    from rnnlab.trainer import resume, train_config
 
     overrides = list(args.overrides)
     if args.max_steps is not None:
@@ -238,7 +238,7 @@ def cmd_train(args) -> int:
             distributed.preflight(cfg.train.batch_size, args.nproc, run_dir, args.overwrite)
             return distributed.launch(args.nproc, [*args.argv, "--run-dir", str(run_dir)])
         with distributed.guard():  # the trainer prints "run directory: ..." once the directory is ready
-            summary = train(cfg, run_dir, progress=not args.no_progress, overwrite=args.overwrite)
+            summary = train_config(cfg, run_dir, progress=not args.no_progress, overwrite=args.overwrite)
     if not distributed.is_main():
         return 0
     final = summary["final"]
@@ -259,7 +259,7 @@ def cmd_eval(args) -> int:
     from rnnlab.data.corpus import load_corpus
     from rnnlab.evaluate import evaluate
     from rnnlab.runs import load_run
-    from rnnlab.train import resolve_device
+    from rnnlab.trainer import resolve_device
 
     device = resolve_device(args.device)
     model, vocab, cfg, meta = load_run(Path(args.run_dir), args.checkpoint, device, backend=args.backend, task_ok=True)
@@ -301,7 +301,7 @@ def _eval_task(args, model, cfg, meta, device) -> int:
 def cmd_generate(args) -> int:
     from rnnlab.generate import generate, unescape, with_prompt
     from rnnlab.runs import load_run
-    from rnnlab.train import resolve_device
+    from rnnlab.trainer import resolve_device
 
     device = resolve_device(args.device)
     stop = unescape(args.stop)
@@ -362,7 +362,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from rnnlab.train import resolve_device
+    from rnnlab.trainer import resolve_device
 
     try:
         from rnnlab.serve import serve

@@ -7,7 +7,7 @@ from conftest import TINY
 from rnnlab.config import load_config
 from rnnlab.data import corpus
 from rnnlab.errors import UserError
-from rnnlab.train import Trainer, resume
+from rnnlab.trainer import Trainer, resume
 
 
 @pytest.fixture

@@ -26,11 +26,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import rnnlab.train
+import rnnlab.trainer
 from rnnlab import checkpoint, cli
 from rnnlab.data.text import bundled_path, read_text, strip_gutenberg
 from rnnlab.runs import read_jsonl
-from rnnlab.train import TIMING_KEYS, Trainer
+from rnnlab.trainer import TIMING_KEYS, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_STEPS = 30  # one epoch is 22 steps: every run crosses an epoch boundary
@@ -246,7 +246,7 @@ def test_disk_full_during_a_checkpoint_stops_with_one_line_and_resumes_exactly(t
 
 
 def test_disk_full_while_logging_leaves_a_torn_line_that_resume_repairs(tmp_path, corpus, baseline, monkeypatch, capsys):
-    original, calls = rnnlab.train.append_jsonl, []
+    original, calls = rnnlab.trainer.append_jsonl, []
 
     def append_jsonl(path, record):
         if Path(path).name == "metrics.jsonl":
@@ -257,7 +257,7 @@ def test_disk_full_while_logging_leaves_a_torn_line_that_resume_repairs(tmp_path
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return original(path, record)
 
-    monkeypatch.setattr(rnnlab.train, "append_jsonl", append_jsonl)
+    monkeypatch.setattr(rnnlab.trainer, "append_jsonl", append_jsonl)
     run = tmp_path / "run"
     assert train(run, corpus) == 2
     assert capsys.readouterr().err.splitlines()[-1] == f"rnnlab: error: No space left on device: {run / 'metrics.jsonl'}"

@@ -12,7 +12,7 @@ from rnnlab import checkpoint
 from rnnlab.cli import main
 from rnnlab.experiments import task_run_config
 from rnnlab.runs import read_jsonl
-from rnnlab.train import TIMING_KEYS, Trainer, resume
+from rnnlab.trainer import TIMING_KEYS, Trainer, resume
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -458,11 +458,14 @@ def _first_line(corpus: Corpus, vocab: Vocab, width: int = 70) -> str:
     return lines[0][:width] if lines else ""
 
 
-def train(cfg: Config, run_dir: Path, progress: bool = True, overwrite: bool = False) -> dict:
+def train_config(cfg: Config, run_dir: Path, progress: bool = True, overwrite: bool = False) -> dict:
+    """Train a configuration into a new run directory; the run's summary. (The public
+    API, `rnnlab.train`, takes a preset and overrides and returns a Run: rnnlab/api.py.)"""
     return Trainer(cfg, run_dir, progress=progress, overwrite=overwrite).run()
 
 
 def resume(run_dir: Path, overrides=(), progress: bool = True) -> dict:
+    """Continue a run from its 'last' checkpoint (`overrides`: KEY=VALUE strings); its summary."""
     from rnnlab.config import apply, validate
 
     cfg = read_config(run_dir)
