@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from rnnlab.config import load_config
-from rnnlab.train import train
+from rnnlab.trainer import train_config
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -35,7 +35,7 @@ def main() -> int:
             cfg = load_config("grimm-char-2x128", None, [f"model.backend={backend}", f"train.max_steps={steps}",
                                                    f"train.eval_every={steps}", "train.samples=0",
                                                    f"train.threads={args.threads}"])
-            summary = train(cfg, Path(tmp) / backend, progress=sys.stderr.isatty())
+            summary = train_config(cfg, Path(tmp) / backend, progress=sys.stderr.isatty())
             valid = summary["final"]["valid"]
             rows.append({"backend": backend, "steps": steps, "valid_bpc": valid["bpc"], "valid_accuracy": valid["accuracy"],
                          "wall_seconds": summary["wall_seconds"], "chars_per_s": summary["tokens_per_s"]})

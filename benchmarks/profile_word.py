@@ -1,5 +1,5 @@
 """Where a word-LM training step's time goes: the `brown-word` preset's
-`Trainer.train_step` under torch.profiler, self CPU time per operator, and the
+`Trainer.train_next_batch` under torch.profiler, self CPU time per operator, and the
 same step with two changes that the profile suggests (measured, not assumed):
 
   rand-mask dropout   x * (rand_like(x) >= p) / (1 - p) instead of F.dropout's bernoulli_
@@ -36,7 +36,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
 from rnnlab.config import load_config  # noqa: E402
-from rnnlab.train import Trainer, native_bf16  # noqa: E402
+from rnnlab.trainer import Trainer, native_bf16  # noqa: E402
 
 GROUPS = {  # operator → what it is in this model
     "aten::mkldnn_rnn_layer_backward": "LSTM layers, backward (oneDNN kernel)",
@@ -93,12 +93,12 @@ def main(argv=None) -> int:
         tr = Trainer(cfg, Path(tmp) / "run", progress=False, overwrite=True)
         tr.model.train()
         for _ in range(5):
-            tr.train_step()
+            tr.train_next_batch()
         from torch.profiler import ProfilerActivity, profile
 
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(steps):
-                tr.train_step()
+                tr.train_next_batch()
         events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
         total = sum(e.self_cpu_time_total for e in events)
         grouped: dict[str, float] = {}
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
                     use(n)
                     start, start_wall = time.process_time(), time.perf_counter()
                     for _ in range(block):
-                        tr.train_step()
+                        tr.train_next_batch()
                     cpu[n].append((time.process_time() - start) / block * 1000)
                     wall[n].append((time.perf_counter() - start_wall) / block * 1000)
         finally:

@@ -7,7 +7,7 @@ Adam lr 2e-3 with the preset's cosine decay to 2e-4, clip 5, for the same
 number of steps on the same batches, in alternating blocks inside one process.
 The baseline is the loop anyone would write (nn.Embedding → nn.LSTM →
 nn.Linear, cross-entropy, zero_grad/backward/clip/step, loss.item() each
-step); rnnlab's path is `Trainer.train_step` of that preset.
+step); rnnlab's path is `Trainer.train_next_batch` of that preset.
 Afterwards both are scored with the same bits/char on the validation text.
 
     .venv/bin/python benchmarks/speed_char.py            # the default job's 5000 steps per path
@@ -33,7 +33,7 @@ from benchmarks import harness  # noqa: E402
 from rnnlab.config import load_config  # noqa: E402
 from rnnlab.data.batching import StreamBatcher  # noqa: E402
 from rnnlab.evaluate import evaluate  # noqa: E402
-from rnnlab.train import Trainer  # noqa: E402
+from rnnlab.trainer import Trainer  # noqa: E402
 
 
 class CharLSTM(nn.Module):
@@ -101,7 +101,7 @@ class Rnnlab:
         tr = self.trainer
         tr.model.train()
         for _ in range(n):
-            tr.train_step()
+            tr.train_next_batch()
 
     def evaluate(self, data, batch_size: int, seq_len: int) -> float:
         return evaluate(self.trainer.model, data, batch_size, seq_len)["bpc"]

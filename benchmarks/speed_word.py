@@ -5,7 +5,7 @@ Both train the same 2×200 LSTM (dropout 0.2, batch 20, 35 steps, SGD lr 20,
 clip 0.25) on the same batches in one process, in alternating blocks of steps
 so that whatever else runs on the machine slows both alike. The baseline is
 the examples' loop as written (full softmax, log_softmax + NLLLoss, manual SGD
-update, fp32); rnnlab's path is `Trainer.train_step` of the `brown-word`
+update, fp32); rnnlab's path is `Trainer.train_next_batch` of the `brown-word`
 preset (adaptive softmax). After the same number of tokens both are scored by
 the same exact full-distribution perplexity on the validation set.
 
@@ -36,7 +36,7 @@ from rnnlab.config import load_config, parse_cutoffs  # noqa: E402
 from rnnlab.data.batching import StreamBatcher  # noqa: E402
 from rnnlab.evaluate import evaluate  # noqa: E402
 from rnnlab.models.softmax import fit_output_to_corpus  # noqa: E402
-from rnnlab.train import Trainer  # noqa: E402
+from rnnlab.trainer import Trainer  # noqa: E402
 
 
 # --------------------------------------------------------------- the baseline
@@ -122,7 +122,7 @@ class Rnnlab:
         tr = self.trainer
         tr.model.train()
         for _ in range(n):
-            tr.train_step()
+            tr.train_next_batch()
 
     def evaluate(self, data, batch_size: int, seq_len: int) -> float:
         return evaluate(self.trainer.model, data, batch_size, seq_len)["perplexity"]

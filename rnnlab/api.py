@@ -10,7 +10,7 @@
 
 A `Run` is a thin view of a run directory: every figure it returns is read
 from the directory or computed by the same functions the CLI calls
-(rnnlab.train, rnnlab.evaluate, rnnlab.generate), so the two never disagree.
+(rnnlab.trainer, rnnlab.evaluate, rnnlab.generate), so the two never disagree.
 The model is loaded on first use and kept.
 
 Every argument is checked, its type and its value, before anything is
@@ -145,7 +145,7 @@ class Run:
     def _model(self) -> tuple:
         if self._loaded is None:
             from rnnlab.runs import load_run
-            from rnnlab.train import resolve_device
+            from rnnlab.trainer import resolve_device
 
             device = resolve_device(self.config.train.device)
             model, vocab, cfg, meta = load_run(self.path, self.checkpoint, device)
@@ -206,7 +206,7 @@ def train(preset: str | None = None, overrides: Mapping[str, Any] | None = None,
     `run_dir` the run goes where the CLI would put it (runs/NAME-TIMESTAMP).
     """
     from rnnlab.config import apply, load_config, validate
-    from rnnlab.train import train as train_config
+    from rnnlab.trainer import train_config
 
     _str("preset", preset, optional=True)
     if overrides is not None and not isinstance(overrides, Mapping):

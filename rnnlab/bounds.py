@@ -2,8 +2,8 @@
 
 A model too large for the machine must be one line, not an allocator error
 after minutes of loading: `check_model_memory` estimates the parameter
-memory from the configuration alone (the closed-form count of
-rnnlab/numpy/params.py plus embedding and decoder) and compares it with the
+memory from the configuration alone (the cell table's closed-form count
+per layer, rnnlab/cell_registry.py, plus embedding and decoder) and compares it with the
 memory available now.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+from rnnlab import cell_registry
 from rnnlab.errors import UserError
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit value
@@ -34,10 +35,10 @@ def max_parallel() -> int:
 def parameter_count(model, vocab_size: int) -> int:
     """Parameters of a language model with `model` (a ModelConfig), without building it.
     An upper bound for the adaptive softmax, whose tail projections are smaller."""
-    from rnnlab.numpy.params import count_params
-
     embed = model.embed or model.hidden
-    recurrent, _ = count_params(model.cell, embed, model.hidden, model.layers, model.bias)
+    cell = cell_registry.get(model.cell)
+    recurrent = (cell.count_params(embed, model.hidden, model.bias)
+                 + (model.layers - 1) * cell.count_params(model.hidden, model.hidden, model.bias))
     decoder = 0 if model.tie_weights else model.hidden * vocab_size
     return vocab_size * embed + recurrent + decoder + vocab_size
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 from pathlib import Path
@@ -39,6 +38,8 @@ from safetensors.torch import load_file, save_file
 
 from rnnlab import safejson
 from rnnlab.errors import UserError
+from rnnlab.progress import Progress
+from rnnlab.progress import integer as _int
 
 FORMAT_VERSION = 2  # 2: meta.json carries its own checksum (meta_sha256)
 TENSORS, META = "tensors.safetensors", "meta.json"
@@ -235,18 +236,6 @@ def _load_once(run_dir: Path, tag: str) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 # ------------------------------------------------------------------ schema
-def _int(low: int = 0):
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-
-def _number(low: float = -math.inf, finite: bool = True):
-    def ok(v) -> bool:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
-            return False
-        return (math.isfinite(v) or not finite) and v >= low
-    return ok
-
-
 def _vocab(v) -> bool:
     return (isinstance(v, dict) and v.get("level") in ("char", "word") and isinstance(v.get("tokens"), list)
             and len(v["tokens"]) > 0 and all(isinstance(t, str) for t in v["tokens"]))
@@ -259,33 +248,17 @@ def _fingerprint(v) -> bool:  # rnnlab/fingerprint.py
                     for f in corpus.values()))
 
 
-def _totals(v) -> bool:
-    return isinstance(v, list) and len(v) == 3 and all(_number(0)(x) for x in v)
-
-
 # key: (required, check). Keys rnnlab itself writes; anything else in meta.json is ignored.
+# The run's progress (step, epoch, index, ...) is described once, by rnnlab/progress.py.
 SCHEMA = {
-    "step": (True, _int()),
+    **{key: (key == "step", ok) for key, ok in Progress.meta_schema().items()},
     "vocab": (True, lambda v: v is None or _vocab(v)),  # None: a sequence task's run (checked below)
     "config": (True, lambda v: isinstance(v, dict)),
     "sha256": (True, lambda v: isinstance(v, str) and len(v) == 64),
-    "epoch": (False, _int()),
-    "index": (False, _int()),
-    "best_valid": (False, _number(finite=False)),  # inf before the first evaluation
-    "faults": (False, _int()),
-    "consecutive_faults": (False, _int()),
-    "fault_lr_scale": (False, lambda v: _number()(v) and v > 0),
-    "elapsed": (False, _number(0)),
-    "train_totals": (False, _totals),
     "parameters": (False, _int()),
     "optimizer": (False, lambda v: isinstance(v, dict)),
     "schedule": (False, lambda v: isinstance(v, dict)),
     "fingerprint": (False, _fingerprint),
-    "step_seconds": (False, _number(0)),
-    "best_accuracy": (False, _number(finite=False)),  # -inf before the first evaluation
-    "best_accuracy_step": (False, _int()),
-    "early_stop": (False, lambda v: v in ("", "accuracy", "plateau")),
-    "thread_steps": (False, lambda v: isinstance(v, dict) and all(k.isdigit() and _int()(n) for k, n in v.items())),
     "logs": (False, lambda v: isinstance(v, dict) and all(isinstance(k, str) and _int()(n) for k, n in v.items())),
 }
 

@@ -221,7 +221,7 @@ def cmd_train(args) -> int:
     from rnnlab import distributed
     from rnnlab.config import load_config
     from rnnlab.runs import default_run_dir
-    from rnnlab.train import resume, train
+    from rnnlab.trainer import resume, train_config
 
     overrides = list(args.overrides)
     if args.max_steps is not None:
@@ -244,7 +244,7 @@ def cmd_train(args) -> int:
             distributed.preflight(cfg.train.batch_size, args.nproc, run_dir, args.overwrite)
             return distributed.launch(args.nproc, [*args.argv, "--run-dir", str(run_dir)])
         with distributed.guard():  # the trainer prints "run directory: ..." once the directory is ready
-            summary = train(cfg, run_dir, progress=not args.no_progress, overwrite=args.overwrite)
+            summary = train_config(cfg, run_dir, progress=not args.no_progress, overwrite=args.overwrite)
     if not distributed.is_main():
         return 0
     final = summary["final"]
@@ -265,7 +265,7 @@ def cmd_eval(args) -> int:
     from rnnlab.data.corpus import load_corpus
     from rnnlab.evaluate import evaluate
     from rnnlab.runs import load_run
-    from rnnlab.train import resolve_device
+    from rnnlab.trainer import resolve_device
 
     device = resolve_device(args.device)
     model, vocab, cfg, meta = load_run(Path(args.run_dir), args.checkpoint, device, backend=args.backend, task_ok=True)
@@ -288,12 +288,13 @@ def cmd_eval(args) -> int:
 def _eval_task(args, model, cfg, meta, device) -> int:
     """A sequence task's run: loss and accuracy on the task's fixed valid or test set (drawn from its config)."""
     from rnnlab.data.tasks import TaskData
+    from rnnlab.evaluate import evaluate_task
 
     if args.data:
         raise UserError(f"--data does not apply to a {cfg.task.kind} task run: its sets are drawn from its config")
     if args.split not in ("valid", "test"):
         raise UserError(f"a {cfg.task.kind} task run has valid and test sets, not '{args.split}'")
-    m = TaskData(cfg.task, cfg.train.batch_size, cfg.train.seed).evaluate(model, args.split, device=device)
+    m = evaluate_task(model, TaskData(cfg.task, cfg.train.batch_size, cfg.train.seed), args.split, device=device)
     result = {"split": args.split, "task": cfg.task.kind, **m, "step": meta["step"], "checkpoint": args.checkpoint}
     if args.json:
         print(json.dumps(result))
@@ -306,7 +307,7 @@ def _eval_task(args, model, cfg, meta, device) -> int:
 def cmd_generate(args) -> int:
     from rnnlab.generate import generate, unescape, with_prompt
     from rnnlab.runs import load_run
-    from rnnlab.train import resolve_device
+    from rnnlab.trainer import resolve_device
 
     device = resolve_device(args.device)
     stop = unescape(args.stop)
@@ -367,7 +368,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from rnnlab.train import resolve_device
+    from rnnlab.trainer import resolve_device
 
     try:
         from rnnlab.serve import serve

@@ -64,6 +64,10 @@ class ModelConfig:
     cutoffs: str = "auto"
     div_value: float = 4.0  # adaptive: how much smaller each tail cluster's projection is
 
+    def cell_options(self) -> dict:
+        """The options the configured cell reads ({"gru_z": ..., "gru_reset": ...}), by the cell table."""
+        return {option: getattr(self, option) for option in cell_registry.get(self.cell).options}
+
     def kind_and_size(self) -> tuple[str, str]:
         """How reports name the model: ("lstm", "2×128"), or ("nplm-tanh", "3×16→128") for the n-gram model."""
         if self.arch == "nplm" and self.reader == "recurrent":
@@ -434,8 +438,7 @@ def validate_task(cfg: Config) -> None:
     _check(t.loss == "mean", "a sequence task's loss is the mean over sequences: train.loss=mean")
     _choice("task.sampling", k.sampling, ("regular", "irregular"))
     _choice("task.batching", k.batching, ("pad", "bucket", "pack"))
-    cell = cell_registry.get(m.cell)
-    kernel = cell.fused_kernel({option: getattr(m, option) for option in cell.options})
+    kernel = cell_registry.get(m.cell).fused_kernel(m.cell_options())
     _check(k.batching != "pack" or (m.impl == "fused" and kernel is not None and m.backend == "torch"),
            "task.batching=pack runs the fused kernel: it needs model.impl=fused, a cell with one "
            "(rnn, lstm, gru) and model.backend=torch")

@@ -3,7 +3,8 @@
 A resumed run is bitwise identical to an uninterrupted one only if it
 computes the same thing: the same corpus and every setting that enters the
 computation. A checkpoint therefore records `fingerprint(...)`: size and
-SHA-256 of each split's text, and the resolved bf16 switch (train.bf16=auto
+SHA-256 of each split's text (computed by `load_corpus` from the text it
+read, rnnlab/data/corpus.py), and the resolved bf16 switch (train.bf16=auto
 resolves per CPU). Its metadata already holds the full configuration.
 `resume_changes` compares both with the run about to resume and names every
 difference; only the settings in `RESUMABLE` may change.
@@ -11,10 +12,8 @@ difference; only the settings in `RESUMABLE` may change.
 
 from __future__ import annotations
 
-import hashlib
-
 from rnnlab.config import Config
-from rnnlab.data.corpus import read_split_texts
+from rnnlab.data.corpus import Corpus
 
 # Settings that may change on resume: budgets and bookkeeping, not the computation.
 # (data.path may also change when the corpus it names is the same, byte for byte.)
@@ -22,19 +21,10 @@ RESUMABLE = ("train.max_steps", "train.epochs", "train.max_minutes", "train.eval
              "train.checkpoint_minutes", "train.threads", "name", "description")
 
 
-def corpus_fingerprint(cfg: Config) -> dict[str, dict]:
-    if cfg.task.kind:  # a sequence task's data is generated from its (compared) task.* settings and seed
-        return {}
-    texts, _ = read_split_texts(cfg.data)
-    out = {}
-    for split, text in sorted(texts.items()):
-        data = text.encode("utf-8")
-        out[split] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    return out
-
-
-def fingerprint(cfg: Config, bf16: bool) -> dict:
-    return {"corpus": corpus_fingerprint(cfg), "bf16": bool(bf16)}
+def fingerprint(corpus: Corpus | None, bf16: bool) -> dict:
+    """`corpus`: the run's text corpus, None for a sequence task (its data is generated
+    from its task.* settings and seed, which the configuration comparison covers)."""
+    return {"corpus": corpus.fingerprint if corpus is not None else {}, "bf16": bool(bf16)}
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

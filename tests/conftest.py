@@ -35,7 +35,7 @@ def tiny_lm_run(tmp_path_factory) -> Path:
     import torch
 
     from rnnlab.config import load_config
-    from rnnlab.train import train
+    from rnnlab.trainer import train_config
 
     run_dir = tmp_path_factory.mktemp("tiny-lm") / "grimm-tiny"
     cfg = load_config("grimm-char", None, ["model.hidden=16", "model.layers=1", "train.max_steps=30",
@@ -43,7 +43,7 @@ def tiny_lm_run(tmp_path_factory) -> Path:
                                            "train.threads=1", "train.bf16=off"])  # tiny matrices: threads only add overhead
     threads = torch.get_num_threads()
     try:
-        train(cfg, run_dir, progress=False)
+        train_config(cfg, run_dir, progress=False)
     finally:
         torch.set_num_threads(threads)  # the trainer sets it process-wide
     return run_dir

@@ -140,13 +140,13 @@ def test_one_writer_per_run_readers_unaffected_and_no_stale_lock_after_sigkill(t
 
 SIGTERM_IN_FINAL_EVALUATION = """
 import os, signal, sys
-from rnnlab import cli, train
-real = train.Trainer._evaluate
+from rnnlab import cli, trainer
+real = trainer.Trainer._evaluate
 def evaluate(self, final=False):
     if final:
         os.kill(os.getpid(), signal.SIGTERM)
     return real(self, final)
-train.Trainer._evaluate = evaluate
+trainer.Trainer._evaluate = evaluate
 sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -391,10 +391,10 @@ def test_summary_and_run_files_are_written_atomically(run, monkeypatch):
     real = checkpoint.write_atomic
     monkeypatch.setattr(checkpoint, "write_atomic", lambda path, data: (written.append(Path(path).name), real(path, data)))
     from rnnlab.config import load_config
-    from rnnlab.train import train
+    from rnnlab.trainer import train_config
 
     cfg = load_config(None, str(run / "config.toml"), ["train.max_steps=2", "train.checkpoint_every=0"])
-    train(cfg, run.parent / "again", progress=False)
+    train_config(cfg, run.parent / "again", progress=False)
     assert {"config.toml", "vocab.json", "summary.json"} <= set(written)
 
 
@@ -433,14 +433,14 @@ def test_a_model_too_large_for_memory_is_refused_before_loading(run, capsys):
 
 @pytest.mark.skipif(not torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="needs a CPU with native bf16")
 def test_a_bf16_run_resumes_bitwise_with_its_state_in_float32(tmp_path, corpora, capsys, monkeypatch):
-    from rnnlab.train import Trainer
+    from rnnlab.trainer import Trainer
 
     class Crash(BaseException):
         """SIGKILL inside the process: nothing saves on the way out."""
 
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     train_tiny(corpora[0], whole, capsys, "train.bf16=on", "train.max_steps=6")
-    real, calls = Trainer._train_step, []
+    real, calls = Trainer._update, []
 
     def step(self, *args):
         calls.append(1)
@@ -448,7 +448,7 @@ def test_a_bf16_run_resumes_bitwise_with_its_state_in_float32(tmp_path, corpora,
             raise Crash
         return real(self, *args)
 
-    monkeypatch.setattr(Trainer, "_train_step", step)
+    monkeypatch.setattr(Trainer, "_update", step)
     with pytest.raises(Crash):
         train_tiny(corpora[0], parts, capsys, "train.bf16=on", "train.max_steps=6")
     monkeypatch.undo()

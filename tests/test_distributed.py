@@ -21,7 +21,7 @@ from rnnlab.errors import UserError
 from rnnlab.evaluate import evaluate
 from rnnlab.models import build_model
 from rnnlab.runs import read_jsonl
-from rnnlab.train import resume, train
+from rnnlab.trainer import resume, train_config
 
 TOL = 1e-6  # float64; the differences actually seen are ~1e-15
 EXACT = ["train.dtype=float64", "train.schedule=constant", "train.checkpoint_every=0", "train.eval_every=4"]
@@ -118,8 +118,8 @@ def test_lstm_two_processes_match_one_and_resume_across_world_sizes(tmp_path, ti
     """1 process, global batch 8  ==  2 processes x 4 streams, after 4 and 8
     steps; a 2-process checkpoint resumes in 1 process and vice versa."""
     a8, a4, b = tmp_path / "a8", tmp_path / "a4", tmp_path / "b"
-    train(load_config(overrides=_overrides(tiny_text, "lstm", 8)), a8, progress=False)
-    train(load_config(overrides=_overrides(tiny_text, "lstm", 4)), a4, progress=False)
+    train_config(load_config(overrides=_overrides(tiny_text, "lstm", 8)), a8, progress=False)
+    train_config(load_config(overrides=_overrides(tiny_text, "lstm", 4)), a4, progress=False)
     ref4, ref8 = _tensors(a4), _tensors(a8)
     assert ref8["model.embedding.weight"].dtype == torch.float64
     assert _max_diff(ref4, ref8) > 1e-3  # training moves the weights far more than the tolerance
@@ -155,7 +155,7 @@ def test_lstm_two_processes_match_one_and_resume_across_world_sizes(tmp_path, ti
 def test_gru_two_processes_under_torchrun_match_one(tmp_path, tiny_text):
     one, two = tmp_path / "one", tmp_path / "two"
     overrides = _overrides(tiny_text, "gru", 6)
-    train(load_config(overrides=overrides), one, progress=False)
+    train_config(load_config(overrides=overrides), one, progress=False)
     p = _cli("torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "rnnlab", "train",
              "--run-dir", str(two), "--no-progress", *_sets(overrides))
     assert p.returncode == 0, p.stderr[-3000:]
@@ -166,7 +166,7 @@ def test_gru_two_processes_under_torchrun_match_one(tmp_path, tiny_text):
 # ------------------------------------------------------ a process fails
 FAULTY = """
 import os, sys, time
-import rnnlab.train
+import rnnlab.trainer
 from rnnlab.cli import main
 
 if os.environ["RANK"] == "1":  # rank 1 joins the group, then leaves or stalls
@@ -174,7 +174,7 @@ if os.environ["RANK"] == "1":  # rank 1 joins the group, then leaves or stalls
         if os.environ["FAULT"] == "exit":
             os._exit(0)
         time.sleep(300)
-    rnnlab.train.Trainer.run = run
+    rnnlab.trainer.Trainer.run = run
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -216,7 +216,7 @@ def test_dropout_masks_are_per_process_and_resume_exactly(tmp_path, tiny_text):
     assert _max_diff(runs["straight"], runs["again"]) == 0
     assert _max_diff(runs["straight"], runs["resumed"]) == 0
     one = tmp_path / "one"  # one process draws other masks: the weights differ
-    train(load_config(overrides=overrides), one, progress=False)
+    train_config(load_config(overrides=overrides), one, progress=False)
     assert _max_diff(runs["straight"], _tensors(one)) > 1e-3
 
 
@@ -225,7 +225,7 @@ def test_dropout_masks_are_per_process_and_resume_exactly(tmp_path, tiny_text):
 def test_adaptive_softmax_two_processes_match_one(tmp_path, tiny_text):
     """Tail clusters without targets get no gradient on some process: DDP must find unused parameters."""
     overrides = _overrides(tiny_text, "lstm", 8) + ["model.softmax=adaptive", "model.cutoffs=4,12", "train.seq_len=4"]
-    train(load_config(overrides=overrides), tmp_path / "one", progress=False)
+    train_config(load_config(overrides=overrides), tmp_path / "one", progress=False)
     p = _cli("rnnlab", "train", "--nproc", "2", "--run-dir", str(tmp_path / "two"), "--no-progress", *_sets(overrides))
     assert p.returncode == 0, p.stderr[-3000:]
     assert _max_diff(_tensors(tmp_path / "two"), _tensors(tmp_path / "one")) < TOL

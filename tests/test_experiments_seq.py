@@ -12,8 +12,8 @@ from rnnlab.cli import main
 from rnnlab.config import TaskConfig
 from rnnlab.data.tasks import TaskBatch, VarlenSpec, collate, epoch_batches, varlen
 from rnnlab.errors import UserError
-from rnnlab.experiments.palindrome import PalindromeConfig, chrono_init, first_below, parse_lengths, train_one
-from rnnlab.models.classifier import SequenceClassifier
+from rnnlab.experiments.palindrome import PalindromeConfig, first_below, parse_lengths, train_one
+from rnnlab.models.classifier import SequenceClassifier, chrono_init
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -14,7 +14,7 @@ from rnnlab.config import ModelConfig, load_config
 from rnnlab.errors import UserError
 from rnnlab.models import build_model
 from rnnlab.models.nplm import NeuralNgramModel
-from rnnlab.train import train
+from rnnlab.trainer import train_config
 
 NOUNS = "king queen prince princess man woman boy girl fox wolf".split()
 VERBS = "went came ran sat looked walked slept".split()
@@ -45,7 +45,7 @@ def _config(corpus, *extra):
 @pytest.fixture(scope="module")
 def run(corpus, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("nplm-run") / "run"
-    train(_config(corpus), run_dir, progress=False)
+    train_config(_config(corpus), run_dir, progress=False)
     return run_dir
 
 
@@ -127,7 +127,7 @@ def test_recurrent_reader_is_the_cell_over_the_window_and_bptt_truncates_it():
 
 
 def test_recurrent_reader_trains_as_a_normal_run(corpus, tmp_path):
-    summary = train(load_config("nplm-rnn", None, [f"data.path={corpus}", *SMALL]), tmp_path / "rnn", progress=False)
+    summary = train_config(load_config("nplm-rnn", None, [f"data.path={corpus}", *SMALL]), tmp_path / "rnn", progress=False)
     assert summary["final"]["valid"]["perplexity"] < 5, summary["final"]["valid"]
     assert (summary["model"], summary["cell"], summary["layers"]) == ("nplm-rnn 3×8→16", "rnn", 1)
 
@@ -164,7 +164,7 @@ def test_eval_generate_inspect_report_and_serve_work_on_it(run, tmp_path, capsys
 
 def test_numpy_backend_reaches_the_same_perplexity(corpus, run, tmp_path):
     """The NumPy model's hand-written backward pass, at the same seed and steps: the same validation perplexity (±1%)."""
-    summary = train(_config(corpus, "model.backend=numpy"), tmp_path / "np", progress=False)
+    summary = train_config(_config(corpus, "model.backend=numpy"), tmp_path / "np", progress=False)
     torch_ppl = json.loads((run / "summary.json").read_text())["final"]["valid"]["perplexity"]
     assert summary["final"]["valid"]["perplexity"] == pytest.approx(torch_ppl, rel=0.01)
 

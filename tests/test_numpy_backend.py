@@ -10,7 +10,7 @@ from rnnlab.cli import main
 from rnnlab.config import load_config
 from rnnlab.models import LanguageModel, NumpyBackedLanguageModel
 from rnnlab.models.stepper import Stepper
-from rnnlab.train import train
+from rnnlab.trainer import train_config
 
 
 def final_weights(run_dir):
@@ -26,8 +26,8 @@ def test_numpy_and_torch_backends_train_alike(tiny_text, tmp_path, cell):
     """Same seed, float64, no dropout: 12 Adam steps give the same weights."""
     common = TINY + [f"data.path={tiny_text}", f"model.cell={cell}", "model.layers=2", "train.max_steps=12",
                      "train.eval_every=6", "train.dtype=float64", "model.dropout=0"]
-    train(load_config("grimm-char", None, common + ["model.impl=explicit"]), tmp_path / "torch", progress=False)
-    train(load_config("grimm-char", None, common + ["model.backend=numpy"]), tmp_path / "numpy", progress=False)
+    train_config(load_config("grimm-char", None, common + ["model.impl=explicit"]), tmp_path / "torch", progress=False)
+    train_config(load_config("grimm-char", None, common + ["model.backend=numpy"]), tmp_path / "numpy", progress=False)
     a, b = final_weights(tmp_path / "torch"), final_weights(tmp_path / "numpy")
     assert a.keys() == b.keys()
     for name in a:
@@ -40,7 +40,7 @@ def test_numpy_trained_run_generates_with_either_backend(tiny_text, tmp_path, ca
     (which both backends would otherwise share) is switched off, and each
     side's model is checked to have computed every step itself."""
     cfg = load_config("grimm-char", None, TINY + [f"data.path={tiny_text}", "model.backend=numpy", "train.max_steps=20"])
-    train(cfg, tmp_path / "run", progress=False)
+    train_config(cfg, tmp_path / "run", progress=False)
     monkeypatch.setattr(Stepper, "supports", classmethod(lambda cls, model: False))
     calls = []
     for cls in (LanguageModel, NumpyBackedLanguageModel):

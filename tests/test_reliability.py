@@ -26,11 +26,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import rnnlab.train
+import rnnlab.trainer
 from rnnlab import checkpoint, cli
 from rnnlab.data.text import bundled_path, read_text, strip_gutenberg
 from rnnlab.runs import read_jsonl
-from rnnlab.train import TIMING_KEYS, Trainer
+from rnnlab.trainer import TIMING_KEYS, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_STEPS = 30  # one epoch is 22 steps: every run crosses an epoch boundary
@@ -161,7 +161,7 @@ def test_sigkill_at_a_random_step_then_resume_is_bitwise_identical(tmp_path, cor
 ])
 def test_a_crash_anywhere_then_resume_is_bitwise_identical(tmp_path, corpus, baseline, monkeypatch, batcher, where, at):
     reference = baseline(batcher)
-    owner, name = {"step": (Trainer, "_train_step"), "save": (checkpoint.os, "replace"),
+    owner, name = {"step": (Trainer, "_update"), "save": (checkpoint.os, "replace"),
                    "final-eval": (Trainer, "_evaluate")}[where]
     crash_on_call(monkeypatch, owner, name, at)
     run = tmp_path / "run"
@@ -184,7 +184,7 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path, baseline, capsys):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_signal_saves_at_that_step_exits_130_and_resumes_exactly(tmp_path, corpus, baseline, monkeypatch, capsys, signum):
-    original, calls = Trainer._train_step, []
+    original, calls = Trainer._update, []
 
     def step_then_signal(self, x, y):
         calls.append(1)
@@ -192,7 +192,7 @@ def test_a_signal_saves_at_that_step_exits_130_and_resumes_exactly(tmp_path, cor
             signal.raise_signal(signum)  # arrives in the middle of step 13
         return original(self, x, y)
 
-    monkeypatch.setattr(Trainer, "_train_step", step_then_signal)
+    monkeypatch.setattr(Trainer, "_update", step_then_signal)
     run, handlers = tmp_path / "run", (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
     assert train(run, corpus) == 130
     assert capsys.readouterr().err.splitlines()[-1] == f"rnnlab: interrupted at step 13; resume with: rnnlab train --resume {run}"
@@ -204,7 +204,7 @@ def test_a_signal_saves_at_that_step_exits_130_and_resumes_exactly(tmp_path, cor
 
 
 def test_a_second_ctrl_c_quits_at_once_and_the_last_checkpoint_stays_valid(tmp_path, corpus, baseline, monkeypatch, capsys):
-    original, calls = Trainer._train_step, []
+    original, calls = Trainer._update, []
 
     def step_then_two_signals(self, x, y):
         calls.append(1)
@@ -213,7 +213,7 @@ def test_a_second_ctrl_c_quits_at_once_and_the_last_checkpoint_stays_valid(tmp_p
             signal.raise_signal(signal.SIGINT)
         return original(self, x, y)
 
-    monkeypatch.setattr(Trainer, "_train_step", step_then_two_signals)
+    monkeypatch.setattr(Trainer, "_update", step_then_two_signals)
     run = tmp_path / "run"
     assert train(run, corpus) == 130
     assert capsys.readouterr().err.splitlines()[-1].startswith("rnnlab: interrupted; resume from the last checkpoint")
@@ -246,7 +246,7 @@ def test_disk_full_during_a_checkpoint_stops_with_one_line_and_resumes_exactly(t
 
 
 def test_disk_full_while_logging_leaves_a_torn_line_that_resume_repairs(tmp_path, corpus, baseline, monkeypatch, capsys):
-    original, calls = rnnlab.train.append_jsonl, []
+    original, calls = rnnlab.trainer.append_jsonl, []
 
     def append_jsonl(path, record):
         if Path(path).name == "metrics.jsonl":
@@ -257,7 +257,7 @@ def test_disk_full_while_logging_leaves_a_torn_line_that_resume_repairs(tmp_path
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return original(path, record)
 
-    monkeypatch.setattr(rnnlab.train, "append_jsonl", append_jsonl)
+    monkeypatch.setattr(rnnlab.trainer, "append_jsonl", append_jsonl)
     run = tmp_path / "run"
     assert train(run, corpus) == 2
     assert capsys.readouterr().err.splitlines()[-1] == f"rnnlab: error: No space left on device: {run / 'metrics.jsonl'}"
@@ -303,7 +303,7 @@ def test_non_finite_losses_are_skipped_logged_slow_the_lr_then_abort(tmp_path, c
 
 
 def test_diverging_weights_abort_at_once_and_are_never_checkpointed(tmp_path, corpus, monkeypatch, capsys):
-    original, calls = Trainer._train_step, []
+    original, calls = Trainer._update, []
 
     def step_that_overflows(self, x, y):
         loss = original(self, x, y)
@@ -313,7 +313,7 @@ def test_diverging_weights_abort_at_once_and_are_never_checkpointed(tmp_path, co
                 self.model.decoder.bias[0] = float("inf")
         return loss
 
-    monkeypatch.setattr(Trainer, "_train_step", step_that_overflows)
+    monkeypatch.setattr(Trainer, "_update", step_that_overflows)
     run = tmp_path / "run"
     assert train(run, corpus, "train.checkpoint_every=1") == 2
     err = capsys.readouterr().err.splitlines()

@@ -165,11 +165,11 @@ def test_word_model_gets_embedding_views_and_phased_lstm_its_time_gate(tmp_path,
     from conftest import TINY
 
     from rnnlab.config import load_config
-    from rnnlab.train import train
+    from rnnlab.trainer import train_config
 
     cfg = load_config("grimm-char", None, TINY + [f"data.path={tiny_text}", "data.level=word", "train.max_steps=10",
                                                   "model.cell=phased_lstm"])
-    train(cfg, tmp_path / "runs" / "phased-word", progress=False)
+    train_config(cfg, tmp_path / "runs" / "phased-word", progress=False)
     out = build_report([tmp_path / "runs"], tmp_path / "r.md", sample_length=8, progress=False)
     text = out.read_text()
     assert "perplexity" in text and "(log scale)" not in text  # a 10-step run does not span a wide range

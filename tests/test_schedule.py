@@ -6,7 +6,7 @@ from conftest import TINY
 from rnnlab.config import TrainConfig, load_config
 from rnnlab.errors import UserError
 from rnnlab.optim import Schedule
-from rnnlab.train import read_metrics, train
+from rnnlab.trainer import read_metrics, train_config
 
 
 def test_step_schedule_divides_every_decay_every_steps():
@@ -26,7 +26,7 @@ def test_a_run_with_the_step_schedule_logs_the_decayed_lr(tiny_text, tmp_path):
     cfg = load_config("grimm-char", None, TINY + [f"data.path={tiny_text}", "train.max_steps=40", "train.eval_every=10",
                                                   "train.schedule=step", "train.decay_every=20", "train.lr_decay=2",
                                                   "train.lr=1e-2", "train.threads=1"])
-    train(cfg, tmp_path / "run", progress=False)
+    train_config(cfg, tmp_path / "run", progress=False)
     lrs = {r["step"]: r["lr"] for r in read_metrics(tmp_path / "run") if r.get("split") == "valid"}
     # The lr logged at step s is the one its last step used (step index s - 1).
     assert lrs[10] == lrs[20] == 1e-2

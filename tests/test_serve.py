@@ -187,10 +187,10 @@ def test_word_model_maps_unknown_words_and_warns(tmp_path, tiny_text):
     from conftest import TINY
 
     from rnnlab.config import load_config
-    from rnnlab.train import train
+    from rnnlab.trainer import train_config
 
     cfg = load_config("grimm-char", None, TINY + [f"data.path={tiny_text}", "data.level=word", "train.max_steps=10"])
-    train(cfg, tmp_path / "word", progress=False)
+    train_config(cfg, tmp_path / "word", progress=False)
     with running(create_app(tmp_path / "word")) as url:
         assert httpx.get(f"{url}/api/info").json()["valid"]["measure"] == "perplexity"
         events, _ = stream(url, {"prompt": "the zebra sat", "length": 12, "seed": 0})

@@ -16,7 +16,7 @@ from rnnlab.evaluate import evaluate
 from rnnlab.models import build_model
 from rnnlab.models.softmax import AdaptiveSoftmax
 from rnnlab.runs import load_run
-from rnnlab.train import read_metrics, train
+from rnnlab.trainer import read_metrics, train_config
 
 
 @pytest.fixture(autouse=True)
@@ -147,7 +147,7 @@ def test_word_preset_trains_on_a_7000_word_corpus(tmp_path, capsys):
 @pytest.mark.skipif(torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has native bf16")
 def test_bf16_refused_without_native_support(tmp_path):
     with pytest.raises(UserError, match="native bf16"):
-        train(load_config("grimm-char", None, TINY + ["train.bf16=on", "train.max_steps=1"]), tmp_path / "r", progress=False)
+        train_config(load_config("grimm-char", None, TINY + ["train.bf16=on", "train.max_steps=1"]), tmp_path / "r", progress=False)
 
 
 def test_bf16_auto_follows_the_cpu_and_learns_as_float32_does(tmp_path):
@@ -155,14 +155,14 @@ def test_bf16_auto_follows_the_cpu_and_learns_as_float32_does(tmp_path):
     learns what float32 learns (evaluation is float32 either way)."""
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     settings = TINY + ["train.max_steps=200", "model.hidden=32", "train.batch_size=16"]
-    runs = {mode: train(load_config("grimm-char", None, settings + [f"train.bf16={mode}"]), tmp_path / mode, progress=False)
+    runs = {mode: train_config(load_config("grimm-char", None, settings + [f"train.bf16={mode}"]), tmp_path / mode, progress=False)
             for mode in ("auto", "off")}
     assert runs["auto"]["bf16"] is native and runs["off"]["bf16"] is False
     bpc = {mode: r["final"]["valid"]["bpc"] for mode, r in runs.items()}
     assert bpc["off"] < 4.0  # character unigrams: ~4.1 bits; uniform: 6.5
     assert abs(bpc["auto"] - bpc["off"]) < 0.05, bpc
     numpy_cfg = load_config("grimm-char", None, TINY + ["train.bf16=auto", "model.backend=numpy", "train.max_steps=1"])
-    assert train(numpy_cfg, tmp_path / "n", progress=False)["bf16"] is False  # autocast means nothing to NumPy
+    assert train_config(numpy_cfg, tmp_path / "n", progress=False)["bf16"] is False  # autocast means nothing to NumPy
     with pytest.raises(UserError, match="must be one of off, on, auto"):
         load_config("grimm-char", None, ["train.bf16=yes"])
 
@@ -183,7 +183,7 @@ def test_adaptive_word_model_trains_evaluates_and_reloads(word_corpus, tmp_path)
     cfg = load_config("grimm-char", None, TINY + [
         f"data.path={word_corpus}", "data.level=word", "model.softmax=adaptive", "model.cutoffs=10,40",
         "model.div_value=2", "model.hidden=24", "train.max_steps=60", "train.eval_every=30", "train.lr=1e-2"])
-    summary = train(cfg, tmp_path / "run", progress=False)
+    summary = train_config(cfg, tmp_path / "run", progress=False)
     valid = summary["final"]["valid"]
     uniform = math.log(summary["vocab_size"])
     assert valid["loss"] < uniform - 0.3  # it learned the word frequencies at least

@@ -12,7 +12,7 @@ from rnnlab import checkpoint
 from rnnlab.cli import main
 from rnnlab.experiments import task_run_config
 from rnnlab.runs import read_jsonl
-from rnnlab.train import TIMING_KEYS, Trainer, resume
+from rnnlab.trainer import TIMING_KEYS, Trainer, resume
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -40,7 +40,7 @@ def test_a_task_run_is_a_run_directory_and_resumes_bitwise(tmp_path, monkeypatch
     assert splits.count("valid") == 5 and splits.count("test") == 1  # every 10 steps, test once at the end
 
     calls = []
-    original = Trainer._train_step
+    original = Trainer._update
 
     def crash_at_step_25(self, x, y):
         calls.append(1)
@@ -48,7 +48,7 @@ def test_a_task_run_is_a_run_directory_and_resumes_bitwise(tmp_path, monkeypatch
             raise Crash
         return original(self, x, y)
 
-    monkeypatch.setattr(Trainer, "_train_step", crash_at_step_25)
+    monkeypatch.setattr(Trainer, "_update", crash_at_step_25)
     crashed = tmp_path / "crashed"
     with pytest.raises(Crash):
         run(palindrome(), crashed)

@@ -208,12 +208,12 @@ def train_tiny_on_auto(run_dir) -> dict:
     """Six steps of a tiny char model with train.threads=0; its summary."""
     from conftest import TINY
 
-    from rnnlab.train import train
+    from rnnlab.trainer import train_config
 
     before = torch.get_num_threads()
     try:
         cfg = load_config("grimm-char", None, [*TINY, "train.max_steps=6", "train.eval_every=0", "train.threads=0"])
-        return train(cfg, run_dir, progress=False)
+        return train_config(cfg, run_dir, progress=False)
     finally:
         torch.set_num_threads(before)  # the trainer sets it process-wide
 

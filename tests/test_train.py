@@ -8,7 +8,7 @@ from conftest import TINY
 
 from rnnlab.cli import main
 from rnnlab.config import load_config
-from rnnlab.train import TIMING_KEYS, read_metrics, resume, train
+from rnnlab.trainer import TIMING_KEYS, read_metrics, resume, train_config
 
 
 def config(path, *extra):
@@ -21,7 +21,7 @@ def strip_timing(records):
 
 def test_model_overfits_tiny_text(tiny_text, tmp_path):
     cfg = config(tiny_text, "model.hidden=48", "train.max_steps=300", "train.eval_every=100", "train.lr=1e-2")
-    summary = train(cfg, tmp_path / "run", progress=False)
+    summary = train_config(cfg, tmp_path / "run", progress=False)
     # The text is two sentences repeated: a model that learned it needs far
     # less than the ~4 bits/char of the character distribution alone.
     assert summary["final"]["valid"]["bpc"] < 0.5
@@ -30,25 +30,25 @@ def test_model_overfits_tiny_text(tiny_text, tmp_path):
 
 def test_same_seed_same_metrics(tiny_text, tmp_path):
     cfg = config(tiny_text, "train.max_steps=40", "model.dropout=0.2", "model.layers=2")
-    train(cfg, tmp_path / "a", progress=False)
-    train(cfg, tmp_path / "b", progress=False)
+    train_config(cfg, tmp_path / "a", progress=False)
+    train_config(cfg, tmp_path / "b", progress=False)
     a, b = read_metrics(tmp_path / "a"), read_metrics(tmp_path / "b")
     assert len(a) >= 4 and strip_timing(a) == strip_timing(b)
     cfg.train.seed = 1
-    train(cfg, tmp_path / "c", progress=False)
+    train_config(cfg, tmp_path / "c", progress=False)
     assert strip_timing(read_metrics(tmp_path / "c")) != strip_timing(a)
 
 
 def test_window_batcher_trains(tiny_text, tmp_path):
     cfg = config(tiny_text, "data.batcher=window", "train.max_steps=60", "train.lr=1e-2")
-    summary = train(cfg, tmp_path / "run", progress=False)
+    summary = train_config(cfg, tmp_path / "run", progress=False)
     first = read_metrics(tmp_path / "run")[0]
     assert summary["final"]["valid"]["loss"] < first["loss"]
 
 
 def test_run_directory_layout(tiny_text, tmp_path):
     cfg = config(tiny_text, "train.max_steps=20", "train.samples=2")
-    train(cfg, tmp_path / "run", progress=False)
+    train_config(cfg, tmp_path / "run", progress=False)
     run = tmp_path / "run"
     for name in ("config.toml", "vocab.json", "metrics.jsonl", "samples.jsonl", "summary.json",
                  "checkpoints/last.json", "checkpoints/best.json"):
@@ -61,7 +61,7 @@ def test_run_directory_layout(tiny_text, tmp_path):
 
 def test_eval_json_fields(tiny_text, tmp_path, capsys):
     cfg = config(tiny_text, "train.max_steps=20")
-    train(cfg, tmp_path / "run", progress=False)
+    train_config(cfg, tmp_path / "run", progress=False)
     assert main(["eval", str(tmp_path / "run"), "--split", "valid", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     for key in ("split", "loss", "perplexity", "bpc", "accuracy", "tokens"):
@@ -75,9 +75,9 @@ def test_resume_continues_from_checkpoint(tiny_text, tmp_path):
     """A run stopped at step 30 and resumed to 60 equals one run to 60."""
     common = ["train.checkpoint_every=10", "model.dropout=0.1", "model.layers=2", "train.schedule=constant"]
     full = config(tiny_text, "train.max_steps=60", *common)
-    train(full, tmp_path / "full", progress=False)
+    train_config(full, tmp_path / "full", progress=False)
     half = config(tiny_text, "train.max_steps=30", *common)
-    train(half, tmp_path / "half", progress=False)
+    train_config(half, tmp_path / "half", progress=False)
     summary = resume(tmp_path / "half", ["train.max_steps=60"], progress=False)
     assert summary["steps"] == 60
     full_valid = [r for r in read_metrics(tmp_path / "full") if r.get("split") == "valid"]
@@ -87,7 +87,7 @@ def test_resume_continues_from_checkpoint(tiny_text, tmp_path):
 
 def test_cosine_schedule_reaches_min_lr(tiny_text, tmp_path):
     cfg = config(tiny_text, "train.max_steps=40", "train.schedule=cosine", "train.min_lr=1e-4", "train.lr=2e-3")
-    train(cfg, tmp_path / "run", progress=False)
+    train_config(cfg, tmp_path / "run", progress=False)
     last = [r for r in read_metrics(tmp_path / "run") if r.get("split") == "valid"][-1]
     lrs = [r["lr"] for r in read_metrics(tmp_path / "run") if r.get("split") == "valid"]
     assert lrs == sorted(lrs, reverse=True)
@@ -102,7 +102,7 @@ def test_word_level_corpus_directory(tmp_path):
         (data / f"{split}.txt").write_text(line * 30)
     cfg = load_config("grimm-char", None, TINY + [f"data.path={data}", "data.level=word", "train.max_steps=60",
                                                   "train.lr=1e-2", "train.seq_len=8"])
-    summary = train(cfg, tmp_path / "run", progress=False)
+    summary = train_config(cfg, tmp_path / "run", progress=False)
     assert "test" in summary["final"]
     assert summary["vocab_size"] == 9  # <unk> <eos> the cat sat on mat dog log
     assert summary["final"]["test"]["perplexity"] < 4
@@ -119,7 +119,7 @@ def test_sum_time_loss_is_the_mean_loss_scaled_by_seq_len(tiny_text, tmp_path):
             "mean": config(tiny_text, *common, "train.loss=mean", f"train.lr={0.05 * T}")}
     weights = {}
     for name, c in runs.items():
-        summary = train(c, tmp_path / name, progress=False)
+        summary = train_config(c, tmp_path / name, progress=False)
         pointer = json.loads((tmp_path / name / "checkpoints" / "last.json").read_text())
         weights[name] = load_file(tmp_path / name / "checkpoints" / pointer["dir"] / "tensors.safetensors")
         assert math.isfinite(summary["final"]["valid"]["loss"])
@@ -133,7 +133,7 @@ def test_sum_time_loss_is_the_mean_loss_scaled_by_seq_len(tiny_text, tmp_path):
 def test_progress_round_trips_through_checkpoint_metadata():
     from dataclasses import asdict
 
-    from rnnlab.train import Progress
+    from rnnlab.trainer import Progress
 
     p = Progress(step=7, epoch=1, index=3, best_valid=1.5, faults=2, consecutive_faults=1, fault_lr_scale=0.5,
                  elapsed=9.25, train_nll=12.0, train_correct=4.0, train_tokens=30.0, thread_steps={"1": 3, "2": 4})
@@ -146,7 +146,7 @@ def test_progress_round_trips_through_checkpoint_metadata():
 
 
 def test_callbacks_run_after_every_step_and_sampling_is_one(tiny_text, tmp_path):
-    from rnnlab.train import Sampler, Trainer
+    from rnnlab.trainer import Sampler, Trainer
 
     seen = []
     cfg = config(tiny_text, "train.max_steps=12", "train.sample_length=20")

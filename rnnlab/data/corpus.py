@@ -10,7 +10,8 @@ see `rnnlab data list`), downloaded once into the cache by `rnnlab.data.recipes`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,9 @@ class Corpus:
     valid: np.ndarray
     test: np.ndarray | None
     source: str
+    # Size and SHA-256 of each split's text as read, {"train": {"bytes": ..., "sha256": ...}, ...}:
+    # what a checkpoint records of its corpus (rnnlab/fingerprint.py)
+    fingerprint: dict[str, dict] = field(default_factory=dict)
 
     def split(self, name: str) -> np.ndarray:
         data = {"train": self.train, "valid": self.valid, "test": self.test}.get(name)
@@ -88,4 +92,12 @@ def load_corpus(cfg: DataConfig, vocab: Vocab | None = None) -> Corpus:
     elif vocab.level != cfg.level:
         raise UserError(f"stored vocabulary is {vocab.level}-level but data.level is {cfg.level}")
     ids = {split: vocab.encode(toks) for split, toks in tokens.items()}
-    return Corpus(vocab, ids["train"], ids["valid"], ids.get("test"), source)
+    return Corpus(vocab, ids["train"], ids["valid"], ids.get("test"), source, _fingerprint(texts))
+
+
+def _fingerprint(texts: dict[str, str]) -> dict[str, dict]:
+    out = {}
+    for split, text in sorted(texts.items()):
+        data = text.encode("utf-8")
+        out[split] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return out

@@ -232,7 +232,8 @@ class TaskBatcher:
 
 
 class TaskData:
-    """A task's training batcher and its fixed validation and test sets."""
+    """A task's training batcher and its fixed validation and test sets (scored by
+    rnnlab/evaluate.py:evaluate_task)."""
 
     def __init__(self, cfg, batch_size: int, seed: int):
         self.cfg = cfg
@@ -240,25 +241,3 @@ class TaskData:
         self.vocab_size, self.features, self.classes = shape(cfg)
         self.sets = {"valid": draw(cfg, cfg.valid_size, np.random.default_rng([7919, _VALID])),
                      "test": draw(cfg, cfg.test_size, np.random.default_rng([7919, _TEST]))}
-
-    @torch.no_grad()
-    def evaluate(self, model, split: str, batch_size: int = 500, device="cpu") -> dict:
-        """Mean loss and accuracy over a split, in batches (varlen: sorted by length, so
-        that little is padding; the results do not depend on the batching)."""
-        from rnnlab.evaluate import metrics_from_totals
-
-        inputs, labels = self.sets[split]
-        n = len(labels)
-        order = np.argsort([len(s) for s in inputs], kind="stable") if self.cfg.kind == "varlen" else np.arange(n)
-        was_training = model.training
-        model.eval()
-        nll, correct = 0.0, 0
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            y = torch.as_tensor(labels[idx]).to(device)
-            out, _ = model(collate(self.cfg, inputs, idx).to(device), targets=y)
-            nll += out.loss.item() * len(idx)
-            correct += out.correct.item()
-        model.train(was_training)
-        m = metrics_from_totals(nll, correct, n)
-        return {"loss": m["loss"], "accuracy": m["accuracy"], "sequences": n}

@@ -81,7 +81,7 @@ def task_run_config(name: str, settings: dict) -> Config:
 def train_task(cfg: Config, run_dir: Path) -> dict:
     """Train one task run into run_dir (replacing an earlier one) by the Trainer, quietly
     (experiments show their own progress, one bar over all runs); its summary."""
-    from rnnlab.train import Trainer
+    from rnnlab.trainer import Trainer
 
     return Trainer(cfg, run_dir, progress=False, overwrite=True, echo=lambda text: None).run()
 
@@ -125,13 +125,13 @@ def run_jobs(train_one: Callable, jobs: list[tuple], cfg, workers: int = 1, prog
 def train_unless_finished(name: str, cfg, run_dir: Path, progress: bool = True) -> None:
     """Train `cfg` into run_dir, unless a finished run (summary.json) is already
     there: re-running a study or sweep only fills its gaps."""
-    from rnnlab.train import train
+    from rnnlab.trainer import train_config
 
     if (run_dir / "summary.json").is_file():
         print(f"{name}: finished run found in {run_dir}, not retrained")
         return
     print(f"{name}: training into {run_dir}")
-    train(cfg, run_dir, progress=progress, overwrite=True)
+    train_config(cfg, run_dir, progress=progress, overwrite=True)
 
 
 def write_results(out: Path, name: str, rows: list[dict], columns: list[str], command: str,

@@ -37,7 +37,6 @@ from rnnlab.experiments import (
     workers,
     write_results,
 )
-from rnnlab.models.classifier import chrono_init  # noqa: F401  (re-exported: where the palindrome study needs it)
 
 HELP = "accuracy vs length on the palindrome task, per cell"
 

@@ -26,26 +26,9 @@ from torch.nn.utils.rnn import PackedSequence
 
 from rnnlab import cell_registry
 from rnnlab.config import ModelConfig
+from rnnlab.models.numpy_bridge import through_numpy
 from rnnlab.models.softmax import full_loss
 from rnnlab.models.stack import RecurrentStack
-
-
-class _NumpyLayer(torch.autograd.Function):
-    """One recurrent layer by the NumPy reference: its forward pass and its
-    hand-written BPTT (rnnlab/numpy/cells.py), on this layer's own tensors."""
-
-    @staticmethod
-    def forward(ctx, layer, names, x, *tensors):
-        params = {name: t.detach().numpy() for name, t in zip(names, tensors)}
-        out, _, cache = layer.forward(params, x.detach().numpy(), None, train=True)
-        ctx.layer, ctx.names, ctx.params, ctx.cache = layer, names, params, cache
-        return torch.from_numpy(out)
-
-    @staticmethod
-    def backward(ctx, dout):
-        grads = ctx.layer.backward(ctx.params, ctx.cache, np.ascontiguousarray(dout.numpy())).params
-        ctx.cache = None
-        return (None, None, None) + tuple(torch.from_numpy(grads[name]) for name in ctx.names)
 
 
 class SequenceClassifier(nn.Module):
@@ -70,9 +53,8 @@ class SequenceClassifier(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, input_size: int, classes: int, vocab: int) -> SequenceClassifier:
-        options = {option: getattr(cfg, option) for option in cell_registry.get(cfg.cell).options}
         model = cls(cfg.cell, input_size, cfg.hidden, classes, vocab, cfg.layers, cfg.impl, cfg.backend, cfg.bias,
-                    cfg.dropout, **options)
+                    cfg.dropout, **cfg.cell_options())
         if cfg.chrono:
             for layer in model.rnn.layers:
                 with torch.no_grad():
@@ -80,11 +62,19 @@ class SequenceClassifier(nn.Module):
         return model
 
     def _numpy_rnn(self, x: torch.Tensor) -> torch.Tensor:
+        """The recurrent layer by the NumPy reference: its forward pass and, in training,
+        its hand-written BPTT (rnnlab/numpy/cells.py), on this layer's own tensors."""
         names, tensors = zip(*self.rnn.layers[0].named_parameters())
-        if torch.is_grad_enabled() and self.training:
-            return _NumpyLayer.apply(self.numpy_layer, names, x, *tensors)
         params = {name: t.detach().numpy() for name, t in zip(names, tensors)}
-        return torch.from_numpy(self.numpy_layer.forward(params, x.numpy(), None, train=False)[0])
+        if not (torch.is_grad_enabled() and self.training):
+            return torch.from_numpy(self.numpy_layer.forward(params, x.numpy(), None, train=False)[0])
+        out, _, cache = self.numpy_layer.forward(params, x.detach().numpy(), None, train=True)
+
+        def vjp(dout):
+            grads = self.numpy_layer.backward(params, cache, np.ascontiguousarray(dout)).params
+            return [grads[name] for name in names]
+
+        return through_numpy(out, vjp, tensors)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         dtype = self.head.weight.dtype  # features come as float32 whatever train.dtype is
@@ -113,18 +103,12 @@ class SequenceClassifier(nn.Module):
         return full_loss(logits, targets), None
 
     def _last_packed(self, x: PackedSequence) -> torch.Tensor:
-        """Run the fused kernel (what nn.LSTM/GRU/RNN call) on a packed batch:
-        each step only touches the sequences still going, and the final state
-        is each sequence's last valid step."""
+        """Run the stack's fused kernel on a packed batch: each step only touches
+        the sequences still going, and the final state is each sequence's last valid step."""
         rnn = self.rnn
         if rnn.impl != "fused":
             raise ValueError(f"packed sequences need a fused cell (rnn, lstm, gru), not {rnn.cell}")
-        h0 = rnn.init_state(int(x.batch_sizes[0]))
-        params = list(rnn.fused_parameters().values())  # nn.LSTM's flat order
-        args = (params, True, rnn.num_layers, rnn.dropout if rnn.num_layers > 1 else 0.0, self.training, False)
-        data = self.encode(x.data)
-        kernel = getattr(torch, rnn.kernel)  # torch.lstm, torch.gru, torch.rnn_tanh, ...
-        h = kernel(data, x.batch_sizes, h0 if rnn.n_states == 2 else h0[0], *args)[1]
+        h = rnn.forward_fused(self.encode(x.data), rnn.init_state(int(x.batch_sizes[0])), x.batch_sizes)[1][0]
         # The kernel saw the batch sorted by length; put it back in order.
         return h[-1] if x.unsorted_indices is None else h[-1][x.unsorted_indices]
 

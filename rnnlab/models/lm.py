@@ -56,7 +56,7 @@ class LanguageModel(nn.Module):
         self.embedding = nn.Embedding(vocab_size, embed)
         cell = cell_registry.get(cfg.cell)
         self.rnn = RecurrentStack(cfg.cell, embed, cfg.hidden, cfg.layers, cfg.dropout, cfg.impl, cfg.bias,
-                                  **cell_options(cfg))
+                                  **cfg.cell_options())
         if cfg.softmax == "adaptive":  # see rnnlab/models/softmax.py
             if cfg.cutoffs == "auto":
                 raise UserError("model.cutoffs=auto is chosen from the training data when a run starts "
@@ -106,8 +106,3 @@ def positions(start: int, x: torch.Tensor) -> torch.Tensor:
     position `start`: the times a Phased LSTM gates on (other cells ignore them)."""
     T, B = x.shape[:2]
     return (start + torch.arange(T, dtype=torch.float32, device=x.device))[:, None].expand(T, B)
-
-
-def cell_options(cfg: ModelConfig) -> dict:
-    """The model options the configured cell reads (model.gru_z, ...), by the cell table."""
-    return {option: getattr(cfg, option) for option in cell_registry.get(cfg.cell).options}

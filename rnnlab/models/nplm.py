@@ -37,7 +37,8 @@ import torch.nn as nn
 
 from rnnlab.config import ModelConfig, parse_cutoffs
 from rnnlab.errors import UserError
-from rnnlab.models.lm import Decoder, cell_options
+from rnnlab.models.lm import Decoder
+from rnnlab.models.numpy_bridge import through_numpy
 from rnnlab.models.softmax import AdaptiveSoftmax, full_loss
 from rnnlab.models.stack import RecurrentStack
 from rnnlab.numpy import ngram as ngram_np
@@ -53,7 +54,7 @@ class NeuralNgramModel(nn.Module):
         embed = cfg.embed or cfg.hidden
         self.embedding = nn.Embedding(vocab_size, embed)
         if cfg.reader == "recurrent":
-            self.reader = RecurrentStack(cfg.cell, embed, cfg.hidden, 1, 0.0, cfg.impl, cfg.bias, **cell_options(cfg))
+            self.reader = RecurrentStack(cfg.cell, embed, cfg.hidden, 1, 0.0, cfg.impl, cfg.bias, **cfg.cell_options())
         else:
             self.hidden = nn.Linear(cfg.context * embed, cfg.hidden)
         if cfg.softmax == "adaptive":
@@ -125,24 +126,6 @@ class NeuralNgramModel(nn.Module):
 NUMPY_NAMES = {"decoder.weight": "output.weight", "decoder.bias": "output.bias"}
 
 
-class _NumpyNgramLoss(torch.autograd.Function):
-    """Mean cross-entropy by NumPy's forward; gradients by NumPy's hand-written backward."""
-
-    @staticmethod
-    def forward(ctx, model, contexts, targets, *params):
-        loss, grads = ngram_np.loss_and_grads(model.numpy_params(), contexts.numpy(), targets.numpy(),
-                                              model.cfg.activation)
-        ctx.model, ctx.grads = model, grads
-        return torch.tensor(loss, dtype=params[0].dtype)
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        grads, scale = ctx.grads, grad_loss.item()
-        ctx.grads = None
-        return (None,) * 3 + tuple(torch.from_numpy(grads[NUMPY_NAMES.get(name, name)] * scale)
-                                   for name, _ in ctx.model.named_parameters())
-
-
 class NumpyBackedNgramModel(NeuralNgramModel):
     """`model.backend = "numpy"`: the same parameters, computed by rnnlab/numpy/ngram.py
     (forward and backward by hand); PyTorch holds the weights and runs the optimizer."""
@@ -167,5 +150,12 @@ class NumpyBackedNgramModel(NeuralNgramModel):
             return logits, state
         out = full_loss(logits, targets)
         if self.training:  # the loss whose gradient NumPy computes (the value is the same)
-            out = out._replace(loss=_NumpyNgramLoss.apply(self, flat, targets.reshape(-1), *self.parameters()))
+            loss, grads = ngram_np.loss_and_grads(self.numpy_params(), flat.numpy(), targets.reshape(-1).numpy(),
+                                                  self.cfg.activation)
+
+            def vjp(dloss):
+                scale = float(dloss)
+                return [grads[NUMPY_NAMES.get(name, name)] * scale for name, _ in self.named_parameters()]
+
+            out = out._replace(loss=through_numpy(loss, vjp, list(self.parameters())))
         return out, state

@@ -18,32 +18,10 @@ import torch
 
 from rnnlab.config import ModelConfig
 from rnnlab.errors import UserError
-from rnnlab.models.lm import LanguageModel, cell_options
+from rnnlab.models.lm import LanguageModel
+from rnnlab.models.numpy_bridge import through_numpy
 from rnnlab.models.softmax import Loss, full_loss
 from rnnlab.numpy import NumpyLanguageModel
-
-
-class _NumpyLoss(torch.autograd.Function):
-    """Mean cross-entropy by NumPy's forward; gradients by NumPy's backward."""
-
-    @staticmethod
-    def forward(ctx, bridge, x, y, state, seed, times, *params):
-        rng = np.random.default_rng(seed)
-        loss, new_state, cache = bridge.np.forward_loss(x.numpy(), y.numpy(), state, train=True, rng=rng, times=times)
-        ctx.bridge, ctx.cache = bridge, cache
-        # dlogits = (softmax − onehot(y)) / N, so the probabilities' argmax is free.
-        y_np = y.numpy()
-        probs = cache["dlogits"] * y_np.size
-        np.put_along_axis(probs, y_np[..., None], np.take_along_axis(probs, y_np[..., None], -1) + 1, -1)
-        bridge.last_state, bridge.last_correct = new_state, int((probs.argmax(-1) == y_np).sum())
-        return torch.tensor(loss, dtype=params[0].dtype)
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        grads = ctx.bridge.np.backward(ctx.cache)
-        ctx.cache = None
-        scale = grad_loss.item()
-        return (None,) * 6 + tuple(torch.from_numpy(grads[name] * scale) for name in ctx.bridge.names)
 
 
 class NumpyBackedLanguageModel(LanguageModel):
@@ -53,11 +31,10 @@ class NumpyBackedLanguageModel(LanguageModel):
         super().__init__(vocab_size, cfg)
         self.np = NumpyLanguageModel(vocab_size, embed=cfg.embed, hidden=cfg.hidden, layers=cfg.layers, cell=cfg.cell,
                                      dropout=cfg.dropout, tie_weights=cfg.tie_weights, bias=cfg.bias,
-                                     **cell_options(cfg))
+                                     **cfg.cell_options())
         self.names = [name for name, _ in self.named_parameters()]
         if set(self.names) != set(self.np.params):
             raise UserError(f"model.backend=numpy has no layout for this model ({cfg.cell}, softmax {cfg.softmax})")
-        self.last_state = None
 
     def _link(self) -> None:
         """Point the NumPy model at this module's current tensors (views, no copies)."""
@@ -78,9 +55,21 @@ class NumpyBackedLanguageModel(LanguageModel):
         np_times = None if times is None else times.numpy()
         if targets is not None and self.training:
             seed = int(torch.randint(0, 2**62, (1,)))  # dropout masks follow torch's RNG: resumable
-            loss = _NumpyLoss.apply(self, x, targets, np_state, seed, np_times, *self.parameters())
-            new_state = self.np.stack_state(self.last_state)
-            return Loss(loss, torch.tensor(self.last_correct)), tuple(torch.from_numpy(s) for s in new_state)
+            y = targets.numpy()
+            loss, new_state, cache = self.np.forward_loss(x.numpy(), y, np_state, train=True,
+                                                          rng=np.random.default_rng(seed), times=np_times)
+
+            def vjp(dloss):
+                grads, scale = self.np.backward(cache), float(dloss)
+                return [grads[name] * scale for name in self.names]
+
+            loss = through_numpy(loss, vjp, list(self.parameters()))
+            # dlogits = (softmax − onehot(y)) / N, so the probabilities' argmax is free.
+            probs = cache["dlogits"] * y.size
+            np.put_along_axis(probs, y[..., None], np.take_along_axis(probs, y[..., None], -1) + 1, -1)
+            correct = int((probs.argmax(-1) == y).sum())
+            new_state = self.np.stack_state(new_state)
+            return Loss(loss, torch.tensor(correct)), tuple(torch.from_numpy(s) for s in new_state)
         logits, new_state = self.np.logits(x.numpy(), np_state, times=np_times)
         logits = torch.from_numpy(logits)
         new_state = tuple(torch.from_numpy(s) for s in self.np.stack_state(new_state))

@@ -49,7 +49,7 @@ class RecurrentStack(nn.Module):
         if state is None:
             state = self.init_state(x.shape[1])
         if self.impl == "fused":
-            return self._forward_fused(x, state)
+            return self.forward_fused(x, state)
         return self._forward_explicit(x, state, times)
 
     def _forward_explicit(self, x, state, times):
@@ -66,13 +66,17 @@ class RecurrentStack(nn.Module):
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         return {f"{k}_l{l}": v for l, layer in enumerate(self.layers) for k, v in zip(names, layer.fused_tensors())}
 
-    def _forward_fused(self, x, state):
+    def forward_fused(self, x: torch.Tensor, state: tuple, batch_sizes: torch.Tensor | None = None):
+        """The cell's fused kernel (torch.lstm, torch.gru, torch.rnn_tanh, ...) on x [T, B, in], or on
+        a PackedSequence's data with its `batch_sizes` (each step then touches only the sequences
+        still going): (outputs, final state). The one place the kernel is called."""
         params = list(self.fused_parameters().values())  # nn.LSTM's flat order: w_ih, w_hh, b_ih, b_hh per layer
         dropout = self.dropout if self.num_layers > 1 else 0.0  # between layers only
-        args = (params, True, self.num_layers, dropout, self.training, False, False)
+        args = (params, True, self.num_layers, dropout, self.training, False)  # has_biases ... bidirectional
         kernel = getattr(torch, self.kernel)
-        if self.n_states == 2:
-            out, h, c = kernel(x, state, *args)
-            return out, (h, c)
-        out, h = kernel(x, state[0], *args)
-        return out, (h,)
+        hx = state if self.n_states == 2 else state[0]
+        if batch_sizes is None:
+            out, *final = kernel(x, hx, *args, False)  # batch_first=False
+        else:
+            out, *final = kernel(x, batch_sizes, hx, *args)
+        return out, tuple(final)

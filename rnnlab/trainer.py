@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -35,13 +34,14 @@ from rnnlab.data.corpus import Corpus, load_corpus
 from rnnlab.data.tasks import TaskData
 from rnnlab.data.vocab import Vocab
 from rnnlab.errors import Interrupted, UserError
-from rnnlab.evaluate import metrics_from_totals
+from rnnlab.evaluate import evaluate_task, metrics_from_totals
 from rnnlab.fingerprint import fingerprint, refusal, resume_changes
 from rnnlab.generate import generate, teacher_forced
 from rnnlab.models import build_model
 from rnnlab.models.lm import positions
 from rnnlab.models.softmax import fit_output_to_corpus
 from rnnlab.optim import Schedule, build_optimizer, load_optimizer, optimizer_tensors, set_lr
+from rnnlab.progress import Progress
 from rnnlab.runs import (
     RunLock,
     append_jsonl,
@@ -81,49 +81,6 @@ def use_bf16(cfg: Config, device: torch.device) -> bool:
     return t.bf16 == "on"
 
 
-@dataclass
-class Progress:
-    """Where a run stands, besides its tensors: what a checkpoint's metadata
-    carries to resume it exactly. Keys in the metadata are the field names,
-    but for the three training totals, one list (`train_totals`)."""
-
-    step: int = 0  # completed optimizer steps (skipped faulty ones included)
-    epoch: int = 0
-    index: int = 0  # batches done in this epoch
-    best_valid: float = math.inf  # lowest validation loss so far (the 'best' checkpoint's)
-    faults: int = 0  # non-finite losses or gradients so far
-    consecutive_faults: int = 0
-    fault_lr_scale: float = 1.0  # halved after every 3rd consecutive fault
-    elapsed: float = 0.0  # training seconds, over all sessions of the run
-    train_nll: float = 0.0  # training loss summed over tokens since the last evaluation
-    train_correct: float = 0.0
-    train_tokens: float = 0.0
-    step_seconds: float = 0.0  # of `elapsed`, the time spent in training steps (batch assembly included)
-    best_accuracy: float = -math.inf  # highest validation accuracy so far (for train.patience)
-    best_accuracy_step: int = 0  # the step it was reached at
-    early_stop: str = ""  # why the run ended before its budget: "accuracy" (train.stop_at_accuracy), "plateau" (train.patience)
-    thread_steps: dict = field(default_factory=dict)  # {"2": steps run on 2 torch threads, ...}: auto follows the load
-
-    TOTALS = ("train_nll", "train_correct", "train_tokens")
-    NEWER = ("step_seconds", "best_accuracy", "best_accuracy_step", "early_stop", "thread_steps")  # added later
-
-    def to_meta(self) -> dict:
-        """The checkpoint metadata; the training totals are summed over the processes of a distributed run."""
-        meta = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in self.TOTALS}
-        meta["train_totals"] = list(distributed.all_sum(*(getattr(self, k) for k in self.TOTALS)))
-        return meta
-
-    @classmethod
-    def from_meta(cls, meta: dict) -> Progress:
-        """Raises KeyError / TypeError / ValueError on metadata that lacks or garbles a field. Fields
-        added after a checkpoint was written (NEWER) take their defaults, so older runs still resume."""
-        kept = [f.name for f in fields(cls) if f.name not in cls.TOTALS and f.name not in cls.NEWER]
-        newer = {name: meta[name] for name in cls.NEWER if name in meta}
-        nll, correct, tokens = meta["train_totals"]
-        return cls(**{name: meta[name] for name in kept}, **newer, train_nll=nll, train_correct=correct,
-                   train_tokens=tokens)
-
-
 class Sampler:
     """The sampling callback: at the given steps, the main process samples
     from the model (Trainer.sample)."""
@@ -159,22 +116,21 @@ class Trainer:
         if resume:
             self.lock = RunLock(self.run_dir) if distributed.is_main() else None  # one writer per run
             stored = checkpoint.load(self.run_dir, "last")
-        self.fingerprint = fingerprint(cfg, self.bf16)
+        # A text corpus is read here, once: its vocabulary is built from its train split, and its
+        # fingerprint comes from the very text read (a sequence task's data is generated below).
+        self.corpus: Corpus | None = load_corpus(cfg.data) if not cfg.task.kind else None
+        self.fingerprint = fingerprint(self.corpus, self.bf16)
         if stored and (changes := resume_changes(stored[1], cfg, self.fingerprint)):
             raise UserError(refusal(self.run_dir, changes))
         # The data: a sequence task's generated batches and sets, or a text corpus and its vocabulary.
         self.task = TaskData(cfg.task, t.batch_size, t.seed) if cfg.task.kind else None
         if self.task is not None and distributed.is_active():
             raise UserError(f"task.kind={cfg.task.kind} trains in one process (its batches are not sharded): drop --nproc")
-        self.corpus: Corpus | None = None
         self.vocab: Vocab | None = None
-        if self.task is None:
-            vocab = Vocab.from_json(stored[1]["vocab"]) if stored else None
-            self.corpus = load_corpus(cfg.data, vocab)
-            if vocab is not None and Vocab.build(_train_tokens(cfg), cfg.data.level, cfg.data.min_count,
-                                                 cfg.data.max_vocab).itos != vocab.itos:
+        if self.corpus is not None:
+            if stored and Vocab.from_json(stored[1]["vocab"]).itos != self.corpus.vocab.itos:
                 raise UserError(f"the vocabulary stored in {run_dir} does not match the data at '{cfg.data.path or 'bundled:grimm'}'")
-            self.vocab = self.corpus.vocab
+            self.vocab = self.corpus.vocab  # a resumed run's: equal to the stored one, so the same token ids
             fit_output_to_corpus(cfg.model, self.corpus)  # cutoffs="auto"
         vocab_size = len(self.vocab) if self.vocab is not None else 0
         check_model_memory(cfg.model, vocab_size, torch.finfo(getattr(torch, t.dtype)).bits // 8)
@@ -224,7 +180,8 @@ class Trainer:
         if not all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point()):
             self.echo(f"warning: non-finite weights or optimizer state at step {self.progress.step}; '{tag}' checkpoint not written")
             return
-        meta = {**self.progress.to_meta(), "config": self.cfg.to_dict(),
+        totals = distributed.all_sum(*self.progress.totals())  # over the processes of a distributed run
+        meta = {**self.progress.to_meta(totals), "config": self.cfg.to_dict(),
                 "vocab": self.vocab.to_json() if self.vocab is not None else None,
                 "optimizer": opt_extra, "schedule": self.schedule.state(),
                 "parameters": self.model.num_parameters(), "logs": log_sizes(self.run_dir),
@@ -270,7 +227,7 @@ class Trainer:
             self.progress.train_nll = self.progress.train_correct = self.progress.train_tokens = 0.0
         if self.task is not None:  # a task's test set is scored once, at the end (like the experiments' tables)
             for split in ["valid"] + (["test"] if final else []):
-                results[split] = self.task.evaluate(self.model, split, device=self.device)
+                results[split] = evaluate_task(self.model, self.task, split, device=self.device)
         else:
             for split in ["valid"] + (["test"] if self.corpus.test is not None else []):
                 results[split] = distributed.evaluate(self.model, self.corpus.split(split), t.eval_batch_size,
@@ -317,14 +274,16 @@ class Trainer:
         self.echo("\n".join(lines))
 
     # --------------------------------------------------------------- the loop
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor) -> float | None:
+    def _update(self, x: torch.Tensor, y: torch.Tensor) -> float | None:
+        """One optimizer update on the batch (x, y), the carried state moved on: the
+        loss, or None for a faulty step that was skipped. The position is train_next_batch's."""
         t = self.cfg.train
         lr = self.schedule.lr(self.progress.epoch, self.progress.step) * self.progress.fault_lr_scale
         set_lr(self.optimizer, lr)
-        state = self.state if self.state is not None else None
-        times = positions(self.progress.index * t.seq_len, x) if state is not None else None  # token positions
+        times = positions(self.progress.index * t.seq_len, x) if self.state is not None else None  # token positions
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            out, new_state = self.ddp(x, state, times, targets=y)  # the model's loss head (full or adaptive softmax)
+            # the model's loss head (full or adaptive softmax)
+            out, new_state = self.ddp(x, self.state, times, targets=y)
         loss = out.loss
         self.optimizer.zero_grad(set_to_none=True)
         (loss * x.shape[0] if t.loss == "sum_time" else loss).backward()  # sum_time: Zaremba's convention
@@ -370,9 +329,9 @@ class Trainer:
             if self.lock is not None:
                 self.lock.release()
 
-    def train_step(self) -> tuple[float | None, bool]:
-        """One optimizer step on the next batch, the position moved on (the
-        carried state reset where an epoch ends). Returns the loss (None for a
+    def train_next_batch(self) -> tuple[float | None, bool]:
+        """Fetch the next batch, update on it (`_update`) and move the position
+        on (the carried state reset where an epoch ends). Returns the loss (None for a
         skipped faulty step) and whether the epoch ended. The training loop and
         the speed benchmarks both run exactly this."""
         # auto: the thread count follows the load (rnnlab/threads.py)
@@ -380,7 +339,7 @@ class Trainer:
         self.progress.thread_steps[n] = self.progress.thread_steps.get(n, 0) + 1
         step_start = time.perf_counter()
         x, y = self.batcher.batch(self.progress.epoch, self.progress.index)
-        loss = self._train_step(x.to(self.device), y.to(self.device))
+        loss = self._update(x.to(self.device), y.to(self.device))
         self.progress.step_seconds += time.perf_counter() - step_start
         self.progress.step += 1
         self.progress.index += 1
@@ -405,7 +364,7 @@ class Trainer:
                 if t.max_minutes and distributed.agree(self.progress.elapsed >= t.max_minutes * 60):
                     self.echo(f"time limit train.max_minutes={t.max_minutes} reached at step {self.progress.step}")
                     break
-                loss, epoch_end = self.train_step()
+                loss, epoch_end = self.train_next_batch()
                 self.progress.elapsed = time.monotonic() - start
                 if loss is not None:
                     smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
@@ -495,25 +454,20 @@ def _postfix(loss: float, level: str, rate: float) -> str:
     return f"loss {loss:.3f} {score} {rate / 1000:.1f}k tok/s"
 
 
-def _train_tokens(cfg: Config) -> list[str]:
-    from rnnlab.data.corpus import read_split_texts
-    from rnnlab.data.vocab import tokenize
-
-    text = read_split_texts(cfg.data)[0]["train"]
-    return tokenize(text.lower() if cfg.data.lowercase else text, cfg.data.level)
-
-
 def _first_line(corpus: Corpus, vocab: Vocab, width: int = 70) -> str:
     text = vocab.decode(corpus.valid[:2000].tolist())
     lines = [ln for ln in text.split("\n") if len(ln.strip()) > 30]
     return lines[0][:width] if lines else ""
 
 
-def train(cfg: Config, run_dir: Path, progress: bool = True, overwrite: bool = False) -> dict:
+def train_config(cfg: Config, run_dir: Path, progress: bool = True, overwrite: bool = False) -> dict:
+    """Train a configuration into a new run directory; the run's summary. (The public
+    API, `rnnlab.train`, takes a preset and overrides and returns a Run: rnnlab/api.py.)"""
     return Trainer(cfg, run_dir, progress=progress, overwrite=overwrite).run()
 
 
 def resume(run_dir: Path, overrides=(), progress: bool = True) -> dict:
+    """Continue a run from its 'last' checkpoint (`overrides`: KEY=VALUE strings); its summary."""
     from rnnlab.config import apply, validate
 
     cfg = read_config(run_dir)
