@@ -51,6 +51,7 @@ class PalindromeConfig:
     seeds: int = 3
     hidden: int = 128
     batch_size: int = 128
+    encoding: str = "onehot"  # each digit one-hot (10 inputs) | "scalar": one float (the course's template, input_dim 1)
     chrono: bool = True  # chrono init of the LSTM/GRU gate biases (Tallec & Ollivier 2018), horizon T−1
     budget: Budget = field(default_factory=lambda: Budget(max_steps=1500, check_every=50, target=0.995, patience=500))
     check_samples: int = 1000
@@ -68,7 +69,7 @@ class PalindromeConfig:
         return task_run_config(f"palindrome-{cell}-T{length}-seed{seed}", {
             "model.cell": cell, "model.hidden": self.hidden, "model.backend": self.backend,
             "model.chrono": length - 1 if self.chrono else 0,
-            "task.kind": "palindrome", "task.length": length, "task.train_size": self.batch_size * self.budget.check_every,
+            "task.kind": "palindrome", "task.length": length, "task.encoding": self.encoding, "task.train_size": self.batch_size * self.budget.check_every,
             "task.valid_size": self.check_samples, "task.test_size": self.test_samples,
             "train.batch_size": self.batch_size, "train.seed": seed, **self.budget.settings()})
 
@@ -106,6 +107,9 @@ def add_arguments(p) -> None:
     p.add_argument("--max-steps", type=at.positive, help="step budget per training run")
     p.add_argument("--optimizer", choices=["sgd", "adagrad", "rmsprop", "adam"], help="(default rmsprop)")
     p.add_argument("--lr", type=at.positive_number, help="learning rate (default 1e-3)")
+    p.add_argument("--clip", type=at.nonnegative_number, help="max global gradient norm (default 5; 0: none)")
+    p.add_argument("--encoding", choices=["onehot", "scalar"],
+                   help="each digit as a one-hot vector (default) or as one float, as the course's template does")
     p.add_argument("--no-chrono", action="store_true", help="PyTorch's default init instead of chrono init")
     p.add_argument("--target", type=at.number(0.0, 1.0),
                    help="stop a run once its validation accuracy reaches this (default 0.995; 0: never)")
@@ -126,6 +130,10 @@ def run(args) -> int:
         cfg.budget.optimizer = args.optimizer
     if args.lr is not None:
         cfg.budget.lr = args.lr  # checked with the other train.* settings (train.lr must be positive)
+    if args.clip is not None:
+        cfg.budget.clip = args.clip
+    if args.encoding:
+        cfg.encoding = args.encoding
     if args.target is not None:
         cfg.budget.target = args.target
     if args.patience is not None:
@@ -169,7 +177,7 @@ def summary(rows: list[dict], cfg: PalindromeConfig, wall: float, workers: int =
     for cell in cfg.cells:
         L = first_below(rows, cell)
         lines.append(f"- {cell}: " + (f"T = {L}" if L else f"not within T ≤ {max(cfg.lengths)}"))
-    lines += ["", f"Settings: {cfg.backend} backend, hidden {cfg.hidden}, batch {cfg.batch_size}, {b.optimizer} "
+    lines += ["", f"Settings: {cfg.backend} backend, {cfg.encoding} digits, hidden {cfg.hidden}, batch {cfg.batch_size}, {b.optimizer} "
               f"lr {b.lr:g}, gradient clip {b.clip:g}, "
               f"{'chrono init of the LSTM/GRU gate biases (horizon T−1)' if cfg.chrono else 'PyTorch default init'}; "
               f"at most {b.max_steps} steps"
