@@ -230,3 +230,18 @@ def test_palindrome_encoding_errors(tmp_path, capsys):
 
     with pytest.raises(UserError, match="task.encoding"):
         load_config("palindrome-course", None, ["task.encoding=binary"])
+
+
+def test_palindrome_rerun_keeps_finished_runs_of_the_same_configuration(tmp_path):
+    out = tmp_path / "pal"
+    args = ["experiment", "palindrome", "--quick", "--cells", "rnn", "--lengths", "5", "--out", str(out),
+            "--no-progress", "--jobs", "1"]
+    assert main(args) == 0
+    summary = out / "runs" / "rnn-T5-seed0" / "summary.json"
+    first, stamp = json.loads((out / "palindrome.json").read_text()), summary.stat().st_mtime_ns
+    assert main(args + ["--lengths", "5,6"]) == 0  # T = 5 is kept, T = 6 is trained
+    again = json.loads((out / "palindrome.json").read_text())
+    assert summary.stat().st_mtime_ns == stamp and again[0]["per_seed"] == first[0]["per_seed"]
+    assert [r["length"] for r in again] == [5, 6]
+    assert main(args + ["--lr", "0.002"]) == 0  # another configuration: trained again
+    assert summary.stat().st_mtime_ns != stamp

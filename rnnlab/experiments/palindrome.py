@@ -10,6 +10,9 @@ reaches the target or the step budget is spent; the score is the accuracy on
 Each training run is a run directory (OUT/runs/CELL-TLENGTH-seedSEED) trained
 by the Trainer: `task.kind = "palindrome"`, `model.arch = "classifier"`, so
 `rnnlab eval` reports its accuracy and `rnnlab train --resume` continues it.
+A finished run of the same configuration already there is kept, not trained
+again, so re-running the experiment with more lengths or seeds, or after it
+was stopped, trains only what is missing.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 import torch
 
 from rnnlab import argtypes as at
+from rnnlab import safejson
 from rnnlab.errors import UserError
 from rnnlab.experiments import (
     Budget,
@@ -90,11 +94,21 @@ def parse_lengths(text: str) -> list[int]:
     return lengths
 
 
+def finished(run_dir: Path, run_cfg) -> dict | None:
+    """The summary of a finished run of exactly this configuration in run_dir, else None: a re-run of
+    the experiment (more lengths or seeds, or after it was stopped) trains only what is missing."""
+    summary, config = run_dir / "summary.json", run_dir / "config.toml"
+    if summary.is_file() and config.is_file() and config.read_text(encoding="utf-8") == run_cfg.to_toml():
+        return safejson.read(summary)
+    return None
+
+
 def train_one(cell: str, length: int, seed: int, cfg: PalindromeConfig) -> dict:
-    """Train one classifier by the Trainer; its test accuracy, the steps it took and whether it
-    reached the target. With cfg.backend = "numpy" the recurrent layer runs in the NumPy
-    reference (hand-written BPTT), on the same data."""
-    summary = train_task(cfg.run_config(cell, length, seed), cfg.runs / f"{cell}-T{length}-seed{seed}")
+    """Train one classifier by the Trainer (unless run_dir holds this finished run); its test accuracy,
+    the steps it took and whether it reached the target. With cfg.backend = "numpy" the recurrent
+    layer runs in the NumPy reference (hand-written BPTT), on the same data."""
+    run_cfg, run_dir = cfg.run_config(cell, length, seed), cfg.runs / f"{cell}-T{length}-seed{seed}"
+    summary = finished(run_dir, run_cfg) or train_task(run_cfg, run_dir)
     return {"accuracy": summary["final"]["test"]["accuracy"], "steps": summary["steps"],
             "seconds": summary["wall_seconds"], "stop": summary["early_stop"] or "budget"}
 
