@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,22 +130,31 @@ def render_tv(run_dir: Path, results: Path) -> None:
     (results / "tv_script.md").write_text("\n".join(md), encoding="utf-8")
 
 
+def _command_of(out: Path) -> str:
+    """The command an experiment's NAME.md records (the first fenced block)."""
+    md = next(out.glob("*.md")).read_text(encoding="utf-8")
+    return md.split("```\n", 2)[1].strip()
+
+
 def render_palindromes(work: Path, results: Path) -> None:
-    """The course setting's table and figure as the experiment wrote them, and its neighbours' table."""
+    """The course setting's table and figure as the experiment wrote them, and the neighbours' table:
+    the report's rate 0.1 with RMSprop, SGD and Adam at T = 10, and Adam 0.1's LSTM further out."""
     out = work / "palindrome-course"
     md = (out / "palindrome.md").read_text(encoding="utf-8").replace("# palindrome", "# palindrome, the course's setting", 1)
     md = md.replace("(palindrome.png)", "(palindrome_course.png)")
-    rows = []
-    for opt, lr in NEIGHBOURS:
-        path = work / f"palindrome-{opt}-{lr:g}" / "palindrome.json"
+    rows, commands = [], []
+    for name in [f"palindrome-{opt}-{lr:g}" for opt, lr in NEIGHBOURS] + ["palindrome-adam-0.1-lstm"]:
+        path = work / name / "palindrome.json"
         if path.is_file():
-            rows += [{"optimizer": opt, "lr": lr, **r} for r in json.loads(path.read_text(encoding="utf-8"))]
+            train = tomllib.loads((next((work / name / "runs").iterdir()) / "config.toml").read_text(encoding="utf-8"))["train"]
+            commands.append(_command_of(work / name))
+            rows += [{"optimizer": train["optimizer"], "lr": train["lr"], **r}
+                     for r in json.loads(path.read_text(encoding="utf-8"))]
     if rows:
-        md += ("\n\n## Neighbours: the report's learning rate 0.1 with RMSprop, SGD and Adam, T = 10\n\n"
-               "The same setting at T = 10 (one seed, at most 2,000 steps), each optimizer at the rate the report "
-               "gives:\n\n```\n" + "\n".join(COURSE_EXPERIMENTS[f"palindrome-{o}-{lr:g}"] for o, lr in NEIGHBOURS)
-               + "\n```\n\n" + markdown_table(rows, ["optimizer", "lr", "cell", "length", "accuracy", "steps", "seconds"])
-               + "\n")
+        md += ("\n\n## Neighbours: the report's learning rate 0.1 with RMSprop, SGD and Adam\n\n"
+               "The same setting, one seed, at most 2,000 steps, each optimizer at the rate the report gives:\n\n"
+               "```\n" + "\n".join(commands) + "\n```\n\n"
+               + markdown_table(rows, ["optimizer", "lr", "cell", "length", "accuracy", "steps", "seconds"]) + "\n")
         (results / "palindrome_course_neighbours.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     (results / "palindrome_course.md").write_text(md, encoding="utf-8")
     for ext in ("json", "csv", "png"):
