@@ -76,8 +76,8 @@ def main(argv=None) -> int:
           markdown_table(rows, COLUMNS), "",
           f"Best test perplexity: **{best['best_test_ppl']:.1f}** ({best['model']} at its best-validation "
           f"checkpoint, epoch {best['best_epoch']:g}; {best['train_minutes']:.1f} minutes of training on one core). "
-          "`best_*` columns: the checkpoint with the lowest validation perplexity (as the course and Zaremba et al. "
-          "report); the others: after the last epoch. Interpolated Kneser-Ney trigram on the same data: 217.6 "
+          "`best_*` columns: the checkpoint with the lowest validation perplexity (chosen without looking at the "
+          "test split; the course reports do not say at which checkpoint their figures were taken); the others: after the last epoch. Interpolated Kneser-Ney trigram on the same data: 217.6 "
           "([ngram_assignment.md](ngram_assignment.md)).", "",
           f"Dropout's effect on test perplexity at the best-validation checkpoint: {effect('best_test_ppl')}; "
           f"after the last epoch: {effect('test_ppl')}.", "",

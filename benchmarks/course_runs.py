@@ -15,8 +15,9 @@
 
 --render also collects two experiments run in the course's settings (their
 commands are in COURSE_EXPERIMENTS) into benchmarks/results: the palindromes
-(palindrome_course.md, with the tuned palindrome.md beside it in one figure)
-and the optimizer comparison (optimizers.md).
+(palindrome_course.md: the course's setting on T = 5..40, 3 seeds, and its
+neighbours at T = 10: the report's rate 0.1 with RMSprop, SGD and Adam) and
+the optimizer comparison (optimizers.md).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 import rnnlab  # noqa: E402
 from benchmarks import harness  # noqa: E402
 from rnnlab.config import load_config  # noqa: E402
-from rnnlab.experiments import train_unless_finished  # noqa: E402
+from rnnlab.experiments import markdown_table, train_unless_finished  # noqa: E402
 from rnnlab.report.collect import read_run  # noqa: E402
 from rnnlab.report.plots import epoch_curves_figure, run_curves_figure, save  # noqa: E402
 
@@ -44,10 +46,17 @@ RUNS = {  # name: (preset, overrides)
 }
 PROMPT, TEMPERATURES = "The sleeping beauty is", (0.5, 1.0, 2.0)
 SPEAKERS = ("ROMEO:", "JULIET:", "First Citizen:", "KING RICHARD III:", "MENENIUS:")
+# The course's palindrome setting (preset palindrome-course): scalar digits, batch 128, clip 10, 10,000 steps
+# at most, stopping at 100 % validation accuracy or after 1,000 steps without a 1-point gain.
+_PALINDROME = ("rnnlab experiment palindrome --cells rnn,lstm --encoding scalar --clip 10 --no-chrono --target 1.0 "
+               "--patience 1000 --hidden 128")
+NEIGHBOURS = (("rmsprop", 0.1), ("sgd", 0.1), ("adam", 0.1))  # the report's rate 0.1 with each optimizer, at T = 10
 COURSE_EXPERIMENTS = {  # output directory under --work: the command that fills it
-    "palindrome-course": "rnnlab experiment palindrome --out runs/course-runs/palindrome-course --cells rnn,lstm "
-                         "--lengths 5:30:5 --seeds 1 --optimizer sgd --lr 0.1 --no-chrono --target 0 --patience 0 "
-                         "--max-steps 10000 --hidden 128 --jobs 1",
+    "palindrome-course": f"{_PALINDROME} --out runs/course-runs/palindrome-course --lengths 5:40:5 --seeds 3 "
+                         "--optimizer rmsprop --lr 0.001 --max-steps 10000 --jobs 2",
+    **{f"palindrome-{opt}-{lr:g}": f"{_PALINDROME} --out runs/course-runs/palindrome-{opt}-{lr:g} --lengths 10 "
+                                   f"--seeds 1 --optimizer {opt} --lr {lr:g} --max-steps 2000 --jobs 1"
+       for opt, lr in NEIGHBOURS},
     "optimizers": "rnnlab experiment optimizers --steps 500 --jobs 1 --out runs/course-runs/optimizers",
 }
 
@@ -121,28 +130,34 @@ def render_tv(run_dir: Path, results: Path) -> None:
     (results / "tv_script.md").write_text("\n".join(md), encoding="utf-8")
 
 
-def render_palindromes(out: Path, results: Path) -> None:
-    """The course setting's table as the experiment wrote it, and one figure with the tuned runs beside it."""
-    from rnnlab.report.plots import COLORS, new_figure
+def _command_of(out: Path) -> str:
+    """The command an experiment's NAME.md records (the first fenced block)."""
+    md = next(out.glob("*.md")).read_text(encoding="utf-8")
+    return md.split("```\n", 2)[1].strip()
 
-    course = json.loads((out / "palindrome.json").read_text(encoding="utf-8"))
-    tuned = json.loads((results / "palindrome.json").read_text(encoding="utf-8"))
-    fig, (ax,) = new_figure(1, width=6.0, height=3.8)
-    for i, cell in enumerate(sorted({r["cell"] for r in course})):
-        for rows, style, label in ((course, "-", "course setting"), (tuned, "--", "tuned")):
-            points = [(r["length"], 100 * r["accuracy"]) for r in rows if r["cell"] == cell]
-            if points:
-                ax.plot(*zip(*points), marker="o", linestyle=style, color=COLORS[i], label=f"{cell}, {label}")
-    ax.set(xlabel="palindrome length T", ylabel="test accuracy of the last digit (%)", ylim=(0, 102),
-           title="Palindromes: the course's setting vs tuned")
-    ax.legend()
-    save(fig, results / "palindrome_course.png")
+
+def render_palindromes(work: Path, results: Path) -> None:
+    """The course setting's table and figure as the experiment wrote them, and the neighbours' table:
+    the report's rate 0.1 with RMSprop, SGD and Adam at T = 10, and Adam 0.1's LSTM further out."""
+    out = work / "palindrome-course"
     md = (out / "palindrome.md").read_text(encoding="utf-8").replace("# palindrome", "# palindrome, the course's setting", 1)
     md = md.replace("(palindrome.png)", "(palindrome_course.png)")
-    md += ("\n\nThe figure puts the tuned runs of [palindrome.md](palindrome.md) (RMSprop 1e-3, chrono init, early "
-           "stopping, 3 seeds; dashed) beside this setting (SGD 0.1, PyTorch's init, 10,000 steps, 1 seed; solid).\n")
+    rows, commands = [], []
+    for name in [f"palindrome-{opt}-{lr:g}" for opt, lr in NEIGHBOURS] + ["palindrome-adam-0.1-lstm"]:
+        path = work / name / "palindrome.json"
+        if path.is_file():
+            train = tomllib.loads((next((work / name / "runs").iterdir()) / "config.toml").read_text(encoding="utf-8"))["train"]
+            commands.append(_command_of(work / name))
+            rows += [{"optimizer": train["optimizer"], "lr": train["lr"], **r}
+                     for r in json.loads(path.read_text(encoding="utf-8"))]
+    if rows:
+        md += ("\n\n## Neighbours: the report's learning rate 0.1 with RMSprop, SGD and Adam\n\n"
+               "The same setting, one seed, at most 2,000 steps, each optimizer at the rate the report gives:\n\n"
+               "```\n" + "\n".join(commands) + "\n```\n\n"
+               + markdown_table(rows, ["optimizer", "lr", "cell", "length", "accuracy", "steps", "seconds"]) + "\n")
+        (results / "palindrome_course_neighbours.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
     (results / "palindrome_course.md").write_text(md, encoding="utf-8")
-    for ext in ("json", "csv"):
+    for ext in ("json", "csv", "png"):
         (results / f"palindrome_course.{ext}").write_bytes((out / f"palindrome.{ext}").read_bytes())
 
 
@@ -172,7 +187,7 @@ def main(argv=None) -> int:
             else:
                 print(f"{name}: no finished run in {work / name}")
         if (work / "palindrome-course" / "palindrome.json").is_file():
-            render_palindromes(work / "palindrome-course", results)
+            render_palindromes(work, results)
             print(f"wrote {results / 'palindrome_course.md'}")
         if (work / "optimizers" / "optimizers.md").is_file():
             for ext in ("json", "csv", "md", "png"):

@@ -101,6 +101,7 @@ class TaskConfig:
     valid_size: int = 1000
     test_size: int = 10000
     length: int = 10  # palindrome: T; the model sees the first T-1 digits and names the last
+    encoding: str = "onehot"  # palindrome: each digit as a one-hot vector of 10 | "scalar": as one float (input_dim 1)
     sampling: str = "regular"  # frequency: regular | irregular
     duration: float = 15.0  # frequency: ms of sine wave
     step: float = 0.125  # frequency: ms between regular samples (and the number of samples, duration / step)
@@ -437,6 +438,7 @@ def validate_task(cfg: Config) -> None:
            "(set model.layers=1)")
     _check(t.loss == "mean", "a sequence task's loss is the mean over sequences: train.loss=mean")
     _choice("task.sampling", k.sampling, ("regular", "irregular"))
+    _choice("task.encoding", k.encoding, ("onehot", "scalar"))
     _choice("task.batching", k.batching, ("pad", "bucket", "pack"))
     kernel = cell_registry.get(m.cell).fused_kernel(m.cell_options())
     _check(k.batching != "pack" or (m.impl == "fused" and kernel is not None and m.backend == "torch"),

@@ -197,3 +197,54 @@ def test_numpy_backed_classifier_equals_torch_in_outputs_and_gradients(cell):
     assert torch.allclose(twin.logits(x), ref.logits(x), atol=1e-12)
     for (name, p), q in zip(ref.named_parameters(), twin.parameters()):
         assert torch.allclose(p.grad, q.grad, atol=1e-10), name
+
+
+def test_palindrome_scalar_encoding_feeds_each_digit_as_one_float():
+    # task.encoding = "scalar": the course template's input (input_dim 1), the digit's value itself
+    from rnnlab.config import ModelConfig
+    from rnnlab.data.tasks import palindromes, shape
+    from rnnlab.models import build_model
+
+    cfg = TaskConfig(kind="palindrome", length=7, encoding="scalar")
+    inputs, labels = palindromes(5, 7, np.random.default_rng(0))
+    x = collate(cfg, inputs).x
+    assert x.shape == (6, 5, 1) and x.dtype == torch.float32
+    assert torch.equal(x[..., 0], torch.as_tensor(inputs.T, dtype=torch.float32))
+    assert shape(cfg) == (0, 1, 10)
+    model = build_model(ModelConfig(arch="classifier", cell="lstm", hidden=8, layers=1), 0, cfg)
+    assert model.rnn.layers[0].weight_ih.shape == (32, 1)  # 4H rows, one input
+    onehot = TaskConfig(kind="palindrome", length=7)
+    assert collate(onehot, inputs).x.dtype == torch.int64 and shape(onehot) == (10, 0, 10)
+
+
+def test_palindrome_scalar_encoding_learns(tmp_path):
+    cfg = PalindromeConfig(hidden=32, batch_size=64, encoding="scalar", chrono=False, check_samples=256,
+                           test_samples=1000, runs=tmp_path)
+    cfg.budget.max_steps, cfg.budget.lr, cfg.budget.clip, cfg.budget.check_every, cfg.budget.target = 200, 1e-2, 10, 25, 0.99
+    result = train_one("lstm", 4, 0, cfg)
+    assert result["accuracy"] > 0.6  # chance is 0.1; 3 seeds reached 0.99 to 1.0 in 175 steps
+    assert 'encoding = "scalar"' in (tmp_path / "lstm-T4-seed0" / "config.toml").read_text()
+
+
+def test_palindrome_encoding_errors(tmp_path, capsys):
+    assert main(["experiment", "palindrome", "--quick", "--encoding", "binary", "--out", str(tmp_path)]) == 2
+    assert "--encoding" in capsys.readouterr().err
+    from rnnlab.config import load_config
+
+    with pytest.raises(UserError, match="task.encoding"):
+        load_config("palindrome-course", None, ["task.encoding=binary"])
+
+
+def test_palindrome_rerun_keeps_finished_runs_of_the_same_configuration(tmp_path):
+    out = tmp_path / "pal"
+    args = ["experiment", "palindrome", "--quick", "--cells", "rnn", "--lengths", "5", "--out", str(out),
+            "--no-progress", "--jobs", "1"]
+    assert main(args) == 0
+    summary = out / "runs" / "rnn-T5-seed0" / "summary.json"
+    first, stamp = json.loads((out / "palindrome.json").read_text()), summary.stat().st_mtime_ns
+    assert main(args + ["--lengths", "5,6"]) == 0  # T = 5 is kept, T = 6 is trained
+    again = json.loads((out / "palindrome.json").read_text())
+    assert summary.stat().st_mtime_ns == stamp and again[0]["per_seed"] == first[0]["per_seed"]
+    assert [r["length"] for r in again] == [5, 6]
+    assert main(args + ["--lr", "0.002"]) == 0  # another configuration: trained again
+    assert summary.stat().st_mtime_ns != stamp

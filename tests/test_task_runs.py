@@ -140,14 +140,14 @@ def test_task_settings_are_checked(capsys):
 
 
 def test_palindrome_course_preset_is_the_course_setting(tmp_path, capsys):
-    """The course report's setting (vanilla RNN, 128 units, batch 128, lr 0.1, 10,000 steps, no early
-    stop); trained here for 30 steps of T = 5 through `rnnlab train`, then scored by `rnnlab eval`."""
+    """The course report's setting (vanilla RNN, 128 units, scalar digits, batch 128, clip 10, RMSprop,
+    10,000 steps at most); trained here for 30 steps of T = 5 through `rnnlab train`, then scored by `rnnlab eval`."""
     from rnnlab.config import load_config
 
     cfg = load_config("palindrome-course")
     assert (cfg.model.arch, cfg.model.cell, cfg.model.hidden, cfg.model.layers, cfg.model.chrono) == ("classifier", "rnn", 128, 1, 0)
-    assert (cfg.train.optimizer, cfg.train.lr, cfg.train.batch_size, cfg.train.max_steps) == ("sgd", 0.1, 128, 10000)
-    assert cfg.train.stop_at_accuracy == 0 and cfg.task.kind == "palindrome"
+    assert (cfg.train.optimizer, cfg.train.lr, cfg.train.batch_size, cfg.train.max_steps) == ("rmsprop", 1e-3, 128, 10000)
+    assert (cfg.train.clip, cfg.task.encoding, cfg.train.stop_at_accuracy, cfg.task.kind) == (10.0, "scalar", 1.0, "palindrome")
     run_dir = tmp_path / "run"
     assert main(["train", "--preset", "palindrome-course", "--set", "task.length=5", "--set", "train.max_steps=30",
                  "--set", "task.test_size=500", "--run-dir", str(run_dir), "--no-progress"]) == 0

@@ -150,7 +150,11 @@ def varlen_spec(cfg) -> VarlenSpec:
 
 
 def shape(cfg) -> tuple[int, int, int]:
-    """(one-hot symbols, real-valued features, classes) of the task: what the classifier is built for."""
+    """(one-hot symbols, real-valued features, classes) of the task: what the classifier is built for.
+    A palindrome's digits are one-hot (10 symbols) or, with task.encoding = "scalar", one float
+    feature each (the digit's value, as the course's template feeds them: input_dim 1)."""
+    if cfg.kind == "palindrome" and cfg.encoding == "scalar":
+        return 0, 1, DIGITS
     return {"palindrome": (DIGITS, 0, DIGITS), "frequency": (0, 2, 2), "varlen": (cfg.symbols, 0, 2)}[cfg.kind]
 
 
@@ -168,6 +172,8 @@ def collate(cfg, inputs, idx: np.ndarray | None = None, pack: bool = False) -> T
     """Model inputs for examples `idx` (all when None) of what `draw` returned."""
     if cfg.kind == "palindrome":
         x = inputs if idx is None else inputs[idx]
+        if cfg.encoding == "scalar":  # [T, B, 1]: each digit's value as one feature
+            return TaskBatch(torch.as_tensor(x.T[..., None], dtype=torch.float32))
         return TaskBatch(torch.as_tensor(x.T.copy()))
     if cfg.kind == "frequency":
         values, times = inputs if idx is None else (inputs[0][idx], inputs[1][idx])

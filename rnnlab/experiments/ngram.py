@@ -33,7 +33,7 @@ from rnnlab.ngram.kneser_ney import KneserNey
 COLUMNS = ["model", "valid_ppl", "test_ppl", "train_minutes"]
 PRESETS = {"linear": "nplm", "tanh": "nplm-tanh"}
 
-# What the Brown benchmark uses (chosen for a 2-core CPU; see benchmarks/results/brown_ngram.md):
+# What the Brown benchmark uses (chosen for a 2-core CPU; benchmarks/brown_ngram.py):
 # settings on top of the presets, as --set would give them.
 DEFAULT_BASE = ["model.context=4", "model.embed=100", "model.dropout=0.2", "model.softmax=adaptive",
                 "model.cutoffs=auto", "train.batch_size=128", "train.seq_len=4", "train.lr=2e-3",

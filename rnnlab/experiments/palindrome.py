@@ -10,6 +10,9 @@ reaches the target or the step budget is spent; the score is the accuracy on
 Each training run is a run directory (OUT/runs/CELL-TLENGTH-seedSEED) trained
 by the Trainer: `task.kind = "palindrome"`, `model.arch = "classifier"`, so
 `rnnlab eval` reports its accuracy and `rnnlab train --resume` continues it.
+A finished run of the same configuration already there is kept, not trained
+again, so re-running the experiment with more lengths or seeds, or after it
+was stopped, trains only what is missing.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 import torch
 
 from rnnlab import argtypes as at
+from rnnlab import safejson
 from rnnlab.errors import UserError
 from rnnlab.experiments import (
     Budget,
@@ -50,6 +54,7 @@ class PalindromeConfig:
     seeds: int = 3
     hidden: int = 128
     batch_size: int = 128
+    encoding: str = "onehot"  # each digit one-hot (10 inputs) | "scalar": one float (the course's template, input_dim 1)
     chrono: bool = True  # chrono init of the LSTM/GRU gate biases (Tallec & Ollivier 2018), horizon T−1
     budget: Budget = field(default_factory=lambda: Budget(max_steps=1500, check_every=50, target=0.995, patience=500))
     check_samples: int = 1000
@@ -67,7 +72,7 @@ class PalindromeConfig:
         return task_run_config(f"palindrome-{cell}-T{length}-seed{seed}", {
             "model.cell": cell, "model.hidden": self.hidden, "model.backend": self.backend,
             "model.chrono": length - 1 if self.chrono else 0,
-            "task.kind": "palindrome", "task.length": length, "task.train_size": self.batch_size * self.budget.check_every,
+            "task.kind": "palindrome", "task.length": length, "task.encoding": self.encoding, "task.train_size": self.batch_size * self.budget.check_every,
             "task.valid_size": self.check_samples, "task.test_size": self.test_samples,
             "train.batch_size": self.batch_size, "train.seed": seed, **self.budget.settings()})
 
@@ -88,11 +93,21 @@ def parse_lengths(text: str) -> list[int]:
     return lengths
 
 
+def finished(run_dir: Path, run_cfg) -> dict | None:
+    """The summary of a finished run of exactly this configuration in run_dir, else None: a re-run of
+    the experiment (more lengths or seeds, or after it was stopped) trains only what is missing."""
+    summary, config = run_dir / "summary.json", run_dir / "config.toml"
+    if summary.is_file() and config.is_file() and config.read_text(encoding="utf-8") == run_cfg.to_toml():
+        return safejson.read(summary)
+    return None
+
+
 def train_one(cell: str, length: int, seed: int, cfg: PalindromeConfig) -> dict:
-    """Train one classifier by the Trainer; its test accuracy, the steps it took and whether it
-    reached the target. With cfg.backend = "numpy" the recurrent layer runs in the NumPy
-    reference (hand-written BPTT), on the same data."""
-    summary = train_task(cfg.run_config(cell, length, seed), cfg.runs / f"{cell}-T{length}-seed{seed}")
+    """Train one classifier by the Trainer (unless run_dir holds this finished run); its test accuracy,
+    the steps it took and whether it reached the target. With cfg.backend = "numpy" the recurrent
+    layer runs in the NumPy reference (hand-written BPTT), on the same data."""
+    run_cfg, run_dir = cfg.run_config(cell, length, seed), cfg.runs / f"{cell}-T{length}-seed{seed}"
+    summary = finished(run_dir, run_cfg) or train_task(run_cfg, run_dir)
     return {"accuracy": summary["final"]["test"]["accuracy"], "steps": summary["steps"],
             "seconds": summary["wall_seconds"], "stop": summary["early_stop"] or "budget"}
 
@@ -105,6 +120,9 @@ def add_arguments(p) -> None:
     p.add_argument("--max-steps", type=at.positive, help="step budget per training run")
     p.add_argument("--optimizer", choices=["sgd", "adagrad", "rmsprop", "adam"], help="(default rmsprop)")
     p.add_argument("--lr", type=at.positive_number, help="learning rate (default 1e-3)")
+    p.add_argument("--clip", type=at.nonnegative_number, help="max global gradient norm (default 5; 0: none)")
+    p.add_argument("--encoding", choices=["onehot", "scalar"],
+                   help="each digit as a one-hot vector (default) or as one float, as the course's template does")
     p.add_argument("--no-chrono", action="store_true", help="PyTorch's default init instead of chrono init")
     p.add_argument("--target", type=at.number(0.0, 1.0),
                    help="stop a run once its validation accuracy reaches this (default 0.995; 0: never)")
@@ -125,6 +143,10 @@ def run(args) -> int:
         cfg.budget.optimizer = args.optimizer
     if args.lr is not None:
         cfg.budget.lr = args.lr  # checked with the other train.* settings (train.lr must be positive)
+    if args.clip is not None:
+        cfg.budget.clip = args.clip
+    if args.encoding:
+        cfg.encoding = args.encoding
     if args.target is not None:
         cfg.budget.target = args.target
     if args.patience is not None:
@@ -168,7 +190,7 @@ def summary(rows: list[dict], cfg: PalindromeConfig, wall: float, workers: int =
     for cell in cfg.cells:
         L = first_below(rows, cell)
         lines.append(f"- {cell}: " + (f"T = {L}" if L else f"not within T ≤ {max(cfg.lengths)}"))
-    lines += ["", f"Settings: {cfg.backend} backend, hidden {cfg.hidden}, batch {cfg.batch_size}, {b.optimizer} "
+    lines += ["", f"Settings: {cfg.backend} backend, {cfg.encoding} digits, hidden {cfg.hidden}, batch {cfg.batch_size}, {b.optimizer} "
               f"lr {b.lr:g}, gradient clip {b.clip:g}, "
               f"{'chrono init of the LSTM/GRU gate biases (horizon T−1)' if cfg.chrono else 'PyTorch default init'}; "
               f"at most {b.max_steps} steps"
