@@ -5,7 +5,7 @@
     run.evaluate("valid")              # {"loss", "perplexity", "bpc", "accuracy", "tokens", ...}
     run.generate("The king", length=100, temperature=0.5)   # [one string per sample]
     run.metrics                        # list of dicts, one per line of metrics.jsonl
-    run.metrics_frame()                # the same as a pandas DataFrame (needs pandas)
+    run.metrics_frame()                # the same as a pandas DataFrame (needs the pandas extra)
     run = rnnlab.load("runs/nb")       # any run directory, finished or not
 
 A `Run` is a thin view of a run directory: every figure it returns is read
@@ -58,8 +58,8 @@ class Run:
         try:
             import pandas
         except ImportError:
-            raise ImportError("Run.metrics_frame() needs pandas (pip install pandas); "
-                              "Run.metrics has the same records as a list of dicts") from None
+            raise UserError("Run.metrics_frame() needs pandas: pip install -e '.[pandas]' (or pip install pandas); "
+                            "Run.metrics has the same records as a list of dicts") from None
         return pandas.DataFrame(self.metrics)
 
     @property
@@ -108,13 +108,17 @@ class Run:
         return {"split": split, **result, "step": meta["step"]}
 
     def generate(self, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int = 0,
-                 top_p: float = 1.0, num: int = 1, seed: int | None = None, stop: str = "") -> list[str]:
-        """`num` continuations of `prompt` (without the prompt), as `rnnlab generate` samples them;
-        a non-empty `stop` ends each where that text first appears (as `--stop`)."""
-        from rnnlab.generate import generate
+                 top_p: float = 1.0, num: int = 1, seed: int | None = None, stop: str = "",
+                 include_prompt: bool = False) -> list[str]:
+        """`num` continuations of `prompt`, as `rnnlab generate` samples them: by default the
+        continuation alone, without the prompt; `include_prompt=True` returns prompt + continuation
+        as the CLI prints it (a word model's continuation joined to the prompt by a space). A
+        non-empty `stop` ends each where that text first appears (as `--stop`)."""
+        from rnnlab.generate import generate, with_prompt
 
         model, vocab, _, _, device = self._model()
-        return generate(model, vocab, prompt, length, temperature, top_k, top_p, num, seed, device, stop=stop)
+        texts = generate(model, vocab, prompt, length, temperature, top_k, top_p, num, seed, device, stop=stop)
+        return [with_prompt(vocab, prompt, text) for text in texts] if include_prompt else texts
 
 
 def train(preset: str | None = None, overrides: Mapping[str, Any] | None = None,

@@ -23,12 +23,14 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rnnlab.config import DataConfig, load_config
-from rnnlab.data.corpus import Corpus, load_corpus
 from rnnlab.errors import UserError
 from rnnlab.experiments import command_line, markdown_table, train_unless_finished, write_results
-from rnnlab.ngram.kneser_ney import KneserNey
+
+if TYPE_CHECKING:  # numpy: not at import (rnnlab/experiments/__init__.py)
+    from rnnlab.data.corpus import Corpus
 
 COLUMNS = ["model", "valid_ppl", "test_ppl", "train_minutes"]
 PRESETS = {"linear": "nplm", "tanh": "nplm-tanh"}
@@ -46,6 +48,8 @@ QUICK_LINES = {"train": 1000, "valid": 250, "test": 250}  # ~20k training and ~5
 
 
 def kn_row(corpus: Corpus, order: int = 3, discount: float = 0.75) -> dict:
+    from rnnlab.ngram.kneser_ney import KneserNey
+
     start = time.perf_counter()
     model = KneserNey(len(corpus.vocab), order, discount).fit(corpus.train)
     minutes = (time.perf_counter() - start) / 60.0
@@ -69,6 +73,8 @@ def row_from_run(name: str, run_dir: Path) -> tuple[dict, dict]:
 
 def _quick_data(data_dir: Path, out: Path) -> Path:
     """The first lines of each split, as a corpus directory of its own."""
+    from rnnlab.data.corpus import load_corpus
+
     quick = out / "quick-data"
     quick.mkdir(parents=True, exist_ok=True)
     source = load_corpus(DataConfig(path=str(data_dir), level="word")).source
@@ -95,6 +101,8 @@ def run_ngram_experiment(data_dir: str | Path, out_dir: str | Path, hidden_sizes
     activation, for that long. `base`: --set overrides for every model (default
     DEFAULT_BASE). `quick`: a 20k-token training subset, 5k-token evaluation
     subsets and a few seconds per model (for tests; the numbers mean nothing)."""
+    from rnnlab.data.corpus import load_corpus
+
     for a in activations:
         if a not in PRESETS:
             raise UserError(f"activation must be linear or tanh, got '{a}'")
