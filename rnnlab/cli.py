@@ -24,7 +24,7 @@ EPILOG_TRAIN = """examples:
   rnnlab train --preset grimm-char --set model.hidden=256 --set train.max_steps=2000
   rnnlab train --config my.toml --run-dir runs/mine
   rnnlab train --resume runs/mine                # continue from the last checkpoint
-  rnnlab config                                  # every setting, its default and type
+  rnnlab config                                  # every setting: its value, meaning and allowed values
 """
 
 
@@ -96,9 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute with PyTorch or the NumPy reference (any run loads into either)")
 
     sub.add_parser("presets", help="list the presets")
-    p = sub.add_parser("config", help="list every setting with its default (or show a preset resolved)")
-    p.add_argument("--preset", help="show this preset's resolved configuration as TOML")
+    p = sub.add_parser("config", help="every setting: its value, meaning and allowed values (those 'rnnlab train' "
+                                      "would use)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--preset", help="the values of this preset (default grimm-char, as 'rnnlab train'; "
+                                         "none: the built-in defaults below every preset)")
+    source.add_argument("--config", help="the values of this TOML file over the built-in defaults (as 'rnnlab train')")
     _add_set(p)
+    p.add_argument("--toml", action="store_true", help="print the resolved configuration as TOML (a --config file)")
 
     p = sub.add_parser("report", help="one HTML (or markdown) report for runs and experiment directories")
     p.add_argument("paths", nargs="+", metavar="RUN_OR_EXPERIMENT_DIR")
@@ -350,13 +355,19 @@ def cmd_presets(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from rnnlab.config import all_keys, load_config
+    from rnnlab.config import DEFAULT_PRESET, describe, load_config
 
-    if args.preset or args.overrides:
-        print(load_config(args.preset, None, args.overrides).to_toml())
+    cfg = load_config(args.preset, args.config, args.overrides)
+    if args.toml:
+        print(cfg.to_toml())
         return 0
-    for key, default, typ in all_keys():
-        print(f"{key:<28} {typ:<6} {default!r}")
+    source = (f"the file {args.config}" if args.config else "the built-in defaults" if args.preset == "none"
+              else f"preset {args.preset or DEFAULT_PRESET}")
+    print(f"# the values of {source}" + (" with --set" if args.overrides else "")
+          + ("" if args.preset or args.config else " (what 'rnnlab train' uses without --preset or --config)"))
+    for row in describe(cfg):
+        allowed = f" [{' | '.join(repr(c) if c == '' else c for c in row['choices'])}]" if row["choices"] else ""
+        print(f"{row['key']:<26} {row['type']:<5} {row['value']!r:<12} {row['meaning']}{allowed}")
     return 0
 
 

@@ -151,3 +151,43 @@ def test_metrics_frame_without_pandas_is_a_user_error(char_run, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)  # as if not installed
     with pytest.raises(UserError, match=r"\[pandas\]"):
         rnnlab.load(char_run).metrics_frame()
+
+
+# -- rnnlab config: meanings, allowed values, and the values train would use ----------------------------
+
+def test_config_shows_meanings_choices_and_the_default_presets_values(capsys):
+    from rnnlab.config import load_config
+
+    assert main(["config"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "preset grimm-char" in lines[0]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert rows["model.hidden"].split()[2] == str(load_config().model.hidden) == "256"  # grimm-char's, not 128
+    assert "units per recurrent layer" in rows["model.hidden"]
+    assert "[rnn | lstm | gru | phased_lstm]" in rows["model.cell"]
+    assert "[sgd | adagrad | rmsprop | adam]" in rows["train.optimizer"]
+    assert main(["config", "--preset", "none"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["model.hidden"].split()[2] == "128"
+
+
+def test_every_setting_has_a_meaning_and_its_choices_are_what_validate_accepts():
+    import dataclasses
+
+    from rnnlab.config import SECTIONS, Config, apply, describe, validate
+
+    for row in describe(Config()):
+        assert row["meaning"], row["key"]
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            for value in f.metadata["choices"]:
+                cfg = Config()
+                apply(cfg, f"{section}.{f.name}", value)
+                if f"{section}.{f.name}" in ("model.arch", "task.kind"):
+                    continue  # these two go together (validate_task); each value is checked by its own tests
+                validate(cfg)
+            if f.metadata["choices"]:
+                cfg = Config()
+                apply(cfg, f"{section}.{f.name}", "nonsense")
+                with pytest.raises(UserError, match=f"{section}.{f.name} must be one of"):
+                    validate(cfg)
