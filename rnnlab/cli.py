@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from rnnlab import argtypes as at
-from rnnlab import threads
+from rnnlab import progress, threads
 from rnnlab.errors import Interrupted, UserError
 
 threads.prefer_short_spin()  # before anything imports torch: libgomp reads it once, at load
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument("--backend", default="torch", choices=["torch", "numpy"],
                    help="compute with PyTorch or the NumPy reference (any run loads into either)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("generate", help="sample text from a run")
     p.add_argument("run_dir")
@@ -281,7 +282,9 @@ def cmd_eval(args) -> int:
     if args.data:
         cfg.data.path = args.data
     corpus = load_corpus(cfg.data, vocab)
-    m = evaluate(model, corpus.split(args.split), cfg.train.eval_batch_size, cfg.train.eval_seq_len, device)
+    with progress.counter(f"evaluating {args.split}", not args.no_progress) as on_batch:
+        m = evaluate(model, corpus.split(args.split), cfg.train.eval_batch_size, cfg.train.eval_seq_len, device,
+                     on_batch)
     result = {"split": args.split, **m, "step": meta["step"], "checkpoint": args.checkpoint}
     if args.json:
         print(json.dumps(result))

@@ -191,3 +191,114 @@ def test_every_setting_has_a_meaning_and_its_choices_are_what_validate_accepts()
                 apply(cfg, f"{section}.{f.name}", "nonsense")
                 with pytest.raises(UserError, match=f"{section}.{f.name} must be one of"):
                     validate(cfg)
+
+
+# -- curves that are curves: train.eval_every = 0 evaluates about ten times over the budget -----------------
+
+def _valid_steps(run_dir):
+    from rnnlab.runs import read_jsonl
+
+    return [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("split") == "valid"]
+
+
+@pytest.fixture
+def long_text(tmp_path):
+    """A repetitive corpus long enough that 300 steps of TINY stay within one epoch (~140 steps an epoch)."""
+    path = tmp_path / "long.txt"
+    path.write_text("the cat sat on the mat. the dog sat on the log.\n" * 400, encoding="utf-8")
+    return path
+
+
+def _train_tiny(run_dir, text, *settings):
+    return main(["train", "--preset", "grimm-char", "--run-dir", str(run_dir), "--no-progress", "--overwrite",
+                 *[x for s in [*TINY, f"data.path={text}", "train.checkpoint_every=0", *settings]
+                   for x in ("--set", s)]])
+
+
+def test_a_short_run_evaluates_about_ten_times_by_default(long_text, tmp_path, capsys):
+    run_dir = tmp_path / "auto"
+    assert _train_tiny(run_dir, long_text, "train.eval_every=0", "train.max_steps=300",
+                       "train.epochs=100") == 0
+    steps = _valid_steps(run_dir)
+    assert steps == list(range(30, 301, 30))  # 9 on the way, the final one at 300: no step scored twice
+    assert (run_dir / "plots" / "curves.png").is_file()
+    explicit = tmp_path / "explicit"
+    assert _train_tiny(explicit, long_text, "train.eval_every=100", "train.max_steps=300") == 0
+    assert _valid_steps(explicit)[:3] == [100, 200, 300]  # the user's interval is kept
+
+
+def test_auto_evaluation_interval():
+    from rnnlab.train import auto_eval_every
+
+    assert auto_eval_every(300, 10_000, 64 * 30, 54_000) == 30  # grimm-char, 300 steps: ten evaluations
+    assert auto_eval_every(2200, 10_000, 64 * 30, 54_000) == 220
+    assert auto_eval_every(39 * 1000, 1000, 20 * 35, 160_000) == 1000  # 39 epochs: each epoch end
+    assert auto_eval_every(600, 5000, 64 * 4, 380_000) == 600  # nplm on Brown, 600 steps: the final one only
+    assert auto_eval_every(600, 5000, 64 * 4, 60_000) == 300  # tokens evaluated stay below tokens trained
+    assert auto_eval_every(3, 10, 8, 1) == 1
+
+
+def test_resume_keeps_the_evaluation_steps_it_began_with(long_text, tmp_path, capsys):
+    run_dir = tmp_path / "r"
+    assert _train_tiny(run_dir, long_text, "train.eval_every=0", "train.max_steps=100") == 0
+    every = _valid_steps(run_dir)[0]  # auto: 17 (six evaluations: the valid split is ~2k tokens, 6.4k trained)
+    assert every < 100 and 100 % every
+    assert main(["train", "--resume", str(run_dir), "--no-progress", "--set", "train.max_steps=300"]) == 0
+    steps = [s for s in _valid_steps(run_dir) if s > 100]
+    # as the run began, not the interval a 300-step budget would get (30)
+    assert steps == [*range((100 // every + 1) * every, 300, every), 300]
+
+
+# -- never silent ----------------------------------------------------------------------------------------
+
+def test_the_evaluation_pass_reports_each_batch(char_run):
+    import rnnlab
+    from rnnlab.data.corpus import load_corpus
+    from rnnlab.evaluate import evaluate
+
+    model, vocab, cfg, _, device = rnnlab.load(char_run)._model()
+    data = load_corpus(cfg.data, vocab).valid
+    calls = []
+    quiet = evaluate(model, data, 4, 64, device)
+    m = evaluate(model, data, 4, 64, device, on_batch=lambda done, total: calls.append((done, total)))
+    n = calls[0][1]
+    assert n == math.ceil(((len(data) - 1) // 4) / 64) > 1
+    assert calls == [(i, n) for i in range(1, n + 1)]
+    assert m == quiet  # reporting changes nothing
+
+
+def test_eval_and_train_show_the_evaluation_bar(char_run, tmp_path, capsys):
+    assert main(["eval", str(char_run)]) == 0
+    assert "evaluating valid" in capsys.readouterr().err
+    assert main(["eval", str(char_run), "--no-progress"]) == 0
+    assert "evaluating" not in capsys.readouterr().err
+
+
+def test_training_starts_with_a_summary_and_resume_says_where(tiny_text, tmp_path, capsys):
+    run_dir = tmp_path / "r"
+    assert _train_tiny(run_dir, tiny_text, "train.max_steps=10", "train.threads=1") == 0
+    err = capsys.readouterr().err
+    summary = next(line for line in err.splitlines() if "parameters" in line)
+    params = json.loads((run_dir / "summary.json").read_text())["parameters"]
+    assert f"{params:,} parameters" in summary and "10 steps" in summary and "1 thread" in summary
+    assert "train" in summary and "valid" in summary and "vocabulary" in summary
+    assert main(["train", "--resume", str(run_dir), "--no-progress", "--set", "train.max_steps=20"]) == 0
+    resumed = capsys.readouterr().err.splitlines()
+    assert any(line.startswith(f"resuming {run_dir} at step 10 (epoch 0,") for line in resumed)
+    assert any("20 steps" in line and "parameters" in line for line in resumed)
+
+
+def test_kneser_ney_scoring_reports_progress_and_chunks_change_nothing(monkeypatch):
+    import numpy as np
+
+    from rnnlab.ngram import kneser_ney
+
+    rng = np.random.default_rng(0)
+    train, valid = rng.integers(0, 20, 5000), rng.integers(0, 20, 1000)
+    model = kneser_ney.KneserNey(20, 3).fit(train)
+    whole = model.token_logprobs(valid)
+    monkeypatch.setattr(kneser_ney, "CHUNK", 300)
+    calls = []
+    chunked = model.token_logprobs(valid, lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]  # 998 full-history positions, 300 at a time
+    np.testing.assert_array_equal(chunked, whole)

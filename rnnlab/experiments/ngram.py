@@ -47,15 +47,20 @@ QUICK = ["model.embed=16", "train.batch_size=16", "train.eval_batch_size=16", "t
 QUICK_LINES = {"train": 1000, "valid": 250, "test": 250}  # ~20k training and ~5k evaluation tokens of Brown
 
 
-def kn_row(corpus: Corpus, order: int = 3, discount: float = 0.75) -> dict:
+def kn_row(corpus: Corpus, order: int = 3, discount: float = 0.75, log=print, progress: bool = False) -> dict:
     from rnnlab.ngram.kneser_ney import KneserNey
+    from rnnlab.progress import counter
 
+    log(f"kn{order}: counting the {order}-grams of {len(corpus.train):,} training tokens")
     start = time.perf_counter()
     model = KneserNey(len(corpus.vocab), order, discount).fit(corpus.train)
     minutes = (time.perf_counter() - start) / 60.0
-    test = model.perplexity(corpus.test) if corpus.test is not None and len(corpus.test) > 1 else None
-    return {"model": f"kn{order}", "valid_ppl": model.perplexity(corpus.valid), "test_ppl": test,
-            "train_minutes": minutes}
+    ppl = {}
+    for split, ids in (("valid", corpus.valid), ("test", corpus.test)):
+        if ids is not None and len(ids) > 1:
+            with counter(f"kn{order}: scoring {split}", progress, unit="chunk") as on_chunk:
+                ppl[split] = model.perplexity(ids, on_chunk)
+    return {"model": f"kn{order}", "valid_ppl": ppl["valid"], "test_ppl": ppl.get("test"), "train_minutes": minutes}
 
 
 def row_from_run(name: str, run_dir: Path) -> tuple[dict, dict]:
@@ -119,7 +124,7 @@ def run_ngram_experiment(data_dir: str | Path, out_dir: str | Path, hidden_sizes
     log(f"corpus {corpus.source}: {len(corpus.train)} train, {len(corpus.valid)} valid, "
         f"{0 if corpus.test is None else len(corpus.test)} test tokens, vocabulary {len(corpus.vocab)}")
     rows, details = [], []
-    kn = kn_row(corpus)
+    kn = kn_row(corpus, log=log, progress=progress)
     log(f"kn3: valid ppl {kn['valid_ppl']:.1f}, test ppl {kn['test_ppl'] if kn['test_ppl'] is None else round(kn['test_ppl'], 1)}")
     rows.append(kn)
     details.append(dict(kn, kind="interpolated Kneser-Ney, D=0.75"))
