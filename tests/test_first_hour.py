@@ -302,3 +302,35 @@ def test_kneser_ney_scoring_reports_progress_and_chunks_change_nothing(monkeypat
     chunked = model.token_logprobs(valid, lambda done, total: calls.append((done, total)))
     assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]  # 998 full-history positions, 300 at a time
     np.testing.assert_array_equal(chunked, whole)
+
+
+def test_in_a_notebook_notes_and_bars_go_to_stdout_not_red_stderr(monkeypatch, capsys):
+    import importlib.util
+
+    from rnnlab import progress
+
+    progress.echo("a note")
+    assert capsys.readouterr().err == "a note\n"  # a terminal: stderr, stdout stays the result
+    monkeypatch.setattr(progress, "in_notebook", lambda: True)
+    progress.echo("a note")
+    b = progress.bar(total=3, desc="steps")
+    b.update(3)
+    b.close()
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out.startswith("a note\n")
+    if importlib.util.find_spec("ipywidgets") is None:
+        assert "steps" in captured.out  # a text bar on stdout (tqdm's widget needs ipywidgets)
+
+
+def test_a_jupyter_kernel_is_recognised(monkeypatch):
+    import types
+
+    from rnnlab import progress
+
+    assert not progress.in_notebook()
+    shell = type("ZMQInteractiveShell", (), {})()
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: shell))
+    assert progress.in_notebook()
+    terminal = type("TerminalInteractiveShell", (), {})()
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: terminal))
+    assert not progress.in_notebook()

@@ -106,10 +106,10 @@ def run_jobs(train_one: Callable, jobs: list[tuple], cfg, workers: int = 1, prog
     training runs, each seeded by its own arguments, so `workers` > 1 (separate
     processes, one torch thread each, by default one per usable core, so that they never
     oversubscribe the cores) gives the same results, sooner."""
-    from tqdm import tqdm
+    from rnnlab.progress import bar as progress_bar
 
     workers = min(workers if workers > 0 else threads.usable_cores(), len(jobs))
-    bar = tqdm(total=len(jobs), unit="run", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(jobs), unit="run", disable=not progress, dynamic_ncols=True)
     results = []
     try:
         if workers <= 1:

@@ -135,10 +135,11 @@ def run(args) -> int:
 
 def measure(cfg: VarlenConfig, out: Path, command: str, progress: bool = True) -> tuple[list[dict], dict]:
     import numpy as np
-    from tqdm import tqdm
+
+    from rnnlab.progress import bar as progress_bar
 
     start = time.perf_counter()
-    bar = tqdm(total=cfg.seeds * len(cfg.strategies), unit="run", disable=not progress,
+    bar = progress_bar(total=cfg.seeds * len(cfg.strategies), unit="run", disable=not progress,
                dynamic_ncols=True, desc="varlen")
     per_seed = [run_seed(seed, cfg, bar) for seed in range(cfg.seeds)]
     bar.close()
