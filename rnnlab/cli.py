@@ -225,10 +225,11 @@ def _add_experiment_parsers(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from rnnlab import distributed
-    from rnnlab.config import load_config
-    from rnnlab.runs import default_run_dir
-    from rnnlab.train import resume, train
+    with progress.waiting("loading PyTorch", not args.no_progress):
+        from rnnlab import distributed
+        from rnnlab.config import load_config
+        from rnnlab.runs import default_run_dir
+        from rnnlab.train import resume, train
 
     overrides = list(args.overrides)
     if args.max_steps is not None:
@@ -270,18 +271,21 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from rnnlab.data.corpus import load_corpus
-    from rnnlab.evaluate import evaluate
-    from rnnlab.runs import load_run
-    from rnnlab.train import resolve_device
+    with progress.waiting("loading PyTorch and the run", not args.no_progress):
+        from rnnlab.data.corpus import load_corpus
+        from rnnlab.evaluate import evaluate
+        from rnnlab.runs import load_run
+        from rnnlab.train import resolve_device
 
-    device = resolve_device(args.device)
-    model, vocab, cfg, meta = load_run(Path(args.run_dir), args.checkpoint, device, backend=args.backend, task_ok=True)
+        device = resolve_device(args.device)
+        model, vocab, cfg, meta = load_run(Path(args.run_dir), args.checkpoint, device, backend=args.backend,
+                                           task_ok=True)
     if cfg.task.kind:
         return _eval_task(args, model, cfg, meta, device)
     if args.data:
         cfg.data.path = args.data
-    corpus = load_corpus(cfg.data, vocab)
+    with progress.waiting(f"reading {cfg.data.path or 'the bundled corpus'}", not args.no_progress):
+        corpus = load_corpus(cfg.data, vocab)
     with progress.counter(f"evaluating {args.split}", not args.no_progress) as on_batch:
         m = evaluate(model, corpus.split(args.split), cfg.train.eval_batch_size, cfg.train.eval_seq_len, device,
                      on_batch)

@@ -11,6 +11,7 @@ Kneser-Ney model's counting and scoring, experiments between runs).
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -45,6 +46,30 @@ def echo(text: str) -> None:
     from tqdm import tqdm
 
     tqdm.write(text, file=sys.stdout if in_notebook() else sys.stderr)
+
+
+@contextmanager
+def waiting(desc: str, show: bool = True, every: float = 0.5) -> Iterator[None]:
+    """A line that counts the seconds of a phase with nothing to count (loading PyTorch, reading a
+    corpus, building a model), redrawn every `every` seconds by a thread; removed when the phase ends."""
+    if not show:
+        yield
+        return
+    b = bar(total=None, desc=desc, bar_format="{desc}... {elapsed}", leave=False)
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(every):
+            b.refresh()
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        b.close()
 
 
 @contextmanager

@@ -41,7 +41,7 @@ from rnnlab.models.lm import positions
 from rnnlab.models.softmax import fit_output_to_corpus
 from rnnlab.optim import Schedule, build_optimizer, load_optimizer, optimizer_tensors, set_lr
 from rnnlab.progress import bar as progress_bar
-from rnnlab.progress import counter, echo
+from rnnlab.progress import counter, echo, waiting
 from rnnlab.runs import (
     RunLock,
     append_jsonl,
@@ -186,10 +186,11 @@ class Trainer:
         self.vocab: Vocab | None = None
         if self.task is None:
             vocab = Vocab.from_json(stored[1]["vocab"]) if stored else None
-            self.corpus = load_corpus(cfg.data, vocab)
-            if vocab is not None and Vocab.build(_train_tokens(cfg), cfg.data.level, cfg.data.min_count,
-                                                 cfg.data.max_vocab).itos != vocab.itos:
-                raise UserError(f"the vocabulary stored in {run_dir} does not match the data at '{cfg.data.path or 'bundled:grimm'}'")
+            with waiting(f"reading {cfg.data.path or 'the bundled corpus'}", self.show_bar):
+                self.corpus = load_corpus(cfg.data, vocab)
+                if vocab is not None and Vocab.build(_train_tokens(cfg), cfg.data.level, cfg.data.min_count,
+                                                     cfg.data.max_vocab).itos != vocab.itos:
+                    raise UserError(f"the vocabulary stored in {run_dir} does not match the data at '{cfg.data.path or 'bundled:grimm'}'")
             self.vocab = self.corpus.vocab
             fit_output_to_corpus(cfg.model, self.corpus)  # cutoffs="auto"
         vocab_size = len(self.vocab) if self.vocab is not None else 0
@@ -198,7 +199,8 @@ class Trainer:
         self.governor = threads.configure(t.threads, self.model, t.batch_size)  # 0: auto (rnnlab/threads.py)
         self.names = [n for n, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
-        self.optimizer = build_optimizer(self.params, t)
+        with waiting("building the optimizer", self.show_bar):  # torch's first optimizer loads torch._dynamo: seconds
+            self.optimizer = build_optimizer(self.params, t)
         self.ddp = distributed.wrap(self.model)  # averages gradients over processes; the model itself in one
         distributed.seed_rank(t.seed)
         self.batcher = distributed.shard(self.task.batcher if self.task is not None else
@@ -496,9 +498,10 @@ class Trainer:
             summary = self._summary(results, tokens_per_step)
             if distributed.is_main():
                 checkpoint.write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1).encode())
-                from rnnlab.report.plots import plot_run_curves  # matplotlib only when a run ends
+                with waiting("drawing plots/curves.png", self.show_bar):
+                    from rnnlab.report.plots import plot_run_curves  # matplotlib only when a run ends
 
-                plot_run_curves(self.run_dir)
+                    plot_run_curves(self.run_dir)
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted during the final evaluation; resume with: rnnlab train --resume {self.run_dir}") from None
         finally:

@@ -334,3 +334,16 @@ def test_a_jupyter_kernel_is_recognised(monkeypatch):
     terminal = type("TerminalInteractiveShell", (), {})()
     monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: terminal))
     assert not progress.in_notebook()
+
+
+def test_a_phase_with_nothing_to_count_still_shows_its_seconds(capsys):
+    import time
+
+    from rnnlab import progress
+
+    with progress.waiting("reading", every=0.05):
+        time.sleep(1.0)  # as a long import or corpus read: nothing tells the bar to move
+    with progress.waiting("quiet", show=False):
+        pass
+    err = capsys.readouterr().err
+    assert err.count("reading...") >= 3 and "quiet" not in err  # redrawn by its thread, ~20 times
