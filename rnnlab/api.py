@@ -5,7 +5,7 @@
     run.evaluate("valid")              # {"loss", "perplexity", "bpc", "accuracy", "tokens", ...}
     run.generate("The king", length=100, temperature=0.5)   # [one string per sample]
     run.metrics                        # list of dicts, one per line of metrics.jsonl
-    run.metrics_frame()                # the same as a pandas DataFrame (needs pandas)
+    run.metrics_frame()                # the same as a pandas DataFrame (needs the pandas extra)
     run = rnnlab.load("runs/nb")       # any run directory, finished or not
 
 A `Run` is a thin view of a run directory: every figure it returns is read
@@ -112,8 +112,8 @@ class Run:
         try:
             import pandas
         except ImportError:
-            raise ImportError("Run.metrics_frame() needs pandas (pip install pandas); "
-                              "Run.metrics has the same records as a list of dicts") from None
+            raise UserError("Run.metrics_frame() needs pandas: pip install -e '.[pandas]' (or pip install pandas); "
+                            "Run.metrics has the same records as a list of dicts") from None
         return pandas.DataFrame(self.metrics)
 
     @property
@@ -174,13 +174,16 @@ class Run:
         return {"split": split, **result, "step": meta["step"]}
 
     def generate(self, prompt: str = "", length: int = 200, temperature: float = 1.0, top_k: int = 0,
-                 top_p: float = 1.0, num: int = 1, seed: int | None = None, stop: str = "") -> list[str]:
-        """`num` continuations of `prompt` (without the prompt), as `rnnlab generate` samples them;
-        a non-empty `stop` ends each where that text first appears (as `--stop`).
+                 top_p: float = 1.0, num: int = 1, seed: int | None = None, stop: str = "",
+                 include_prompt: bool = False) -> list[str]:
+        """`num` continuations of `prompt`, as `rnnlab generate` samples them: by default the
+        continuation alone, without the prompt; `include_prompt=True` returns prompt + continuation
+        as the CLI prints it (a word model's continuation joined to the prompt by a space). A
+        non-empty `stop` ends each where that text first appears (as `--stop`).
         Bounds: length 1..1,000,000 tokens, num 1..1,000 samples, stop at most
         1,000 characters, seed None or 0..2**63-1 (rnnlab/bounds.py)."""
         from rnnlab.bounds import MAX_LENGTH, MAX_SAMPLES, MAX_SEED, MAX_STOP
-        from rnnlab.generate import generate
+        from rnnlab.generate import generate, with_prompt
 
         _str("prompt", prompt)
         _int("length", length, 1, MAX_LENGTH)
@@ -190,10 +193,13 @@ class Run:
         _int("num", num, 1, MAX_SAMPLES)
         if seed is not None:
             _int("seed", seed, 0, MAX_SEED)
+        if not isinstance(include_prompt, bool):
+            raise UserError(f"include_prompt must be True or False, got {type(include_prompt).__name__}")
         if len(_str("stop", stop)) > MAX_STOP:
             raise UserError(f"the stop string has {len(stop):,} characters; at most {MAX_STOP:,} are allowed")
         model, vocab, _, _, device = self._model()
-        return generate(model, vocab, prompt, length, temperature, top_k, top_p, num, seed, device, stop=stop)
+        texts = generate(model, vocab, prompt, length, temperature, top_k, top_p, num, seed, device, stop=stop)
+        return [with_prompt(vocab, prompt, text) for text in texts] if include_prompt else texts
 
 
 def train(preset: str | None = None, overrides: Mapping[str, Any] | None = None,

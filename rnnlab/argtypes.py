@@ -79,3 +79,24 @@ port = integer(0, 65535)
 finite = number()
 positive_number = number(0.0, low_open=True)
 nonnegative_number = number(0.0)
+
+
+def cell(text: str) -> str:
+    """A cell name as the cell table (rnnlab/cell_registry.py) accepts it, any case, `-` or `_`
+    (rnn, rnn_tanh, rnn-relu, lstm, gru, phased_lstm), normalized to lower case and `_`."""
+    from rnnlab import cell_registry
+
+    name = text.strip().lower().replace("-", "_")
+    try:
+        cell_registry.resolve(name)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return name
+
+
+def cells(text: str) -> list[str]:
+    """A comma list of cell names (see `cell`)."""
+    names = [cell(name.strip()) for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expects a comma list of cell names, got '{text}'")
+    return list(dict.fromkeys(names))

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from rnnlab import argtypes as at
-from rnnlab import threads
+from rnnlab import console, threads
 from rnnlab.errors import Interrupted, UserError
 
 threads.prefer_short_spin()  # before anything imports torch: libgomp reads it once, at load
@@ -24,8 +24,11 @@ EPILOG_TRAIN = """examples:
   rnnlab train --preset grimm-char --set model.hidden=256 --set train.max_steps=2000
   rnnlab train --config my.toml --run-dir runs/mine
   rnnlab train --resume runs/mine                # continue from the last checkpoint
-  rnnlab config                                  # every setting, its default and type
+  rnnlab config                                  # every setting: its value, meaning and allowed values
 """
+
+
+FIGURES = "runs/figures"  # where figures that belong to no run go by default (gradflow, kgate, report --format md)
 
 
 class Parser(argparse.ArgumentParser):
@@ -73,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument("--backend", default="torch", choices=["torch", "numpy"],
                    help="compute with PyTorch or the NumPy reference (any run loads into either)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("generate", help="sample text from a run")
     p.add_argument("run_dir")
@@ -84,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", type=at.length, nargs="+", default=None, help="tokens to generate (one or more lengths)")
     p.add_argument("--num", type=at.positive, default=1, help="samples per setting (at most 1,000)")
     p.add_argument("--stop", default="", metavar="TEXT",
-                   help='end each sample where TEXT appears (not printed; at most 1,000 characters); "\\n" is a newline: '
-                        'one line per sample')
+                   help='end each sample where TEXT appears (not printed; at most 1,000 characters); "\\n" is a newline, '
+                        'so "\\n\\n" ends it at a paragraph break (Grimm\'s lines are hard-wrapped: "\\n" would end '
+                        'mid-sentence)')
     p.add_argument("--seed", type=at.seed, default=None)
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--json", action="store_true")
@@ -94,13 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute with PyTorch or the NumPy reference (any run loads into either)")
 
     sub.add_parser("presets", help="list the presets")
-    p = sub.add_parser("config", help="list every setting with its default (or show a preset resolved)")
-    p.add_argument("--preset", help="show this preset's resolved configuration as TOML")
+    p = sub.add_parser("config", help="every setting: its value, meaning and allowed values (those 'rnnlab train' "
+                                      "would use)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--preset", help="the values of this preset (default grimm-char, as 'rnnlab train'; "
+                                         "none: the built-in defaults below every preset)")
+    source.add_argument("--config", help="the values of this TOML file over the built-in defaults (as 'rnnlab train')")
     _add_set(p)
+    p.add_argument("--toml", action="store_true", help="print the resolved configuration as TOML (a --config file)")
 
     p = sub.add_parser("report", help="one HTML (or markdown) report for runs and experiment directories")
     p.add_argument("paths", nargs="+", metavar="RUN_OR_EXPERIMENT_DIR")
-    p.add_argument("--out", help="output file (default: report.html, or report.md with --format md)")
+    p.add_argument("--out", help=f"output file (default: report.html, or {FIGURES}/report/report.md with --format md: "
+                                 "the PNG files go beside the markdown file)")
     p.add_argument("--format", choices=["html", "md"], help="html: one self-contained file; md: markdown + PNG files")
     p.add_argument("--title", help="report title")
     p.add_argument("--prompt", default="", help="prompt for the samples")
@@ -174,18 +185,20 @@ def _add_numpy_parsers(sub) -> None:
     p.add_argument("--gru-by-hand", action="store_true",
                    help="instead: the hand-derived dE2/dW of a bias-free reset-before GRU next to autograd's")
     p = sub.add_parser("params", help="closed-form parameter count of a recurrent stack, checked against the models")
-    p.add_argument("--cell", required=True, choices=["rnn", "lstm", "gru"])
+    p.add_argument("--cell", required=True, type=at.cell,
+                   help="a cell of the cell table with a torch.nn counterpart: rnn (rnn_tanh, rnn_relu), lstm, gru")
     p.add_argument("--input", type=at.positive, required=True, metavar="M", help="input size")
     p.add_argument("--hidden", type=at.positive, required=True, metavar="N", help="hidden units")
     p.add_argument("--layers", type=at.positive, default=1)
     p.add_argument("--bias", choices=["single", "double"], default="single",
                    help="single: one bias per gate (the textbook count); double: PyTorch's b_ih and b_hh")
     p = sub.add_parser("gradflow", help="the vanishing-gradient picture: ||dL_T/dh_t|| against T - t")
-    p.add_argument("--cells", default="rnn_tanh,lstm,gru", help="comma list of rnn_tanh, rnn_relu, lstm, gru")
+    p.add_argument("--cells", type=at.cells, default="rnn_tanh,lstm,gru",
+                   help="comma list of cells of the cell table: rnn (= rnn_tanh), rnn_relu, lstm, gru (default rnn_tanh,lstm,gru)")
     p.add_argument("--hidden", type=at.positive, default=64)
     p.add_argument("--steps", type=at.positive, default=50, metavar="T")
     p.add_argument("--seed", type=at.seed, default=0)
-    p.add_argument("--out", default="gradflow.png", help="PNG file (default gradflow.png)")
+    p.add_argument("--out", default=f"{FIGURES}/gradflow.png", help=f"PNG file (default {FIGURES}/gradflow.png)")
     p.add_argument("--json", action="store_true")
 
 
@@ -206,11 +219,9 @@ def _add_experiment_parsers(sub) -> None:
     k.add_argument("--s", "--shift", dest="shift", type=at.finite, default=1.0, help="phase shift (default 1)")
     k.add_argument("--alpha", type=at.nonnegative_number, default=0.0, help="leak while closed (1e-3 in training; default 0)")
     k.add_argument("--periods", type=at.positive_number, default=3.0, help="periods to draw (default 3)")
-    k.add_argument("--out", default="kgate.png", help="PNG file (default kgate.png)")
-    from rnnlab import cell_registry  # the cell table: no torch, no NumPy
-
+    k.add_argument("--out", default=f"{FIGURES}/kgate.png", help=f"PNG file (default {FIGURES}/kgate.png)")
     c = kinds.add_parser("cell", help="a diagram of one cell's step, with the cell's equations")
-    c.add_argument("--cell", required=True, choices=list(cell_registry.CELLS))
+    c.add_argument("--cell", required=True, type=at.cell, help="a cell of the cell table (rnnlab/cell_registry.py)")
     c.add_argument("--gru-z", choices=["old", "new"], default="old", help="the GRU's z convention (default old)")
     c.add_argument("--out", required=True, help="image file; .png or .svg")
     c.add_argument("--gru-reset", choices=["after", "before"], default="after",
@@ -218,10 +229,11 @@ def _add_experiment_parsers(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from rnnlab import distributed
-    from rnnlab.config import load_config
-    from rnnlab.runs import default_run_dir
-    from rnnlab.trainer import resume, train_config
+    with console.waiting("loading PyTorch", not args.no_progress):
+        from rnnlab import distributed
+        from rnnlab.config import load_config
+        from rnnlab.runs import default_run_dir
+        from rnnlab.trainer import resume, train_config
 
     overrides = list(args.overrides)
     if args.max_steps is not None:
@@ -254,7 +266,8 @@ def cmd_train(args) -> int:
             if summary.get("task"):
                 print(f"{split}: loss {m['loss']:.4f}  accuracy {m['accuracy']:.4f}  ({m['sequences']} sequences)")
             else:
-                print(f"{split}: loss {m['loss']:.4f}  perplexity {m['perplexity']:.2f}  bits/token {m['bpc']:.4f}  "
+                unit = "bits/char" if summary.get("level") == "char" else "bits/word"
+                print(f"{split}: loss {m['loss']:.4f}  perplexity {m['perplexity']:.2f}  {unit} {m['bpc']:.4f}  "
                       f"accuracy {m['accuracy']:.4f}  ({m['tokens']} tokens)")
     unit = "sequences" if summary.get("task") else "tokens"
     print(f"{summary['steps']} steps in {summary['wall_seconds']:.0f} s ({summary['tokens_per_s']:.0f} {unit}/s); run: {run_dir}")
@@ -262,19 +275,24 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from rnnlab.data.corpus import load_corpus
-    from rnnlab.evaluate import evaluate
-    from rnnlab.runs import load_run
-    from rnnlab.trainer import resolve_device
+    with console.waiting("loading PyTorch and the run", not args.no_progress):
+        from rnnlab.data.corpus import load_corpus
+        from rnnlab.evaluate import evaluate
+        from rnnlab.runs import load_run
+        from rnnlab.trainer import resolve_device
 
-    device = resolve_device(args.device)
-    model, vocab, cfg, meta = load_run(Path(args.run_dir), args.checkpoint, device, backend=args.backend, task_ok=True)
+        device = resolve_device(args.device)
+        model, vocab, cfg, meta = load_run(Path(args.run_dir), args.checkpoint, device, backend=args.backend,
+                                           task_ok=True)
     if cfg.task.kind:
         return _eval_task(args, model, cfg, meta, device)
     if args.data:
         cfg.data.path = args.data
-    corpus = load_corpus(cfg.data, vocab)
-    m = evaluate(model, corpus.split(args.split), cfg.train.eval_batch_size, cfg.train.eval_seq_len, device)
+    with console.waiting(f"reading {cfg.data.path or 'the bundled corpus'}", not args.no_progress):
+        corpus = load_corpus(cfg.data, vocab)
+    with console.counter(f"evaluating {args.split}", not args.no_progress) as on_batch:
+        m = evaluate(model, corpus.split(args.split), cfg.train.eval_batch_size, cfg.train.eval_seq_len, device,
+                     on_batch)
     result = {"split": args.split, **m, "step": meta["step"], "checkpoint": args.checkpoint}
     if args.json:
         print(json.dumps(result))
@@ -317,18 +335,23 @@ def cmd_generate(args) -> int:
     lengths = args.length if args.length is not None else [g.length]
     top_k = g.top_k if args.top_k is None else args.top_k
     top_p = g.top_p if args.top_p is None else args.top_p
+    if args.num > 1 and 0 in temperatures:
+        warnings.warn(f"temperature 0 is greedy: its {args.num} samples would be the same text; one is printed",
+                      stacklevel=1)
     rows = []
     for length in lengths:
         for temperature in temperatures:
-            texts = generate(model, vocab, args.prompt, length, temperature, top_k, top_p, args.num, args.seed, device,
+            num = 1 if temperature == 0 else args.num
+            texts = generate(model, vocab, args.prompt, length, temperature, top_k, top_p, num, args.seed, device,
                              stop=stop)
             rows.append({"temperature": temperature, "length": length, "prompt": args.prompt, "samples": texts})
     if args.json:
         print(json.dumps(rows))
         return 0
+    unit = "characters" if vocab.level == "char" else "words"
     for row in rows:
         for text in row["samples"]:
-            print(f"── temperature {row['temperature']}, {row['length']} tokens ──")
+            print(f"── temperature {row['temperature']}, {row['length']} {unit} ──")
             print(with_prompt(vocab, args.prompt, text))
     return 0
 
@@ -344,13 +367,19 @@ def cmd_presets(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from rnnlab.config import all_keys, load_config
+    from rnnlab.config import DEFAULT_PRESET, describe, load_config
 
-    if args.preset or args.overrides:
-        print(load_config(args.preset, None, args.overrides).to_toml())
+    cfg = load_config(args.preset, args.config, args.overrides)
+    if args.toml:
+        print(cfg.to_toml())
         return 0
-    for key, default, typ in all_keys():
-        print(f"{key:<28} {typ:<6} {default!r}")
+    source = (f"the file {args.config}" if args.config else "the built-in defaults" if args.preset == "none"
+              else f"preset {args.preset or DEFAULT_PRESET}")
+    print(f"# the values of {source}" + (" with --set" if args.overrides else "")
+          + ("" if args.preset or args.config else " (what 'rnnlab train' uses without --preset or --config)"))
+    for row in describe(cfg):
+        allowed = f" [{' | '.join(repr(c) if c == '' else c for c in row['choices'])}]" if row["choices"] else ""
+        print(f"{row['key']:<26} {row['type']:<5} {row['value']!r:<12} {row['meaning']}{allowed}")
     return 0
 
 
@@ -359,7 +388,7 @@ def cmd_report(args) -> int:
 
     from rnnlab.report.build import build_report
 
-    out = Path(args.out) if args.out else Path("report.md" if args.format == "md" else "report.html")
+    out = Path(args.out) if args.out else Path(f"{FIGURES}/report/report.md" if args.format == "md" else "report.html")
     command = shlex.join(["rnnlab", *getattr(args, "argv", sys.argv[1:])])  # shown in the report, to redo it
     out = build_report(args.paths, out, args.format, title=args.title, samples=not args.no_samples,
                        prompt=args.prompt, sample_length=args.sample_length, command=command)
@@ -439,12 +468,14 @@ def cmd_inspect(args) -> int:
 
 def cmd_plot(args) -> int:
     if args.plot == "cell":
+        from rnnlab import cell_registry
         from rnnlab.report.diagrams import plot_cell
 
-        print(plot_cell(args.cell, Path(args.out), args.gru_z, gru_reset=args.gru_reset))
+        print(plot_cell(cell_registry.get(args.cell).name, Path(args.out), args.gru_z, gru_reset=args.gru_reset))
         return 0
     from rnnlab.report.kgate import plot_kgate
 
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     print(plot_kgate(args.tau, args.r_on, args.shift, Path(args.out), args.alpha, args.periods))
     return 0
 
@@ -463,14 +494,21 @@ def cmd_gradcheck(args) -> int:
     return 0 if max(r["max_rel_error"] for r in rows) <= 1e-6 else 1
 
 
+TORCH_NN = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}  # cell (rnnlab/cell_registry.py) -> its torch.nn module
+
+
 def cmd_params(args) -> int:
     import torch
 
+    from rnnlab import cell_registry
     from rnnlab.numpy import count_params
 
+    cell = cell_registry.get(args.cell).name  # rnn_relu -> rnn: the same count
+    if cell not in TORCH_NN:
+        raise UserError(f"--cell {args.cell}: torch.nn has no {cell} to check the count against; "
+                        f"one of {', '.join(TORCH_NN)} (or an alias of one)")
     count, formula = count_params(args.cell, args.input, args.hidden, args.layers, args.bias)
-    module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[args.cell](
-        args.input, args.hidden, args.layers)
+    module = getattr(torch.nn, TORCH_NN[cell])(args.input, args.hidden, args.layers)
     actual = sum(p.numel() for n, p in module.named_parameters() if args.bias == "double" or "bias_hh" not in n)
     print(f"{args.cell}, input {args.input}, hidden {args.hidden}, {args.layers} layer(s), {args.bias} bias:")
     print(f"  {formula}")
@@ -482,22 +520,24 @@ def cmd_gradflow(args) -> int:
     from rnnlab import cell_registry
     from rnnlab.numpy import gradient_flow, plot_gradient_flow
 
-    cells = tuple(c.strip() for c in args.cells.split(",") if c.strip())
-    allowed = [n for n in (*cell_registry.ALIASES, *cell_registry.CELLS) if not cell_registry.get(n).needs_times]
-    bad = [c for c in cells if c not in allowed]
-    if bad or not cells:
-        raise UserError(f"--cells takes a comma list of {', '.join(allowed)}; got '{args.cells}'")
-    rows = gradient_flow(cells, hidden=args.hidden, T=args.steps, seed=args.seed)
+    cells = args.cells
+    timed = [c for c in cells if cell_registry.get(c).needs_times]
+    if timed:
+        raise UserError(f"--cells: {', '.join(timed)} needs timestamps; gradflow feeds none")
+    # one call per cell: its rows carry the layer's name (rnn -> rnn_tanh), the table the name asked for
+    per_cell = {c: gradient_flow(c, hidden=args.hidden, T=args.steps, seed=args.seed) for c in cells}
+    rows = [r for c in cells for r in per_cell[c]]
     if args.json:
         print(json.dumps(rows))
         return 0
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     plot_gradient_flow(rows, Path(args.out))
     distances = sorted({r["distance"] for r in rows})
     shown = [d for d in distances if d in (0, 1, 2, 5, 10, 20, 30, 40, 50, 100) or d == distances[-1]]
     print("T-t  " + "  ".join(f"{c:>10}" for c in cells))
-    table = {(r["cell"], r["distance"]): r["grad_norm"] for r in rows}
+    table = {(c, r["distance"]): r["grad_norm"] for c in cells for r in per_cell[c]}
     for d in shown:
-        print(f"{d:>3}  " + "  ".join(f"{table.get((c, d), float('nan')):>10.3e}" for c in cells))
+        print(f"{d:>3}  " + "  ".join(f"{table[c, d]:>10.3e}" for c in cells))
     print(f"wrote {args.out}")
     return 0
 

@@ -24,45 +24,59 @@ from rnnlab.bounds import MAX_LENGTH, MAX_SEED, PARALLEL_PER_CPU, max_parallel
 from rnnlab.errors import UserError
 
 
+def setting(default, meaning: str, choices: tuple = ()):
+    """A configuration field: its default, what it means and, for a fixed set of values, the allowed
+    ones (default first). `rnnlab config` prints the meaning and the values; validate() checks the values."""
+    return field(default=default, metadata={"meaning": meaning, "choices": choices})
+
+
 @dataclass
 class ModelConfig:
     # rnn: embedding → recurrent layers → softmax; nplm: Bengio et al.'s (2003) neural n-gram model,
     # the previous `context` words' embeddings → one hidden layer → softmax (rnnlab/models/nplm.py);
     # classifier: a sequence task's inputs → recurrent layers → linear on the last valid step
     # (rnnlab/models/classifier.py; needs task.kind)
-    arch: str = "rnn"  # rnn | nplm | classifier
-    context: int = 3  # nplm: words of context (a 4-gram)
-    activation: str = "tanh"  # nplm: the hidden layer's, tanh | linear
-    direct: bool = False  # nplm: direct connections from the embeddings to the output (Bengio's W x)
+    arch: str = setting("rnn", "rnn: language model; nplm: neural n-gram (Bengio 2003); classifier: a sequence task's",
+                        ("rnn", "nplm", "classifier"))
+    context: int = setting(3, "nplm: words of context (3: a 4-gram)")
+    activation: str = setting("tanh", "nplm: the hidden layer's activation", ("tanh", "linear"))
+    direct: bool = setting(False, "nplm: direct connections from the embeddings to the output (Bengio's W x)")
     # nplm: how the context is read. concat: Bengio's hidden layer over the concatenated embeddings;
     # recurrent: one layer of `cell` (hidden units) reads the c embeddings in order, its last h is the hidden layer
-    reader: str = "concat"  # concat | recurrent
-    bptt: int = 0  # nplm, reader=recurrent: backpropagate through the last k of the c steps only; 0: all c
-    cell: str = "lstm"  # rnn | lstm | gru | phased_lstm (rnnlab/cell_registry.py)
-    hidden: int = 128  # units per recurrent layer
-    layers: int = 2  # stacked recurrent layers
-    embed: int = 0  # embedding size; 0 means "same as hidden"
-    dropout: float = 0.0  # on non-recurrent connections only (Zaremba et al. 2014)
-    tie_weights: bool = False  # decoder reuses the embedding matrix (needs embed == hidden)
-    init: float = 0.0  # > 0: every weight ~ uniform(-init, init); 0: PyTorch's defaults
-    nonlinearity: str = "tanh"  # rnn cell only: tanh | relu
-    gru_z: str = "old"  # gru: "old": h = (1-z)n + z h_prev (Cho 2014, PyTorch); "new": h = z n + (1-z) h_prev
-    gru_reset: str = "after"  # gru: "after": r ⊙ (W_hn h + b_hn) (PyTorch); "before": W_hn (r ⊙ h) + b_hn (Cho 2014)
-    bias: str = "double"  # double: b_ih and b_hh (PyTorch); single: b_ih only
-    impl: str = "fused"  # fused: torch.nn.LSTM/GRU/RNN kernels where the cell has one; explicit: the cell equations
-    backend: str = "torch"  # torch | numpy
-    forget_bias: float = 0.0  # lstm/phased_lstm: added to the forget gate's bias at initialisation
+    reader: str = setting("concat", "nplm: hidden layer over the concatenated embeddings, or a `cell` reading them",
+                          ("concat", "recurrent"))
+    bptt: int = setting(0, "nplm, reader=recurrent: backpropagate through the last k of the c steps only; 0: all c")
+    cell: str = setting("lstm", "the recurrent cell (rnnlab/cell_registry.py)", tuple(cell_registry.CELLS))
+    hidden: int = setting(128, "units per recurrent layer")
+    layers: int = setting(2, "stacked recurrent layers")
+    embed: int = setting(0, "embedding size; 0 = same as hidden")
+    dropout: float = setting(0.0, "dropout on non-recurrent connections only (Zaremba et al. 2014), in [0, 1)")
+    tie_weights: bool = setting(False, "decoder reuses the embedding matrix (needs embed == hidden)")
+    init: float = setting(0.0, "> 0: every weight ~ uniform(-init, init); 0: PyTorch's defaults")
+    nonlinearity: str = setting("tanh", "rnn cell only", cell_registry.OPTIONS["nonlinearity"])
+    gru_z: str = setting("old", "gru: old: h = (1-z)n + z h_prev (Cho 2014, PyTorch); new: h = z n + (1-z) h_prev",
+                         cell_registry.OPTIONS["gru_z"])
+    gru_reset: str = setting("after", "gru: after: r ⊙ (W_hn h + b_hn) (PyTorch); before: W_hn (r ⊙ h) + b_hn (Cho 2014)",
+                             cell_registry.OPTIONS["gru_reset"])
+    bias: str = setting("double", "double: b_ih and b_hh (PyTorch); single: b_ih only", ("double", "single"))
+    impl: str = setting("fused", "fused: torch.nn.LSTM/GRU/RNN kernels where the cell has one; explicit: the cell "
+                        "equations", ("fused", "explicit"))
+    backend: str = setting("torch", "the recurrent layers in PyTorch or the NumPy reference", ("torch", "numpy"))
+    forget_bias: float = setting(0.0, "lstm/phased_lstm: added to the forget gate's bias at initialisation")
     # classifier, lstm/gru: > 0 is chrono init of the carry gate's bias for this horizon in steps
     # (Tallec & Ollivier 2018; models/classifier.py:chrono_init); 0: PyTorch's init
-    chrono: int = 0
+    chrono: int = setting(0, "classifier, lstm/gru: > 0: chrono init of the carry gate's bias for this horizon "
+                          "in steps; 0: off")
     # Output layer. full: softmax over the vocabulary. adaptive: Grave et al.'s adaptive softmax
     # (rnnlab/models/softmax.py): an exact distribution that trains ~4x faster on 17k words;
     # the frequency-sorted vocabulary is cut at `cutoffs`, cluster k projects to hidden / div_value^k.
-    softmax: str = "full"  # full | adaptive
+    softmax: str = setting("full", "output layer: full softmax, or Grave et al.'s adaptive softmax (large vocabularies)",
+                           ("full", "adaptive"))
     # adaptive: comma-separated, increasing, below the vocabulary size; "auto": chosen from the training
     # vocabulary's frequencies when training starts (full softmax for a small vocabulary; models/softmax.py)
-    cutoffs: str = "auto"
-    div_value: float = 4.0  # adaptive: how much smaller each tail cluster's projection is
+    cutoffs: str = setting("auto", "adaptive: increasing cluster boundaries such as '2000,10000', or auto "
+                           "(from the training vocabulary)")
+    div_value: float = setting(4.0, "adaptive: how much smaller each tail cluster's projection is (>= 1)")
 
     def cell_options(self) -> dict:
         """The options the configured cell reads ({"gru_z": ..., "gru_reset": ...}), by the cell table."""
@@ -79,15 +93,17 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    path: str = ""  # a text file, or a directory with train.txt/valid.txt[/test.txt]; "" = bundled Grimm
-    level: str = "char"  # char | word
-    valid_fraction: float = 0.1  # single-file corpora: the last fraction of the text is validation
-    test_fraction: float = 0.0  # single-file corpora: a fraction after validation kept as test
-    strip_gutenberg: bool = True  # drop the Project Gutenberg header and licence
-    lowercase: bool = False
-    min_count: int = 1  # tokens seen fewer times in train become <unk>
-    max_vocab: int = 0  # 0 = no limit; otherwise keep the most frequent
-    batcher: str = "stream"  # stream: contiguous streams, state carried (truncated BPTT); window: random windows
+    path: str = setting("", "a text file, a directory with train.txt/valid.txt[/test.txt], or a dataset name; "
+                        "'' = bundled Grimm")
+    level: str = setting("char", "tokens are characters or words", ("char", "word"))
+    valid_fraction: float = setting(0.1, "single-file corpora: the last fraction of the text is validation")
+    test_fraction: float = setting(0.0, "single-file corpora: a fraction after validation kept as test")
+    strip_gutenberg: bool = setting(True, "drop the Project Gutenberg header and licence")
+    lowercase: bool = setting(False, "lower-case the text before tokenizing")
+    min_count: int = setting(1, "tokens seen fewer times in train become <unk>")
+    max_vocab: int = setting(0, "keep the most frequent tokens only; 0 = no limit")
+    batcher: str = setting("stream", "stream: contiguous streams, state carried (truncated BPTT); window: random "
+                           "windows", ("stream", "window"))
 
 
 @dataclass
@@ -96,74 +112,80 @@ class TaskConfig:
     Each epoch is `train_size` sequences: drawn afresh every epoch (palindrome, frequency) or one
     fixed training set (varlen). The valid and test sets are fixed (the same for every seed)."""
 
-    kind: str = ""  # "": a text corpus (data.*) | palindrome | frequency | varlen
-    train_size: int = 12800
-    valid_size: int = 1000
-    test_size: int = 10000
-    length: int = 10  # palindrome: T; the model sees the first T-1 digits and names the last
-    encoding: str = "onehot"  # palindrome: each digit as a one-hot vector of 10 | "scalar": as one float (input_dim 1)
-    sampling: str = "regular"  # frequency: regular | irregular
-    duration: float = 15.0  # frequency: ms of sine wave
-    step: float = 0.125  # frequency: ms between regular samples (and the number of samples, duration / step)
-    batching: str = "pad"  # varlen: pad | bucket | pack (rnnlab/data/tasks.py:TaskBatcher)
-    median: float = 40.0  # varlen: lengths ~ round(LogNormal(log median, sigma)) clipped to [min_len, max_len]
-    sigma: float = 0.8
-    min_len: int = 5
-    max_len: int = 400
-    symbols: int = 64  # varlen: tokens are uniform over this many symbols; label 1 iff symbol 0 occurs
+    kind: str = setting("", "'': a text corpus (data.*), or a synthetic sequence task (model.arch=classifier)",
+                        ("", "palindrome", "frequency", "varlen"))
+    train_size: int = setting(12800, "training sequences per epoch")
+    valid_size: int = setting(1000, "validation sequences (fixed)")
+    test_size: int = setting(10000, "test sequences (fixed)")
+    length: int = setting(10, "palindrome: T; the model sees the first T-1 digits and names the last")
+    encoding: str = setting("onehot", "palindrome: each digit as a one-hot vector of 10, or as one float "
+                            "(input_dim 1, as the course's template)", ("onehot", "scalar"))
+    sampling: str = setting("regular", "frequency: sample times", ("regular", "irregular"))
+    duration: float = setting(15.0, "frequency: ms of sine wave")
+    step: float = setting(0.125, "frequency: ms between regular samples (and the number of samples, duration / step)")
+    batching: str = setting("pad", "varlen: how sequences of different lengths are batched (rnnlab/data/tasks.py)",
+                            ("pad", "bucket", "pack"))
+    median: float = setting(40.0, "varlen: lengths ~ round(LogNormal(log median, sigma)) clipped to [min_len, max_len]")
+    sigma: float = setting(0.8, "varlen: spread of the log-normal lengths")
+    min_len: int = setting(5, "varlen: shortest sequence")
+    max_len: int = setting(400, "varlen: longest sequence")
+    symbols: int = setting(64, "varlen: tokens are uniform over this many symbols; label 1 iff symbol 0 occurs")
 
 
 @dataclass
 class TrainConfig:
-    seed: int = 0
-    batch_size: int = 64
-    seq_len: int = 30  # truncated-BPTT length (tokens per segment)
-    epochs: int = 1000  # upper bound; max_steps / max_minutes usually stop first
-    max_steps: int = 0  # 0 = no step limit
-    max_minutes: float = 0.0  # 0 = no time limit
-    optimizer: str = "adam"  # sgd | adagrad | rmsprop | adam
-    lr: float = 2e-3
-    momentum: float = 0.0  # sgd / rmsprop
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    clip: float = 5.0  # max global gradient norm; 0 = no clipping
+    seed: int = setting(0, "seeds the initial weights, the batch order, dropout and samples")
+    batch_size: int = setting(64, "sequences per step")
+    seq_len: int = setting(30, "truncated-BPTT length (tokens per segment)")
+    epochs: int = setting(1000, "upper bound; max_steps / max_minutes usually stop first")
+    max_steps: int = setting(0, "stop after this many steps; 0 = no step limit")
+    max_minutes: float = setting(0.0, "stop after this many minutes of training; 0 = no time limit")
+    optimizer: str = setting("adam", "the optimizer", ("sgd", "adagrad", "rmsprop", "adam"))
+    lr: float = setting(2e-3, "learning rate (> 0)")
+    momentum: float = setting(0.0, "sgd / rmsprop momentum")
+    nesterov: bool = setting(False, "sgd: Nesterov momentum")
+    weight_decay: float = setting(0.0, "L2 penalty (>= 0)")
+    clip: float = setting(5.0, "max global gradient norm; 0 = no clipping")
     # The loss that is differentiated: "mean" over all tokens, or "sum_time": summed over the
     # seq_len steps and averaged over the batch, as in Zaremba et al. (2014), whose lr and clip
     # (lr 1, clip 5) assume it; it scales the gradient by seq_len. Reported losses are per token.
-    loss: str = "mean"
-    schedule: str = "constant"  # constant | zaremba | plateau | cosine | step
-    lr_decay: float = 2.0  # zaremba / plateau / step: lr is divided by this
-    decay_after: int = 4  # zaremba: divide every epoch after this epoch
-    decay_every: int = 10000  # step: divide every this many steps
-    min_lr: float = 0.0  # cosine: final lr
-    eval_every: int = 0  # evaluate every N steps; 0 = at each epoch end
-    eval_batch_size: int = 16
-    eval_seq_len: int = 256
-    checkpoint_every: int = 500  # steps between 'last' checkpoints; 0 = only at the end
-    checkpoint_minutes: float = 0.0  # also checkpoint after this many minutes; 0 = off
-    samples: int = 4  # samples printed at evenly spaced points during training
-    sample_length: int = 120
-    max_faults: int = 10  # non-finite losses tolerated before aborting
-    # > 0: stop once the validation accuracy reaches this (checked at every evaluation); 0: never
-    stop_at_accuracy: float = 0.0
-    patience: int = 0  # > 0: also stop after this many steps without a 1-point gain in validation accuracy
-    threads: int = 0  # torch intra-op threads; 0 = auto (rnnlab/threads.py)
-    device: str = "cpu"  # cpu | cuda | auto
-    dtype: str = "float32"  # float32 | float64 (weights, state and optimizer)
+    loss: str = setting("mean", "the differentiated loss: mean over tokens, or summed over time as Zaremba et al.",
+                        ("mean", "sum_time"))
+    schedule: str = setting("constant", "learning-rate schedule", ("constant", "zaremba", "plateau", "cosine", "step"))
+    lr_decay: float = setting(2.0, "zaremba / plateau / step: lr is divided by this (>= 1)")
+    decay_after: int = setting(4, "zaremba: divide every epoch after this epoch")
+    decay_every: int = setting(10000, "step: divide every this many steps")
+    min_lr: float = setting(0.0, "cosine: final lr")
+    eval_every: int = setting(0, "evaluate every N steps; 0 = about ten times over the run's step budget (at each "
+                              "epoch end when it has none)")
+    eval_batch_size: int = setting(16, "streams of the evaluation pass")
+    eval_seq_len: int = setting(256, "tokens per segment of the evaluation pass")
+    checkpoint_every: int = setting(500, "steps between 'last' checkpoints; 0 = only at the end")
+    checkpoint_minutes: float = setting(0.0, "also checkpoint after this many minutes; 0 = off")
+    samples: int = setting(4, "samples printed at evenly spaced points during training")
+    sample_length: int = setting(120, "tokens per sample printed during training")
+    max_faults: int = setting(10, "non-finite losses tolerated before aborting")
+    stop_at_accuracy: float = setting(0.0, "stop once the validation accuracy reaches this (checked at every "
+                                      "evaluation); 0 = never")
+    patience: int = setting(0, "> 0: also stop after this many steps without a 1-point gain in validation accuracy")
+    threads: int = setting(0, "torch intra-op threads; 0 = auto (rnnlab/threads.py)")
+    device: str = setting("cpu", "where to train", ("cpu", "cuda", "auto"))
+    dtype: str = setting("float32", "weights, state and optimizer", ("float32", "float64"))
     # bf16 autocast of the matmuls and the recurrent kernel (weights, optimizer, loss and
     # evaluation stay float32). It pays only on CPUs with native bf16 (AVX512-BF16 / AMX),
     # where it halves the step time; on AVX2-only CPUs it is far slower.
     # off | on (refused without native bf16) | auto (on where native, else off)
-    bf16: str = "off"
-    dist_timeout: float = 60.0  # seconds a process of a distributed run waits for the others
+    bf16: str = setting("off", "bf16 autocast of the matmuls: on (refused without native bf16), auto (where native)",
+                        ("off", "on", "auto"))
+    dist_timeout: float = setting(60.0, "seconds a process of a distributed run waits for the others")
 
 
 @dataclass
 class GenerateConfig:
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    length: int = 200
+    temperature: float = setting(1.0, "sampling temperature; 0 = greedy")
+    top_k: int = setting(0, "sample among the k most likely tokens; 0 = all")
+    top_p: float = setting(1.0, "sample among the most likely tokens whose probability adds up to p (nucleus)")
+    length: int = setting(200, "tokens per sample")
 
 
 @dataclass
@@ -199,6 +221,19 @@ def all_keys() -> list[tuple[str, object, str]]:
         hints = _hints(cls)
         for f in dataclasses.fields(cls):
             rows.append((f"{section}.{f.name}", f.default, hints[f.name].__name__))
+    return rows
+
+
+def describe(cfg: Config) -> list[dict]:
+    """Every setting of `cfg` for `rnnlab config`: {"key", "type", "value", "meaning", "choices"},
+    the meaning and allowed values from the fields' metadata."""
+    rows = [{"key": k, "type": t.__name__, "value": getattr(cfg, k), "meaning": meaning, "choices": ()}
+            for (k, t), meaning in zip(TOP_LEVEL.items(), ("the run's name (runs/NAME-TIMESTAMP)", "one line about it"))]
+    for section, cls in SECTIONS.items():
+        hints = _hints(cls)
+        for f in dataclasses.fields(cls):
+            rows.append({"key": f"{section}.{f.name}", "type": hints[f.name].__name__,
+                         "value": getattr(getattr(cfg, section), f.name), **f.metadata})
     return rows
 
 
@@ -302,11 +337,17 @@ def preset_description(name: str) -> str:
     return read_toml(preset_path(name), f"preset {name}").get("description", "")
 
 
+DEFAULT_PRESET = "grimm-char"  # what `rnnlab train` runs without --preset or --config
+
+
 def load_config(preset: str | None = None, config_file: str | None = None, overrides=()) -> Config:
-    """defaults <- preset <- config file <- --set overrides, then validate."""
+    """defaults <- preset <- config file <- --set overrides, then validate. Without a preset
+    and a file, the preset DEFAULT_PRESET; preset "none": the built-in defaults alone."""
     cfg = Config()
     if preset is None and config_file is None:
-        preset = "grimm-char"
+        preset = DEFAULT_PRESET
+    if preset == "none":  # the built-in defaults below every preset
+        preset = None
     if preset is not None:
         merge(cfg, read_toml(preset_path(preset), f"preset {preset}"), f"preset {preset}")
         cfg.name = preset
@@ -345,27 +386,20 @@ def validate(cfg: Config) -> None:
         for f in dataclasses.fields(cls):
             value = getattr(getattr(cfg, section), f.name)
             _check(not isinstance(value, float) or math.isfinite(value), f"{section}.{f.name} must be a finite number, got {value}")
+            if f.metadata["choices"]:  # model.arch, model.cell, train.optimizer, ... (the fields say which)
+                _choice(f"{section}.{f.name}", value, f.metadata["choices"])
     # The name becomes runs/NAME-TIMESTAMP: a separator would put the run elsewhere ('../../x').
     _check(not any(c in cfg.name for c in "/\\\0"),
            f"name must not contain '/', '\\' or NUL (it names the run directory), got {cfg.name!r}")
-    _choice("model.arch", m.arch, ("rnn", "nplm", "classifier"))
-    _choice("model.activation", m.activation, ("tanh", "linear"))
     _check(m.context >= 1, f"model.context must be >= 1, got {m.context}")
     if m.arch == "nplm":
         _check(not m.tie_weights, "model.arch=nplm does not tie weights (set model.tie_weights=false)")
         _check(not m.direct or m.softmax == "full", "model.direct needs model.softmax=full")
         _check(m.backend == "torch" or m.dropout == 0, "model.arch=nplm with model.backend=numpy has no dropout")
-        _choice("model.reader", m.reader, ("concat", "recurrent"))
         _check(m.reader == "concat" or m.backend == "torch",
                "model.reader=recurrent has no NumPy twin (set model.backend=torch)")
         _check(m.reader == "concat" or not m.direct, "model.direct needs model.reader=concat")
         _check(0 <= m.bptt <= m.context, f"model.bptt must be in [0, model.context={m.context}], got {m.bptt}")
-    _choice("model.cell", m.cell, tuple(cell_registry.CELLS))
-    for option, values in cell_registry.OPTIONS.items():  # nonlinearity, gru_z, gru_reset
-        _choice(f"model.{option}", getattr(m, option), values)
-    _choice("model.bias", m.bias, ("double", "single"))
-    _choice("model.impl", m.impl, ("fused", "explicit"))
-    _choice("model.backend", m.backend, ("torch", "numpy"))
     _check(m.hidden > 0, f"model.hidden must be positive, got {m.hidden}")
     _check(m.layers > 0, f"model.layers must be positive, got {m.layers}")
     _check(m.embed >= 0, f"model.embed must be >= 0 (0 = same as hidden), got {m.embed}")
@@ -373,7 +407,6 @@ def validate(cfg: Config) -> None:
     _check(m.init >= 0.0, f"model.init must be >= 0, got {m.init}")
     if m.tie_weights:
         _check(m.embed in (0, m.hidden), "model.tie_weights needs model.embed equal to model.hidden (or 0)")
-    _choice("model.softmax", m.softmax, ("full", "adaptive"))
     if m.softmax == "adaptive":
         if m.cutoffs != "auto":
             parse_cutoffs(m.cutoffs)
@@ -381,8 +414,6 @@ def validate(cfg: Config) -> None:
         _check(not m.tie_weights, "model.softmax=adaptive cannot tie weights (set model.tie_weights=false)")
         _check(m.backend == "torch", "model.softmax=adaptive needs model.backend=torch")
     validate_task(cfg)
-    _choice("data.level", d.level, ("char", "word"))
-    _choice("data.batcher", d.batcher, ("stream", "window"))
     _check(0.0 < d.valid_fraction < 1.0, f"data.valid_fraction must be in (0, 1), got {d.valid_fraction}")
     _check(0.0 <= d.test_fraction < 1.0 - d.valid_fraction, "data.test_fraction must be >= 0 and leave room for training text")
     _check(d.min_count >= 1, f"data.min_count must be >= 1, got {d.min_count}")
@@ -391,12 +422,6 @@ def validate(cfg: Config) -> None:
     _check(d.max_vocab == 0 or d.max_vocab > specials,
            f"data.max_vocab={d.max_vocab} leaves no token to sample besides the {specials} special token(s); "
            f"use 0 (no limit) or at least {specials + 1}")
-    _choice("train.optimizer", t.optimizer, ("sgd", "adagrad", "rmsprop", "adam"))
-    _choice("train.schedule", t.schedule, ("constant", "zaremba", "plateau", "cosine", "step"))
-    _choice("train.device", t.device, ("cpu", "cuda", "auto"))
-    _choice("train.dtype", t.dtype, ("float32", "float64"))
-    _choice("train.loss", t.loss, ("mean", "sum_time"))
-    _choice("train.bf16", t.bf16, ("off", "on", "auto"))
     _check(t.bf16 != "on" or t.dtype == "float32", "train.bf16 autocasts float32 matmuls; it needs train.dtype=float32")
     _check(t.bf16 != "on" or m.backend == "torch", "train.bf16=on needs model.backend=torch")
     _check(t.dist_timeout > 0, f"train.dist_timeout must be positive, got {t.dist_timeout}")
@@ -415,13 +440,9 @@ def validate(cfg: Config) -> None:
     validate_generation(g.temperature, g.top_k, g.top_p, g.length, prefix="generate.")
 
 
-TASKS = ("palindrome", "frequency", "varlen")
-
-
 def validate_task(cfg: Config) -> None:
     """A sequence task and the classifier go together; the rest of the task's settings are checked here."""
     m, k, t = cfg.model, cfg.task, cfg.train
-    _choice("task.kind", k.kind, ("",) + TASKS)
     _check((m.arch == "classifier") == bool(k.kind), "model.arch=classifier and task.kind go together: "
            f"a sequence task trains a classifier, a text corpus a language model (got model.arch={m.arch}, "
            f"task.kind='{k.kind}')")
@@ -437,9 +458,6 @@ def validate_task(cfg: Config) -> None:
     _check(m.backend == "torch" or m.layers == 1, "model.arch=classifier with model.backend=numpy has one layer "
            "(set model.layers=1)")
     _check(t.loss == "mean", "a sequence task's loss is the mean over sequences: train.loss=mean")
-    _choice("task.sampling", k.sampling, ("regular", "irregular"))
-    _choice("task.encoding", k.encoding, ("onehot", "scalar"))
-    _choice("task.batching", k.batching, ("pad", "bucket", "pack"))
     kernel = cell_registry.get(m.cell).fused_kernel(m.cell_options())
     _check(k.batching != "pack" or (m.impl == "fused" and kernel is not None and m.backend == "torch"),
            "task.batching=pack runs the fused kernel: it needs model.impl=fused, a cell with one "

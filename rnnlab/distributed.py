@@ -192,21 +192,21 @@ def eval_shard(length: int, batch_size: int, rank_: int, world: int) -> tuple[in
     return rank_ * per * n, (rank_ + 1) * per * n + 1, per
 
 
-def evaluate(model, data: np.ndarray, batch_size: int, seq_len: int, device="cpu") -> dict:
-    """`rnnlab.evaluate.evaluate`, each rank scoring its share of the streams."""
+def evaluate(model, data: np.ndarray, batch_size: int, seq_len: int, device="cpu", on_batch=None) -> dict:
+    """`rnnlab.evaluate.evaluate`, each rank scoring its share of the streams (`on_batch`: its progress)."""
     from rnnlab.evaluate import evaluate as evaluate_all
     from rnnlab.evaluate import metrics_from_totals
 
     if not is_active():
-        return evaluate_all(model, data, batch_size, seq_len, device)
+        return evaluate_all(model, data, batch_size, seq_len, device, on_batch)
     piece = eval_shard(len(data), batch_size, rank(), world_size())
     if piece is None:  # e.g. 16 streams on 3 processes: rank 0 does all of it
-        m = evaluate_all(model, data, batch_size, seq_len, device) if is_main() else None
+        m = evaluate_all(model, data, batch_size, seq_len, device, on_batch) if is_main() else None
         box = [m]
         dist.broadcast_object_list(box, src=0)
         return box[0]
     start, stop, streams = piece
-    m = evaluate_all(model, data[start:stop], streams, seq_len, device)
+    m = evaluate_all(model, data[start:stop], streams, seq_len, device, on_batch)
     nll, correct, tokens = all_sum(m["loss"] * m["tokens"], m["accuracy"] * m["tokens"], m["tokens"])
     return metrics_from_totals(nll, round(correct), round(tokens))
 

@@ -12,6 +12,7 @@ set (rnnlab/data/tasks.py): mean loss and accuracy over its sequences.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -28,7 +29,10 @@ def metrics_from_totals(nll: float, correct: int, tokens: int) -> dict:
 
 
 @torch.no_grad()
-def evaluate(model, data: np.ndarray, batch_size: int = 16, seq_len: int = 256, device="cpu") -> dict:
+def evaluate(model, data: np.ndarray, batch_size: int = 16, seq_len: int = 256, device="cpu",
+             on_batch: Callable[[int, int], None] | None = None) -> dict:
+    """The metrics of `model` on the token stream `data`; `on_batch(done, total)` is called after
+    each batch (a progress bar: rnnlab.console.counter)."""
     was_training = model.training
     model.eval()
     batcher = StreamBatcher(data, min(batch_size, max(1, (len(data) - 1) // 2)), seq_len)
@@ -42,6 +46,8 @@ def evaluate(model, data: np.ndarray, batch_size: int = 16, seq_len: int = 256, 
         nll += out.loss.item() * y.numel()
         correct += out.correct.item()
         tokens += y.numel()
+        if on_batch is not None:
+            on_batch(i + 1, batcher.steps_per_epoch)
     model.train(was_training)
     return metrics_from_totals(nll, correct, tokens)
 

@@ -62,6 +62,9 @@ class Progress:
     # {"2": steps run on 2 torch threads, ...}: auto follows the load
     thread_steps: dict = _entry(dict, lambda v: isinstance(v, dict) and all(k.isdigit() and integer()(n)
                                                                          for k, n in v.items()), newer=True)
+    # Steps between evaluations as the run began (train.eval_every, or auto_eval_every's), kept so that a
+    # resumed run evaluates where the uninterrupted one would have; 0 in checkpoints from before auto.
+    eval_every: int = _entry(0, integer(), newer=True)
 
     TOTALS = ("train_nll", "train_correct", "train_tokens")  # stored as one list, "train_totals"
 

@@ -17,18 +17,18 @@ from __future__ import annotations
 import json
 import math
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from rnnlab import checkpoint, distributed, threads
 from rnnlab.bounds import check_model_memory
 from rnnlab.config import Config
+from rnnlab.console import bar as progress_bar
+from rnnlab.console import counter, echo, waiting
 from rnnlab.data.batching import make_batcher
 from rnnlab.data.corpus import Corpus, load_corpus
 from rnnlab.data.tasks import TaskData
@@ -81,6 +81,19 @@ def use_bf16(cfg: Config, device: torch.device) -> bool:
     return t.bf16 == "on"
 
 
+AUTO_EVALS = 10  # train.eval_every = 0: about this many evaluations over a language model's step budget
+
+
+def auto_eval_every(total_steps: int, steps_per_epoch: int, tokens_per_step: int, eval_tokens: int) -> int:
+    """The steps between evaluations for train.eval_every = 0: about AUTO_EVALS evaluations over
+    the budget, whatever its length (so that a short run's curves have points), but never fewer
+    than one per epoch (a budget of 10 or more epochs is evaluated at each epoch end), and no more
+    evaluations than leave the tokens evaluated below the tokens trained on (a large validation
+    set beside a short run: fewer, at least one, the final one)."""
+    evals = max(1, min(AUTO_EVALS, total_steps * tokens_per_step // max(eval_tokens, 1)))
+    return max(1, min(math.ceil(total_steps / evals), steps_per_epoch))
+
+
 class Sampler:
     """The sampling callback: at the given steps, the main process samples
     from the model (Trainer.sample)."""
@@ -102,7 +115,7 @@ class Sampler:
 
 class Trainer:
     def __init__(self, cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True,
-                 overwrite: bool = False, echo=lambda text: tqdm.write(text, file=sys.stderr),
+                 overwrite: bool = False, echo=echo,
                  callbacks: list[Callable[[Trainer], None]] | None = None):
         self.cfg, self.run_dir, self.show_bar, self.echo = cfg, Path(run_dir), progress, echo
         t = cfg.train
@@ -118,7 +131,10 @@ class Trainer:
             stored = checkpoint.load(self.run_dir, "last")
         # A text corpus is read here, once: its vocabulary is built from its train split, and its
         # fingerprint comes from the very text read (a sequence task's data is generated below).
-        self.corpus: Corpus | None = load_corpus(cfg.data) if not cfg.task.kind else None
+        self.corpus: Corpus | None = None
+        if not cfg.task.kind:
+            with waiting(f"reading {cfg.data.path or 'the bundled corpus'}", self.show_bar):
+                self.corpus = load_corpus(cfg.data)
         self.fingerprint = fingerprint(self.corpus, self.bf16)
         if stored and (changes := resume_changes(stored[1], cfg, self.fingerprint)):
             raise UserError(refusal(self.run_dir, changes))
@@ -138,7 +154,8 @@ class Trainer:
         self.governor = threads.configure(t.threads, self.model, t.batch_size)  # 0: auto (rnnlab/threads.py)
         self.names = [n for n, _ in self.model.named_parameters()]
         self.params = [p for _, p in self.model.named_parameters()]
-        self.optimizer = build_optimizer(self.params, t)
+        with waiting("building the optimizer", self.show_bar):  # torch's first optimizer loads torch._dynamo: seconds
+            self.optimizer = build_optimizer(self.params, t)
         self.ddp = distributed.wrap(self.model)  # averages gradients over processes; the model itself in one
         distributed.seed_rank(t.seed)
         self.batcher = distributed.shard(self.task.batcher if self.task is not None else
@@ -151,14 +168,46 @@ class Trainer:
         self.state = self.model.init_state(self.batcher.batch_size) if self.batcher.carries_state else None
         if stored:
             self._restore(*stored)
-        elif distributed.is_main():
+        # Evaluations: every train.eval_every steps; for 0 (auto) as the run began (a checkpoint from before
+        # auto evaluated at each epoch end), else auto_eval_every's (a sequence task's run: each epoch end).
+        self.auto_eval = not t.eval_every
+        if t.eval_every:
+            self.progress.eval_every = t.eval_every
+        elif not self.progress.eval_every:
+            self.progress.eval_every = per_epoch if stored or self.task is not None else auto_eval_every(
+                self.total_steps, per_epoch, t.batch_size * t.seq_len,
+                len(self.corpus.valid) + (len(self.corpus.test) if self.corpus.test is not None else 0))
+        if not stored and distributed.is_main():
             self.lock = prepare(self.run_dir, overwrite=overwrite)
             self._write_run_files()
             self.echo(f"run directory: {self.run_dir}")
+        if stored:
+            self.echo(f"resuming {self.run_dir} at step {self.progress.step:,} (epoch {self.progress.epoch}, "
+                      f"batch {self.progress.index:,} of {per_epoch:,})")
+        self.echo(self.describe())
         # Called after every step with the trainer; `callbacks` replaces the default (samples, train.samples;
         # a classifier has no text to sample).
         default = [Sampler.spread(t.samples, self.total_steps)] if self.vocab is not None else []
         self.callbacks = list(callbacks) if callbacks is not None else default
+
+    def describe(self) -> str:
+        """The line a run starts with: model and parameter count, data and token counts, budget, threads."""
+        t, m = self.cfg.train, self.cfg.model
+        kind, size = m.kind_and_size()
+        model = f"{kind} {size}" if self.task is None or m.arch != "classifier" else f"{kind} classifier, hidden {m.hidden}"
+        if self.task is not None:
+            k = self.cfg.task
+            data = f"task {k.kind}: {k.train_size:,} training sequences an epoch, {k.valid_size:,} valid, {k.test_size:,} test"
+        else:
+            c = self.corpus
+            test = f", {len(c.test):,} test" if c.test is not None else ""
+            data = (f"{c.source}: {len(c.train):,} train, {len(c.valid):,} valid{test} {self.vocab.level}s, "
+                    f"vocabulary {len(self.vocab):,}")
+        budget = f"{self.total_steps:,} steps" + (f" or {t.max_minutes:g} min" if t.max_minutes else "")
+        every = f"evaluating every {self.progress.eval_every:,}"
+        threads_text = f"{t.threads} thread{'s' if t.threads > 1 else ''}" if t.threads else "threads auto"
+        return (f"{model}, {self.model.num_parameters():,} parameters; {data}; {budget} of batch {t.batch_size}"
+                + (f" x {t.seq_len}" if self.task is None else "") + f"; {every}; {threads_text}; time: estimating")
 
     # ----------------------------------------------------------------- files
     def _write_run_files(self) -> None:
@@ -230,8 +279,9 @@ class Trainer:
                 results[split] = evaluate_task(self.model, self.task, split, device=self.device)
         else:
             for split in ["valid"] + (["test"] if self.corpus.test is not None else []):
-                results[split] = distributed.evaluate(self.model, self.corpus.split(split), t.eval_batch_size,
-                                                      t.eval_seq_len, self.device)
+                with counter(f"evaluating {split}", self.show_bar) as on_batch:
+                    results[split] = distributed.evaluate(self.model, self.corpus.split(split), t.eval_batch_size,
+                                                          t.eval_seq_len, self.device, on_batch)
         for split, m in results.items():
             self._record({"step": self.progress.step, "epoch": self.progress.epoch + self.progress.index / self.batcher.steps_per_epoch,
                           "split": split, **m, "lr": self.optimizer.param_groups[0]["lr"], "elapsed": self.progress.elapsed})
@@ -354,11 +404,11 @@ class Trainer:
         t = self.cfg.train
         tokens_per_step = t.batch_size * (t.seq_len if self.task is None else 1)  # a task's: sequences
         last_ckpt_time = time.monotonic()
-        bar = tqdm(total=self.total_steps if self.total_steps < math.inf else None, initial=self.progress.step,
-                   disable=not self.show_bar, unit="step", dynamic_ncols=True, file=sys.stderr, mininterval=0.5)
+        bar = progress_bar(total=self.total_steps if self.total_steps < math.inf else None, initial=self.progress.step,
+                           disable=not self.show_bar, unit="step", dynamic_ncols=True, mininterval=0.5)
         previous_handlers = self._catch_stop_signals()
         start, start_step, start_elapsed = time.monotonic() - self.progress.elapsed, self.progress.step, self.progress.elapsed
-        smooth = None
+        smooth, estimated = None, False
         try:
             while self.progress.step < self.total_steps and self.progress.epoch < t.epochs and not self.progress.early_stop:
                 if t.max_minutes and distributed.agree(self.progress.elapsed >= t.max_minutes * 60):
@@ -371,7 +421,12 @@ class Trainer:
                     rate = (self.progress.step - start_step) * tokens_per_step / max(self.progress.elapsed - start_elapsed, 1e-9)
                     bar.set_postfix_str(_postfix(smooth, self.vocab.level if self.vocab else "task", rate), refresh=False)
                 bar.update(1)
-                if (t.eval_every and self.progress.step % t.eval_every == 0) or (not t.eval_every and epoch_end):
+                if not estimated and self.progress.elapsed - start_elapsed >= ESTIMATE_AFTER:
+                    estimated = True
+                    self._estimate((self.progress.elapsed - start_elapsed) / (self.progress.step - start_step))
+                # (auto: not at the last step, which the final evaluation scores anyway)
+                if self.progress.step % self.progress.eval_every == 0 and not (
+                        self.auto_eval and self.progress.step >= self.total_steps):
                     self._report(self._evaluate())
                 for callback in self.callbacks:
                     callback(self)
@@ -402,15 +457,29 @@ class Trainer:
             summary = self._summary(results, tokens_per_step)
             if distributed.is_main():
                 checkpoint.write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1).encode())
-                from rnnlab.report.plots import plot_run_curves  # matplotlib only when a run ends
+                with waiting("drawing plots/curves.png", self.show_bar):
+                    from rnnlab.report.plots import plot_run_curves  # matplotlib only when a run ends
 
-                plot_run_curves(self.run_dir)
+                    plot_run_curves(self.run_dir)
         except KeyboardInterrupt:
             raise Interrupted(f"interrupted during the final evaluation; resume with: rnnlab train --resume {self.run_dir}") from None
         finally:
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
         return summary
+
+    def _estimate(self, step_seconds: float) -> None:
+        """The time left, from the steps so far (timed once, after ESTIMATE_AFTER seconds)."""
+        t, step = self.cfg.train, self.progress.step
+        left = (self.total_steps - step) * step_seconds
+        if t.max_minutes:
+            left = min(left, max(t.max_minutes * 60 - self.progress.elapsed, 0.0))
+        last, every = min(self.total_steps, step + math.ceil(left / step_seconds)), self.progress.eval_every
+        evals = last // every - step // every  # on the way, then the final one
+        if self.auto_eval and last == self.total_steps and last % every == 0:
+            evals -= 1  # auto skips the last step's: the final evaluation scores it
+        self.echo(f"estimated: {_duration(left)} of training left at {step_seconds * 1000:.0f} ms a step, "
+                  f"plus {evals + 1} evaluation{'s' if evals else ''}")
 
     def _catch_stop_signals(self) -> dict:
         """Ctrl-C and SIGTERM only set a flag; the loop stops at the next step boundary."""
@@ -445,6 +514,13 @@ class Trainer:
                 "tokens_per_s": self.progress.step * tokens_per_step / max(self.progress.elapsed, 1e-9), "faults": self.progress.faults,
                 "bf16": self.bf16, "threads": dict(sorted(self.progress.thread_steps.items(), key=lambda kv: int(kv[0]))),
                 "best_valid_loss": self.progress.best_valid, "final": results}
+
+
+ESTIMATE_AFTER = 3.0  # seconds of training before the time left is estimated (the first steps warm up)
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def _postfix(loss: float, level: str, rate: float) -> str:

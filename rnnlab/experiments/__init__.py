@@ -11,6 +11,11 @@ Trainer: `task.kind`, `model.arch = "classifier"`, early stopping as
 `train.stop_at_accuracy`), the flags every sequence task takes, and the
 writer that leaves NAME.{csv,md,json,png} in the output directory. Each
 experiment module only says what to vary and what to report.
+
+An experiment module's top level imports no torch, numpy or matplotlib (nor
+modules that do): the CLI imports every module to build `rnnlab --help` and
+`rnnlab experiment NAME --help`, which must answer at once
+(tests/test_first_hour.py checks it). Its functions import what they use.
 """
 
 from __future__ import annotations
@@ -25,9 +30,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from tqdm import tqdm
 
 from rnnlab import argtypes as at
 from rnnlab import threads
@@ -89,6 +91,8 @@ def train_task(cfg: Config, run_dir: Path) -> dict:
 def _one_thread() -> None:
     # Workers share the cores: one thread each. OMP_NUM_THREADS=1 is the worker's share of the cores
     # for the auto policy too (rnnlab/threads.py), so a run with train.threads=0 stays on one thread.
+    import torch
+
     os.environ["OMP_NUM_THREADS"] = "1"
     torch.set_num_threads(1)
 
@@ -102,8 +106,10 @@ def run_jobs(train_one: Callable, jobs: list[tuple], cfg, workers: int = 1, prog
     training runs, each seeded by its own arguments, so `workers` > 1 (separate
     processes, one torch thread each, by default one per usable core, so that they never
     oversubscribe the cores) gives the same results, sooner."""
+    from rnnlab.console import bar as progress_bar
+
     workers = min(workers if workers > 0 else threads.usable_cores(), len(jobs))
-    bar = tqdm(total=len(jobs), unit="run", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(jobs), unit="run", disable=not progress, dynamic_ncols=True)
     results = []
     try:
         if workers <= 1:
@@ -192,6 +198,8 @@ def add_task_arguments(p: argparse.ArgumentParser, name: str, jobs: bool = True)
 def task_config(args, config_class):
     """A sequence task's configuration from the shared flags: --quick, --seeds, --hidden (and --threads)."""
     if args.threads:
+        import torch
+
         torch.set_num_threads(args.threads)
     cfg = config_class.quick() if args.quick else config_class()
     if args.seeds is not None:

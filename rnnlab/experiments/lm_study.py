@@ -22,8 +22,6 @@ from rnnlab import safejson
 from rnnlab.config import load_config
 from rnnlab.errors import UserError
 from rnnlab.experiments import command_line, markdown_table, train_unless_finished, write_results
-from rnnlab.report.plots import COLORS, new_figure, save
-from rnnlab.runs import read_jsonl
 
 HELP = "LSTM and GRU language models with and without dropout (Zaremba et al. 2014)"
 MODELS = ("lstm", "lstm-dropout", "gru", "gru-dropout", "gru-dropout-adam")
@@ -42,6 +40,8 @@ DASHES = ("-", "--", "-.", ":", (0, (6, 2)))
 
 def epoch_curves(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
     """Perplexity per evaluation, by split: {split: [(epoch, perplexity), ...]}."""
+    from rnnlab.runs import read_jsonl  # torch: not at import (rnnlab/experiments/__init__.py)
+
     curves: dict[str, list] = {"train": [], "valid": [], "test": []}
     for r in read_jsonl(run_dir / "metrics.jsonl"):
         if r.get("split") in curves:
@@ -75,6 +75,8 @@ def row_for(model: str, run_dir: Path) -> dict:
 
 
 def plot_model(model: str, run_dir: Path) -> Path:
+    from rnnlab.report.plots import COLORS, new_figure, save
+
     fig, (ax,) = new_figure(1, width=5.0)
     for i, (split, points) in enumerate(epoch_curves(run_dir).items()):
         if points:
@@ -85,6 +87,8 @@ def plot_model(model: str, run_dir: Path) -> Path:
 
 
 def plot_overlay(split: str, runs: dict[str, Path], path: Path) -> Path:
+    from rnnlab.report.plots import COLORS, new_figure, save
+
     fig, (ax,) = new_figure(1, width=5.0)
     for i, (model, run_dir) in enumerate(runs.items()):
         points = epoch_curves(run_dir)[split]

@@ -23,12 +23,14 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rnnlab.config import DataConfig, load_config
-from rnnlab.data.corpus import Corpus, load_corpus
 from rnnlab.errors import UserError
 from rnnlab.experiments import command_line, markdown_table, train_unless_finished, write_results
-from rnnlab.ngram.kneser_ney import KneserNey
+
+if TYPE_CHECKING:  # numpy: not at import (rnnlab/experiments/__init__.py)
+    from rnnlab.data.corpus import Corpus
 
 COLUMNS = ["model", "valid_ppl", "test_ppl", "train_minutes"]
 PRESETS = {"linear": "nplm", "tanh": "nplm-tanh"}
@@ -45,13 +47,20 @@ QUICK = ["model.embed=16", "train.batch_size=16", "train.eval_batch_size=16", "t
 QUICK_LINES = {"train": 1000, "valid": 250, "test": 250}  # ~20k training and ~5k evaluation tokens of Brown
 
 
-def kn_row(corpus: Corpus, order: int = 3, discount: float = 0.75) -> dict:
+def kn_row(corpus: Corpus, order: int = 3, discount: float = 0.75, log=print, progress: bool = False) -> dict:
+    from rnnlab.console import counter
+    from rnnlab.ngram.kneser_ney import KneserNey
+
+    log(f"kn{order}: counting the {order}-grams of {len(corpus.train):,} training tokens")
     start = time.perf_counter()
     model = KneserNey(len(corpus.vocab), order, discount).fit(corpus.train)
     minutes = (time.perf_counter() - start) / 60.0
-    test = model.perplexity(corpus.test) if corpus.test is not None and len(corpus.test) > 1 else None
-    return {"model": f"kn{order}", "valid_ppl": model.perplexity(corpus.valid), "test_ppl": test,
-            "train_minutes": minutes}
+    ppl = {}
+    for split, ids in (("valid", corpus.valid), ("test", corpus.test)):
+        if ids is not None and len(ids) > 1:
+            with counter(f"kn{order}: scoring {split}", progress, unit="chunk") as on_chunk:
+                ppl[split] = model.perplexity(ids, on_chunk)
+    return {"model": f"kn{order}", "valid_ppl": ppl["valid"], "test_ppl": ppl.get("test"), "train_minutes": minutes}
 
 
 def row_from_run(name: str, run_dir: Path) -> tuple[dict, dict]:
@@ -69,6 +78,8 @@ def row_from_run(name: str, run_dir: Path) -> tuple[dict, dict]:
 
 def _quick_data(data_dir: Path, out: Path) -> Path:
     """The first lines of each split, as a corpus directory of its own."""
+    from rnnlab.data.corpus import load_corpus
+
     quick = out / "quick-data"
     quick.mkdir(parents=True, exist_ok=True)
     source = load_corpus(DataConfig(path=str(data_dir), level="word")).source
@@ -95,6 +106,8 @@ def run_ngram_experiment(data_dir: str | Path, out_dir: str | Path, hidden_sizes
     activation, for that long. `base`: --set overrides for every model (default
     DEFAULT_BASE). `quick`: a 20k-token training subset, 5k-token evaluation
     subsets and a few seconds per model (for tests; the numbers mean nothing)."""
+    from rnnlab.data.corpus import load_corpus
+
     for a in activations:
         if a not in PRESETS:
             raise UserError(f"activation must be linear or tanh, got '{a}'")
@@ -111,7 +124,7 @@ def run_ngram_experiment(data_dir: str | Path, out_dir: str | Path, hidden_sizes
     log(f"corpus {corpus.source}: {len(corpus.train)} train, {len(corpus.valid)} valid, "
         f"{0 if corpus.test is None else len(corpus.test)} test tokens, vocabulary {len(corpus.vocab)}")
     rows, details = [], []
-    kn = kn_row(corpus)
+    kn = kn_row(corpus, log=log, progress=progress)
     log(f"kn3: valid ppl {kn['valid_ppl']:.1f}, test ppl {kn['test_ppl'] if kn['test_ppl'] is None else round(kn['test_ppl'], 1)}")
     rows.append(kn)
     details.append(dict(kn, kind="interpolated Kneser-Ney, D=0.75"))

@@ -34,7 +34,6 @@ from rnnlab.experiments import (
     workers,
     write_results,
 )
-from rnnlab.runs import read_jsonl
 
 HELP = "SGD, momentum, AdaGrad, RMSprop and Adam at tuned learning rates (char job, palindromes T=20)"
 
@@ -119,6 +118,8 @@ def finished(run_dir: Path, cfg) -> dict | None:
 
 def curve(run_dir: Path) -> list[tuple[int, float]]:
     """(step, validation loss) of every evaluation of a run."""
+    from rnnlab.runs import read_jsonl  # torch: not at import (rnnlab/experiments/__init__.py)
+
     return [(r["step"], r["loss"]) for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("split") == "valid"]
 
 

@@ -21,18 +21,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-
 from rnnlab import argtypes as at
-from rnnlab import safejson
+from rnnlab import cell_registry, safejson
 from rnnlab.errors import UserError
 from rnnlab.experiments import (
     Budget,
     add_task_arguments,
     command_line,
     out_dir,
-    parse_names,
     print_results,
     run_jobs,
     task_config,
@@ -43,6 +39,14 @@ from rnnlab.experiments import (
 )
 
 HELP = "accuracy vs length on the palindrome task, per cell"
+
+
+def __getattr__(name: str):
+    if name == "chrono_init":  # re-exported (where the palindrome study needs it), imported on use: torch
+        from rnnlab.models.classifier import chrono_init
+
+        return chrono_init
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 COLUMNS = ["cell", "length", "accuracy", "std", "min", "max", "seeds", "reached", "steps", "seconds"]
 
@@ -69,10 +73,13 @@ class PalindromeConfig:
 
     def run_config(self, cell: str, length: int, seed: int):
         """The run configuration of one training run (`rnnlab train --config` takes it as TOML too)."""
+        entry, options = cell_registry.resolve(cell)  # an alias (rnn_relu) names a cell and its options
         return task_run_config(f"palindrome-{cell}-T{length}-seed{seed}", {
-            "model.cell": cell, "model.hidden": self.hidden, "model.backend": self.backend,
+            "model.cell": entry.name, **{f"model.{k}": v for k, v in options.items()},
+            "model.hidden": self.hidden, "model.backend": self.backend,
             "model.chrono": length - 1 if self.chrono else 0,
-            "task.kind": "palindrome", "task.length": length, "task.encoding": self.encoding, "task.train_size": self.batch_size * self.budget.check_every,
+            "task.kind": "palindrome", "task.length": length, "task.encoding": self.encoding,
+            "task.train_size": self.batch_size * self.budget.check_every,
             "task.valid_size": self.check_samples, "task.test_size": self.test_samples,
             "train.batch_size": self.batch_size, "train.seed": seed, **self.budget.settings()})
 
@@ -114,7 +121,8 @@ def train_one(cell: str, length: int, seed: int, cfg: PalindromeConfig) -> dict:
 
 def add_arguments(p) -> None:
     add_task_arguments(p, "palindrome")
-    p.add_argument("--cells", help="comma list of cells (default rnn,lstm,gru)")
+    p.add_argument("--cells", type=at.cells,
+                   help="comma list of cells of the cell table, e.g. rnn, rnn_relu, lstm, gru (default rnn,lstm,gru)")
     p.add_argument("--lengths", help="start:stop:step (stop included) or a comma list (default 5:40:5)")
     p.add_argument("--backend", choices=["torch", "numpy"], default="torch")
     p.add_argument("--max-steps", type=at.positive, help="step budget per training run")
@@ -133,7 +141,10 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     cfg = task_config(args, PalindromeConfig)
     if args.cells:
-        cfg.cells = parse_names(args.cells, ("rnn", "lstm", "gru"))
+        timed = [c for c in args.cells if cell_registry.get(c).needs_times]
+        if timed:
+            raise UserError(f"--cells: {', '.join(timed)} needs timestamps, which the palindrome task has not")
+        cfg.cells = args.cells
     if args.lengths:
         cfg.lengths = parse_lengths(args.lengths)
     cfg.backend = args.backend
@@ -159,6 +170,8 @@ def run(args) -> int:
 
 def measure(cfg: PalindromeConfig, out: Path, command: str, progress: bool = True,
             workers: int = 1) -> tuple[list[dict], dict]:
+    import numpy as np
+
     jobs = [(c, T, s) for c in cfg.cells for T in cfg.lengths for s in range(cfg.seeds)]
     results: dict[tuple, list[dict]] = {}
     start = time.perf_counter()
@@ -185,6 +198,8 @@ def first_below(rows: list[dict], cell: str, level: float = 0.5) -> int | None:
 
 
 def summary(rows: list[dict], cfg: PalindromeConfig, wall: float, workers: int = 1) -> str:
+    import torch
+
     b = cfg.budget
     lines = ["Where each cell falls below 50% accuracy (chance is 10%):", ""]
     for cell in cfg.cells:

@@ -26,13 +26,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-import torch
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from rnnlab import argtypes as at
-from rnnlab.data.tasks import TaskBatcher, VarlenSpec
 from rnnlab.experiments import (
     add_task_arguments,
     command_line,
@@ -44,10 +40,19 @@ from rnnlab.experiments import (
     write_results,
 )
 
+if TYPE_CHECKING:
+    from rnnlab.data.tasks import VarlenSpec
+
 HELP = "pad vs bucket vs pack batching of variable-length sequences"
 
 COLUMNS = ["strategy", "pad_fraction", "seqs_per_s", "accuracy", "std", "seeds", "train_seconds"]
 STRATEGIES = ("pad", "bucket", "pack")
+
+
+def _spec(**settings) -> VarlenSpec:
+    from rnnlab.data.tasks import VarlenSpec  # torch: not at import (rnnlab/experiments/__init__.py)
+
+    return VarlenSpec(**settings)
 
 
 @dataclass
@@ -62,13 +67,13 @@ class VarlenConfig:
     optimizer: str = "adam"
     lr: float = 3e-3
     clip: float = 5.0
-    spec: VarlenSpec = field(default_factory=VarlenSpec)
+    spec: VarlenSpec = field(default_factory=lambda: _spec())
     runs: Path = Path("runs/experiments/varlen/runs")  # where each training run's directory goes
 
     @classmethod
     def quick(cls) -> VarlenConfig:
         return cls(hidden=16, batch_size=32, epochs=1, train_size=256, test_size=128,
-                   spec=VarlenSpec(median=12, sigma=0.8, min_len=2, max_len=60))
+                   spec=_spec(median=12, sigma=0.8, min_len=2, max_len=60))
 
     def run_config(self, strategy: str, seed: int):
         """One strategy's run: the same seed, hence the same initial weights and training set, for every
@@ -86,6 +91,8 @@ class VarlenConfig:
 
 def pad_fraction(cfg, epochs: int) -> float:
     """Padded / processed positions over the training batches of `epochs` epochs (pack pads none)."""
+    from rnnlab.data.tasks import TaskBatcher
+
     if cfg.task.batching == "pack":
         return 0.0
     batcher = TaskBatcher(cfg.task, cfg.train.batch_size, cfg.train.seed)
@@ -127,8 +134,12 @@ def run(args) -> int:
 
 
 def measure(cfg: VarlenConfig, out: Path, command: str, progress: bool = True) -> tuple[list[dict], dict]:
+    import numpy as np
+
+    from rnnlab.console import bar as progress_bar
+
     start = time.perf_counter()
-    bar = tqdm(total=cfg.seeds * len(cfg.strategies), unit="run", disable=not progress,
+    bar = progress_bar(total=cfg.seeds * len(cfg.strategies), unit="run", disable=not progress,
                dynamic_ncols=True, desc="varlen")
     per_seed = [run_seed(seed, cfg, bar) for seed in range(cfg.seeds)]
     bar.close()
@@ -147,6 +158,8 @@ def measure(cfg: VarlenConfig, out: Path, command: str, progress: bool = True) -
 
 
 def summary(rows: list[dict], cfg: VarlenConfig, wall: float) -> str:
+    import torch
+
     by = {r["strategy"]: r for r in rows}
     lines = []
     if "pad" in by:
