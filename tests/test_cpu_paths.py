@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import torch
+
 from rnnlab.trainer import native_bf16
 
 AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
