@@ -51,8 +51,8 @@ class ModelConfig:
     bias: str = "double"  # double: b_ih and b_hh (PyTorch); single: b_ih only
     impl: str = "fused"  # fused: torch.nn.LSTM/GRU/RNN kernels where the cell has one; explicit: the cell equations
     backend: str = "torch"  # torch | numpy
-    forget_bias: float = 0.0  # lstm/phased_lstm: added to the forget gate's bias at initialisation
-    # classifier, lstm/gru: > 0 is chrono init of the carry gate's bias for this horizon in steps
+    forget_bias: float = 0.0  # added to the forget gate's bias at initialisation (cells with one: lstm, ...)
+    # classifier, a gated cell: > 0 is chrono init of the carry gate's bias for this horizon in steps
     # (Tallec & Ollivier 2018; models/classifier.py:chrono_init); 0: PyTorch's init
     chrono: int = 0
     # Output layer. full: softmax over the vocabulary. adaptive: Grave et al.'s adaptive softmax
@@ -358,6 +358,8 @@ def validate(cfg: Config) -> None:
     _choice("model.cell", m.cell, tuple(cell_registry.CELLS))
     for option, values in cell_registry.OPTIONS.items():  # nonlinearity, gru_z, gru_reset
         _choice(f"model.{option}", getattr(m, option), values)
+    _check(not m.forget_bias or cell_registry.CELLS[m.cell].forget_gate, f"model.forget_bias needs a cell with a "
+           f"forget gate ({', '.join(n for n, c in cell_registry.CELLS.items() if c.forget_gate)}); {m.cell} has none")
     _choice("model.bias", m.bias, ("double", "single"))
     _choice("model.impl", m.impl, ("fused", "explicit"))
     _choice("model.backend", m.backend, ("torch", "numpy"))
