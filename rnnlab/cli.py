@@ -171,8 +171,10 @@ def _add_numpy_parsers(sub) -> None:
     p.add_argument("--seed", type=at.seed, default=0)
     p.add_argument("--gru-by-hand", action="store_true",
                    help="instead: the hand-derived dE2/dW of a bias-free reset-before GRU next to autograd's")
+    from rnnlab import cell_registry  # the cell table: no torch, no NumPy
+
     p = sub.add_parser("params", help="closed-form parameter count of a recurrent stack, checked against the models")
-    p.add_argument("--cell", required=True, choices=["rnn", "lstm", "gru"])
+    p.add_argument("--cell", required=True, choices=list(cell_registry.CELLS))
     p.add_argument("--input", type=at.positive, required=True, metavar="M", help="input size")
     p.add_argument("--hidden", type=at.positive, required=True, metavar="N", help="hidden units")
     p.add_argument("--layers", type=at.positive, default=1)
@@ -205,8 +207,10 @@ def _add_experiment_parsers(sub) -> None:
     k.add_argument("--alpha", type=at.nonnegative_number, default=0.0, help="leak while closed (1e-3 in training; default 0)")
     k.add_argument("--periods", type=at.positive_number, default=3.0, help="periods to draw (default 3)")
     k.add_argument("--out", default="kgate.png", help="PNG file (default kgate.png)")
-    c = kinds.add_parser("cell", help="a diagram of one LSTM or GRU step, with the cell's equations")
-    c.add_argument("--cell", required=True, choices=["lstm", "gru"])
+    from rnnlab import cell_registry  # the cell table: no torch, no NumPy
+
+    c = kinds.add_parser("cell", help="a diagram of one cell's step, with the cell's equations")
+    c.add_argument("--cell", required=True, choices=list(cell_registry.CELLS))
     c.add_argument("--gru-z", choices=["old", "new"], default="old", help="the GRU's z convention (default old)")
     c.add_argument("--out", required=True, help="image file; .png or .svg")
 
@@ -459,15 +463,23 @@ def cmd_gradcheck(args) -> int:
 def cmd_params(args) -> int:
     import torch
 
+    from rnnlab import cell_registry
+    from rnnlab.models.stack import RecurrentStack
     from rnnlab.numpy import count_params
 
     count, formula = count_params(args.cell, args.input, args.hidden, args.layers, args.bias)
-    module = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[args.cell](
-        args.input, args.hidden, args.layers)
-    actual = sum(p.numel() for n, p in module.named_parameters() if args.bias == "double" or "bias_hh" not in n)
+    kernel = cell_registry.get(args.cell).fused_kernel({})  # torch.lstm, torch.rnn_tanh, ...: nn.LSTM, nn.RNN
+    if kernel:
+        module = getattr(torch.nn, kernel.split("_")[0].upper())(args.input, args.hidden, args.layers)
+        where = f"torch.nn.{type(module).__name__}"
+        actual = sum(p.numel() for n, p in module.named_parameters() if args.bias == "double" or "bias_hh" not in n)
+    else:  # no PyTorch module computes it: the cell's own layers (rnnlab/models)
+        module = RecurrentStack(args.cell, args.input, args.hidden, args.layers, bias=args.bias)
+        where = f"{args.layers} × {type(module.layers[0]).__name__}"
+        actual = sum(p.numel() for p in module.parameters())
     print(f"{args.cell}, input {args.input}, hidden {args.hidden}, {args.layers} layer(s), {args.bias} bias:")
     print(f"  {formula}")
-    print(f"  counted in torch.nn.{type(module).__name__}: {actual:,} ({'matches' if actual == count else 'MISMATCH'})")
+    print(f"  counted in {where}: {actual:,} ({'matches' if actual == count else 'MISMATCH'})")
     return 0 if actual == count else 1
 
 

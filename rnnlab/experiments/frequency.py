@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from rnnlab import argtypes as at
+from rnnlab import cell_registry
 from rnnlab.data.tasks import FrequencySpec
 from rnnlab.experiments import (
     Budget,
@@ -90,7 +91,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     cfg = task_config(args, FrequencyConfig)
     if args.cells:
-        cfg.cells = parse_names(args.cells, ("lstm", "gru", "rnn", "phased_lstm"))
+        cfg.cells = parse_names(args.cells, tuple(cell_registry.CELLS))
     if args.max_steps is not None:
         cfg.budget.max_steps = args.max_steps
     cfg.runs = out_dir(args) / "runs"

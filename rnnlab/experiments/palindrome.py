@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from rnnlab import argtypes as at
+from rnnlab import cell_registry
 from rnnlab.errors import UserError
 from rnnlab.experiments import (
     Budget,
@@ -116,7 +117,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     cfg = task_config(args, PalindromeConfig)
     if args.cells:
-        cfg.cells = parse_names(args.cells, ("rnn", "lstm", "gru"))
+        cfg.cells = parse_names(args.cells, tuple(cell_registry.CELLS))
     if args.lengths:
         cfg.lengths = parse_lengths(args.lengths)
     cfg.backend = args.backend
