@@ -49,8 +49,8 @@ class CellsConfig:
     cells: list[str] = field(default_factory=default_cells)
     reference: str = "lstm"  # every cell gets this cell's parameter count
     preset: str = "grimm-char"
-    seconds: float = 120.0  # training wall time per cell on the char job
-    eval_every: int = 100  # steps between validation evaluations (the curves)
+    seconds: float = 240.0  # training wall time per cell on the char job
+    eval_every: int = 40  # steps between validation evaluations (the curves)
     char_settings: list[str] = field(default_factory=lambda: [
         "train.schedule=constant", "train.bf16=off", "train.samples=0", "train.max_steps=1000000",
         "train.checkpoint_every=1000000"])
@@ -228,7 +228,7 @@ def plot(rows: list[dict], cfg: CellsConfig, path: Path) -> None:
 def add_arguments(p) -> None:
     p.add_argument("--out", help="output directory (default: runs/experiments/cells)")
     p.add_argument("--cells", help="comma list of cells of the cell table (default: every cell without timestamps)")
-    p.add_argument("--seconds", type=at.positive_number, help="training wall time per cell on the char job (default 120)")
+    p.add_argument("--seconds", type=at.positive_number, help="training wall time per cell on the char job (default 240)")
     p.add_argument("--lengths", help="palindrome lengths, a comma list (default 10,25)")
     p.add_argument("--quick", action="store_true", help="a tiny version (seconds), as the tests run it")
     p.add_argument("--threads", type=at.threads, default=1, help="torch threads (default 1)")
