@@ -38,7 +38,7 @@ class ModelConfig:
     # recurrent: one layer of `cell` (hidden units) reads the c embeddings in order, its last h is the hidden layer
     reader: str = "concat"  # concat | recurrent
     bptt: int = 0  # nplm, reader=recurrent: backpropagate through the last k of the c steps only; 0: all c
-    cell: str = "lstm"  # rnn | lstm | gru | phased_lstm (rnnlab/cell_registry.py)
+    cell: str = "lstm"  # rnn | lstm | gru | phased_lstm | mgu | mingru | minlstm (rnnlab/cell_registry.py)
     hidden: int = 128  # units per recurrent layer
     layers: int = 2  # stacked recurrent layers
     embed: int = 0  # embedding size; 0 means "same as hidden"
