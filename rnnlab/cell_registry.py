@@ -5,8 +5,11 @@ PyTorch layer and its NumPy layer, its gate blocks (the row order of
 `weight_ih`/`weight_hh`), how many state tensors it carries, which model
 options it reads (and their allowed values, default first), the PyTorch
 fused kernel that computes it (if any, per option setting), whether it
-gates on timestamps, whether the NumPy sampling step implements it, and the
-option settings ("variants") that the tests and `rnnlab gradcheck` cover.
+gates on timestamps, whether it has recurrent weights at all, which gate
+keeps the memory (`model.forget_bias`) and which biases chrono init sets, the
+NumPy sampling step (if any), and the option settings ("variants") that the
+tests and `rnnlab gradcheck` cover. Nothing else in rnnlab decides anything
+by a cell's name: an unknown name is an error (`resolve`).
 
 Configuration validation, the recurrent stack, the sampling stepper, the
 gradient check, the parameter counts and the tests read this table; adding
@@ -25,6 +28,20 @@ from importlib import import_module
 
 
 @dataclass(frozen=True)
+class Chrono:
+    """The biases chrono init (Tallec & Ollivier 2018; models/classifier.py:chrono_init) sets:
+    b = log(1 + u (horizon − 2)), u ~ U(0, 1) per unit, on the input bias of `gate`, the gate
+    that decides between keeping the state and overwriting it. `keeps`: True where an open gate
+    keeps the state (the LSTM's f: its bias is +b), False where an open gate overwrites it (the
+    MGU's f, minGRU's z: −b). `opposite`: a gate set to the negative of the gate's bias (the
+    LSTM's input gate i). The hidden-side biases of these gates are zeroed."""
+
+    gate: str
+    keeps: bool = True
+    opposite: str | None = None
+
+
+@dataclass(frozen=True)
 class Cell:
     name: str
     torch_layer: str  # "module:Class" of the explicit PyTorch layer (rnnlab/models)
@@ -39,7 +56,14 @@ class Cell:
     unit_params: tuple[str, ...] = ()  # per-unit vectors [H] besides the gate matrices (Phased LSTM: tau, ...)
     layer_kwargs: tuple[str, ...] = ()  # further constructor arguments the layers take (not model options)
     needs_times: bool = False  # forward takes timestamps [T, B]
-    stepper: bool = False  # rnnlab/models/stepper.py has its NumPy sampling step
+    # False: the gates read only x_t (weight_ih and bias_ih; no weight_hh, no bias_hh, whatever
+    # model.bias says), so the layer runs the whole sequence as one parallel scan (minGRU, minLSTM)
+    recurrent_weights: bool = True
+    forget_gate: str | None = None  # the gate that keeps the memory when open: model.forget_bias is added to its bias
+    chrono: Callable[[dict], Chrono | None] = lambda options: None  # per option setting; None: no gate to set
+    # "module:Class" of the NumPy sampling step (rnnlab/models/stepper.py runs it); None: generation
+    # runs the PyTorch model one token at a time
+    stepper: str | None = None
     variants: tuple[tuple[str, dict], ...] = ()  # (label, options) that tests and gradcheck run
 
     def defaults(self) -> dict:
@@ -54,9 +78,20 @@ class Cell:
     def numpy_class(self):
         return _load(self.numpy_layer)
 
+    def stepper_class(self):
+        if self.stepper is None:
+            raise ValueError(f"the cell table names no NumPy sampling step for {self.name}")
+        return _load(self.stepper)
+
+    def chrono_gates(self, options: dict) -> Chrono | None:
+        return self.chrono({**self.defaults(), **options})
+
     def count_params(self, m: int, n: int, bias: str) -> int:
         """Parameters of one layer, input size m, n units: G(mn + n² + b·n) + u·n,
-        b = 1 (single bias) or 2 (double), u = len(unit_params)."""
+        b = 1 (single bias) or 2 (double), u = len(unit_params); G(mn + n) + u·n
+        without recurrent weights."""
+        if not self.recurrent_weights:
+            return len(self.gates) * (m * n + n) + len(self.unit_params) * n
         nbias = 1 if bias == "single" else 2
         return len(self.gates) * (m * n + n * n + nbias * n) + len(self.unit_params) * n
 
@@ -75,23 +110,39 @@ CELLS: dict[str, Cell] = {
     for cell in (
         Cell("rnn", "rnnlab.models.cells:RNNLayer", "rnnlab.numpy.cells:RNNLayer", gates=("h",), n_states=1,
              options={"nonlinearity": ("tanh", "relu")},
-             kernel=lambda o: f"rnn_{o['nonlinearity']}", stepper=True,
+             kernel=lambda o: f"rnn_{o['nonlinearity']}", stepper="rnnlab.models.stepper:RNNStep",
              variants=(("rnn_tanh", {"nonlinearity": "tanh"}), ("rnn_relu", {"nonlinearity": "relu"}))),
         Cell("lstm", "rnnlab.models.cells:LSTMLayer", "rnnlab.numpy.cells:LSTMLayer",
-             gates=("i", "f", "g", "o"), n_states=2, kernel=lambda o: "lstm", stepper=True,
+             gates=("i", "f", "g", "o"), n_states=2, kernel=lambda o: "lstm", stepper="rnnlab.models.stepper:LSTMStep",
+             forget_gate="f", chrono=lambda o: Chrono("f", keeps=True, opposite="i"),
              variants=(("lstm", {}),)),
         # PyTorch's and cuDNN's kernels apply the reset gate after the recurrent product,
         # r ⊙ (W_hn h + b_hn); Cho et al.'s "before", W_hn (r ⊙ h) + b_hn, has no kernel.
         Cell("gru", "rnnlab.models.cells:GRULayer", "rnnlab.numpy.cells:GRULayer", gates=("r", "z", "n"), n_states=1,
              options={"gru_z": ("old", "new"), "gru_reset": ("after", "before")},
-             kernel=lambda o: "gru" if o["gru_reset"] == "after" else None, stepper=True,
+             kernel=lambda o: "gru" if o["gru_reset"] == "after" else None, stepper="rnnlab.models.stepper:GRUStep",
+             # z keeps h_{t-1} when open with gru_z="old" (h = (1 − z) n + z h), overwrites it with "new"
+             chrono=lambda o: Chrono("z", keeps=o["gru_z"] == "old"),
              variants=(("gru_old", {"gru_z": "old"}), ("gru_new", {"gru_z": "new"}),
                        ("gru_reset_before", {"gru_reset": "before"}),
                        ("gru_new_reset_before", {"gru_z": "new", "gru_reset": "before"}))),
         Cell("phased_lstm", "rnnlab.models.phased:PhasedLSTMLayer", "rnnlab.numpy.cells:PhasedLSTMLayer",
              gates=("i", "f", "g", "o"), n_states=2, unit_params=("tau", "shift", "r_on"),
              layer_kwargs=("leak", "tau_log_range", "r_on_init"), needs_times=True,
+             forget_gate="f", chrono=lambda o: Chrono("f", keeps=True, opposite="i"),
              variants=(("phased_lstm", {}),)),
+        # Minimal gated unit (Zhou et al. 2016): one gate f, which overwrites h when open.
+        Cell("mgu", "rnnlab.models.mgu:MGULayer", "rnnlab.numpy.mgu:MGULayer", gates=("f", "h"), n_states=1,
+             chrono=lambda o: Chrono("f", keeps=False), stepper="rnnlab.models.mgu:MGUStep",
+             variants=(("mgu", {}),)),
+        # Feng et al. 2024: gates of x_t only, trained as a parallel scan (rnnlab/models/minimal.py).
+        Cell("mingru", "rnnlab.models.minimal:MinGRULayer", "rnnlab.numpy.minimal:MinGRULayer", gates=("z", "h"),
+             n_states=1, recurrent_weights=False, chrono=lambda o: Chrono("z", keeps=False),
+             stepper="rnnlab.models.minimal:MinGRUStep", variants=(("mingru", {}),)),
+        Cell("minlstm", "rnnlab.models.minimal:MinLSTMLayer", "rnnlab.numpy.minimal:MinLSTMLayer",
+             gates=("f", "i", "h"), n_states=1, recurrent_weights=False, forget_gate="f",
+             chrono=lambda o: Chrono("f", keeps=True, opposite="i"),
+             stepper="rnnlab.models.minimal:MinLSTMStep", variants=(("minlstm", {}),)),
     )
 }
 

@@ -184,9 +184,11 @@ def _add_numpy_parsers(sub) -> None:
     p.add_argument("--seed", type=at.seed, default=0)
     p.add_argument("--gru-by-hand", action="store_true",
                    help="instead: the hand-derived dE2/dW of a bias-free reset-before GRU next to autograd's")
+
     p = sub.add_parser("params", help="closed-form parameter count of a recurrent stack, checked against the models")
     p.add_argument("--cell", required=True, type=at.cell,
-                   help="a cell of the cell table with a torch.nn counterpart: rnn (rnn_tanh, rnn_relu), lstm, gru")
+                   help="a cell of the cell table (rnnlab/cell_registry.py); checked against torch.nn where it "
+                        "has a fused kernel, else against the cell's own PyTorch layers")
     p.add_argument("--input", type=at.positive, required=True, metavar="M", help="input size")
     p.add_argument("--hidden", type=at.positive, required=True, metavar="N", help="hidden units")
     p.add_argument("--layers", type=at.positive, default=1)
@@ -494,25 +496,29 @@ def cmd_gradcheck(args) -> int:
     return 0 if max(r["max_rel_error"] for r in rows) <= 1e-6 else 1
 
 
-TORCH_NN = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}  # cell (rnnlab/cell_registry.py) -> its torch.nn module
 
 
 def cmd_params(args) -> int:
     import torch
 
     from rnnlab import cell_registry
+    from rnnlab.models.stack import RecurrentStack
     from rnnlab.numpy import count_params
 
-    cell = cell_registry.get(args.cell).name  # rnn_relu -> rnn: the same count
-    if cell not in TORCH_NN:
-        raise UserError(f"--cell {args.cell}: torch.nn has no {cell} to check the count against; "
-                        f"one of {', '.join(TORCH_NN)} (or an alias of one)")
     count, formula = count_params(args.cell, args.input, args.hidden, args.layers, args.bias)
-    module = getattr(torch.nn, TORCH_NN[cell])(args.input, args.hidden, args.layers)
-    actual = sum(p.numel() for n, p in module.named_parameters() if args.bias == "double" or "bias_hh" not in n)
+    entry, options = cell_registry.resolve(args.cell)  # an alias (rnn_relu) names a cell and its options
+    kernel = entry.fused_kernel(options)  # torch.lstm, torch.rnn_tanh, ...: nn.LSTM, nn.RNN
+    if kernel:
+        module = getattr(torch.nn, kernel.split("_")[0].upper())(args.input, args.hidden, args.layers)
+        where = f"torch.nn.{type(module).__name__}"
+        actual = sum(p.numel() for n, p in module.named_parameters() if args.bias == "double" or "bias_hh" not in n)
+    else:  # no PyTorch module computes it: the cell's own layers (rnnlab/models)
+        module = RecurrentStack(entry.name, args.input, args.hidden, args.layers, bias=args.bias)
+        where = f"{args.layers} × {type(module.layers[0]).__name__}"
+        actual = sum(p.numel() for p in module.parameters())
     print(f"{args.cell}, input {args.input}, hidden {args.hidden}, {args.layers} layer(s), {args.bias} bias:")
     print(f"  {formula}")
-    print(f"  counted in torch.nn.{type(module).__name__}: {actual:,} ({'matches' if actual == count else 'MISMATCH'})")
+    print(f"  counted in {where}: {actual:,} ({'matches' if actual == count else 'MISMATCH'})")
     return 0 if actual == count else 1
 
 

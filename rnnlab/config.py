@@ -13,6 +13,7 @@ import functools
 import math
 import tomllib
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,10 +25,17 @@ from rnnlab.bounds import MAX_LENGTH, MAX_SEED, PARALLEL_PER_CPU, max_parallel
 from rnnlab.errors import UserError
 
 
-def setting(default, meaning: str, choices: tuple = ()):
+def setting(default, meaning: str, choices: tuple | Callable[[], tuple] = ()):
     """A configuration field: its default, what it means and, for a fixed set of values, the allowed
-    ones (default first). `rnnlab config` prints the meaning and the values; validate() checks the values."""
+    ones (default first), or a function giving them when asked (model.cell: the cell table's cells).
+    `rnnlab config` prints the meaning and the values; validate() checks the values."""
     return field(default=default, metadata={"meaning": meaning, "choices": choices})
+
+
+def choices_of(f) -> tuple:
+    """The allowed values of a `setting` field (() where any value of its type is allowed)."""
+    choices = f.metadata.get("choices", ())
+    return choices() if callable(choices) else choices
 
 
 @dataclass
@@ -46,7 +54,7 @@ class ModelConfig:
     reader: str = setting("concat", "nplm: hidden layer over the concatenated embeddings, or a `cell` reading them",
                           ("concat", "recurrent"))
     bptt: int = setting(0, "nplm, reader=recurrent: backpropagate through the last k of the c steps only; 0: all c")
-    cell: str = setting("lstm", "the recurrent cell (rnnlab/cell_registry.py)", tuple(cell_registry.CELLS))
+    cell: str = setting("lstm", "the recurrent cell (rnnlab/cell_registry.py)", lambda: tuple(cell_registry.CELLS))
     hidden: int = setting(128, "units per recurrent layer")
     layers: int = setting(2, "stacked recurrent layers")
     embed: int = setting(0, "embedding size; 0 = same as hidden")
@@ -62,8 +70,9 @@ class ModelConfig:
     impl: str = setting("fused", "fused: torch.nn.LSTM/GRU/RNN kernels where the cell has one; explicit: the cell "
                         "equations", ("fused", "explicit"))
     backend: str = setting("torch", "the recurrent layers in PyTorch or the NumPy reference", ("torch", "numpy"))
-    forget_bias: float = setting(0.0, "lstm/phased_lstm: added to the forget gate's bias at initialisation")
-    # classifier, lstm/gru: > 0 is chrono init of the carry gate's bias for this horizon in steps
+    forget_bias: float = setting(0.0, "added to the forget gate's bias at initialisation (cells with one, "
+                                 "as the cell table says: lstm, phased_lstm, ...)")
+    # classifier, a gated cell: > 0 is chrono init of the carry gate's bias for this horizon in steps
     # (Tallec & Ollivier 2018; models/classifier.py:chrono_init); 0: PyTorch's init
     chrono: int = setting(0, "classifier, lstm/gru: > 0: chrono init of the carry gate's bias for this horizon "
                           "in steps; 0: off")
@@ -233,7 +242,8 @@ def describe(cfg: Config) -> list[dict]:
         hints = _hints(cls)
         for f in dataclasses.fields(cls):
             rows.append({"key": f"{section}.{f.name}", "type": hints[f.name].__name__,
-                         "value": getattr(getattr(cfg, section), f.name), **f.metadata})
+                         "value": getattr(getattr(cfg, section), f.name), "meaning": f.metadata["meaning"],
+                         "choices": choices_of(f)})
     return rows
 
 
@@ -386,8 +396,8 @@ def validate(cfg: Config) -> None:
         for f in dataclasses.fields(cls):
             value = getattr(getattr(cfg, section), f.name)
             _check(not isinstance(value, float) or math.isfinite(value), f"{section}.{f.name} must be a finite number, got {value}")
-            if f.metadata["choices"]:  # model.arch, model.cell, train.optimizer, ... (the fields say which)
-                _choice(f"{section}.{f.name}", value, f.metadata["choices"])
+            if choices := choices_of(f):  # model.arch, model.cell, train.optimizer, ... (the fields say which)
+                _choice(f"{section}.{f.name}", value, choices)
     # The name becomes runs/NAME-TIMESTAMP: a separator would put the run elsewhere ('../../x').
     _check(not any(c in cfg.name for c in "/\\\0"),
            f"name must not contain '/', '\\' or NUL (it names the run directory), got {cfg.name!r}")
@@ -400,6 +410,8 @@ def validate(cfg: Config) -> None:
                "model.reader=recurrent has no NumPy twin (set model.backend=torch)")
         _check(m.reader == "concat" or not m.direct, "model.direct needs model.reader=concat")
         _check(0 <= m.bptt <= m.context, f"model.bptt must be in [0, model.context={m.context}], got {m.bptt}")
+    _check(not m.forget_bias or cell_registry.CELLS[m.cell].forget_gate, f"model.forget_bias needs a cell with a "
+           f"forget gate ({', '.join(n for n, c in cell_registry.CELLS.items() if c.forget_gate)}); {m.cell} has none")
     _check(m.hidden > 0, f"model.hidden must be positive, got {m.hidden}")
     _check(m.layers > 0, f"model.layers must be positive, got {m.layers}")
     _check(m.embed >= 0, f"model.embed must be >= 0 (0 = same as hidden), got {m.embed}")

@@ -6,7 +6,8 @@ here without being named: a new entry gets these tests by existing.
 * where the table names a fused kernel, the fused stack equals the explicit
   one; where it names none, the stack runs the explicit layers;
 * the closed-form parameter count equals both layers' parameters;
-* the layers have the table's gate blocks and state count.
+* the layers have the table's gate blocks and state count, and recurrent
+  weights exactly where the table says so.
 The gradient check over the same table is in test_numpy_gradcheck.py.
 """
 
@@ -117,7 +118,13 @@ def test_layers_have_the_tables_gates_and_states(label):
     H = 5
     torch_layer = cell_registry.torch_layer(cell.name, 3, H, **options)
     numpy_layer = cell_registry.numpy_layer(cell.name, 3, H, **options)
-    assert torch_layer.weight_hh.shape[0] == len(cell.gates) * H == numpy_layer.param_shapes()["weight_hh"][0]
+    assert torch_layer.weight_ih.shape[0] == len(cell.gates) * H == numpy_layer.param_shapes()["weight_ih"][0]
+    # a cell without recurrent weights has neither weight_hh nor bias_hh, in both backends
+    recurrent = {"weight_hh"} if cell.recurrent_weights else set()
+    assert {n for n, _ in torch_layer.named_parameters()} & {"weight_hh", "bias_hh"} == recurrent | (
+        {"bias_hh"} if cell.recurrent_weights else set())
+    assert set(numpy_layer.param_shapes()) & {"weight_hh", "bias_hh"} == recurrent | (
+        {"bias_hh"} if cell.recurrent_weights else set())
     assert torch_layer.n_states == cell.n_states == numpy_layer.n_states
     assert {name for name, p in torch_layer.named_parameters() if p.dim() == 1 and name.startswith(cell.unit_params)} \
         == set(cell.unit_params)
@@ -142,7 +149,7 @@ def test_gru_reset_before_differs_from_after_and_each_equals_its_numpy_twin():
 
 
 def test_unknown_cells_and_options_are_refused():
-    with pytest.raises(ValueError, match="expected one of rnn, lstm, gru, phased_lstm"):
+    with pytest.raises(ValueError, match="expected one of rnn, lstm, gru, phased_lstm, mgu, mingru, minlstm"):
         cell_registry.get("lstmx")
     with pytest.raises(ValueError, match="gru_reset must be one of after, before"):
         cell_registry.resolve("gru", {"gru_reset": "middle"})

@@ -174,19 +174,19 @@ def test_config_shows_meanings_choices_and_the_default_presets_values(capsys):
 def test_every_setting_has_a_meaning_and_its_choices_are_what_validate_accepts():
     import dataclasses
 
-    from rnnlab.config import SECTIONS, Config, apply, describe, validate
+    from rnnlab.config import SECTIONS, Config, apply, choices_of, describe, validate
 
     for row in describe(Config()):
         assert row["meaning"], row["key"]
     for section, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
-            for value in f.metadata["choices"]:
+            for value in choices_of(f):
                 cfg = Config()
                 apply(cfg, f"{section}.{f.name}", value)
                 if f"{section}.{f.name}" in ("model.arch", "task.kind"):
                     continue  # these two go together (validate_task); each value is checked by its own tests
                 validate(cfg)
-            if f.metadata["choices"]:
+            if choices_of(f):
                 cfg = Config()
                 apply(cfg, f"{section}.{f.name}", "nonsense")
                 with pytest.raises(UserError, match=f"{section}.{f.name} must be one of"):

@@ -10,7 +10,7 @@ from conftest import REPO
 
 GUIDE = REPO / "docs" / "guide"
 TOPICS = ["bptt", "gates", "lstm-vs-gru", "parameter-counts", "gru-gradients", "variable-length",
-          "optimizers", "dropout", "neural-ngram", "time-gate", "sampling"]
+          "optimizers", "dropout", "neural-ngram", "time-gate", "sampling", "minimal-cells"]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 # rnnlab/models/cells.py:95 or rnnlab/numpy/cells.py:205-230 (a path with a directory, then a line)
 LINE_REF = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)+[\w.-]+\.\w+):(\d+)(?:-(\d+))?")

@@ -44,6 +44,7 @@ EXPERIMENTS = {
     "frequency": "rnnlab.experiments.frequency",
     "varlen": "rnnlab.experiments.varlen",
     "optimizers": "rnnlab.experiments.optimizers",
+    "cells": "rnnlab.experiments.cells",
 }
 
 

@@ -58,7 +58,7 @@ class SequenceClassifier(nn.Module):
         if cfg.chrono:
             for layer in model.rnn.layers:
                 with torch.no_grad():
-                    chrono_init(cfg.cell, layer.bias_ih, layer.bias_hh, cfg.chrono, torch.rand(cfg.hidden))
+                    chrono_init(cfg.cell, layer.bias_ih, layer.bias_hh, cfg.chrono, torch.rand(cfg.hidden), **options)
         return model
 
     def _numpy_rnn(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,28 +116,33 @@ class SequenceClassifier(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def chrono_init(cell: str, bias_ih, bias_hh, horizon: int, u) -> None:
+def chrono_init(cell: str, bias_ih, bias_hh, horizon: int, u, **options) -> None:
     """Chrono initialization (Tallec & Ollivier 2018) of a gated cell's biases, in place:
     the carry gate's bias is log(U(1, horizon − 1)), so at init units keep their
     state for 1 to `horizon` steps instead of about 2 (σ(0) = ½ per step).
 
-        LSTM (rows i, f, g, o): b_f = log(1 + u (horizon − 2)), b_i = −b_f
-        GRU  (rows r, z, n; h = (1 − z) n + z h_prev): b_z = log(1 + u (horizon − 2))
+        b = log(1 + u (horizon − 2)),  u ~ U(0, 1) per unit
+        LSTM (rows i, f, g, o): b_f = b, b_i = −b
+        GRU  (rows r, z, n; h = (1 − z) n + z h_prev, gru_z="old"): b_z = b
+        MGU, minGRU (an open gate overwrites h): b_f = −b, b_z = −b
 
-    `u` ~ U(0, 1) per unit; the RNN has no gate, so it is left alone.
+    Which gate, its sign and its opposite come from the cell table (`Cell.chrono`,
+    rnnlab/cell_registry.py); the hidden-side biases of those gates are zeroed. A cell
+    the table gives no such gate (the RNN) is left alone; an unknown cell is a ValueError.
     """
-    if cell not in ("lstm", "gru"):
+    spec, chosen = cell_registry.resolve(cell, options)
+    gates = spec.chrono_gates(chosen)
+    if gates is None:
         return
     H = len(u)
     if isinstance(bias_ih, torch.Tensor):
         b = torch.log1p(torch.as_tensor(u) * max(horizon - 2, 0)).to(bias_ih.dtype)
     else:
         b = np.log1p(np.asarray(u) * max(horizon - 2, 0)).astype(bias_ih.dtype)
-    rows = slice(H, 2 * H)  # f (LSTM) and z (GRU) are both the second block
-    bias_ih[rows] = b
-    if bias_hh is not None:
-        bias_hh[rows] = 0.0
-    if cell == "lstm":
-        bias_ih[:H] = -b
+    for gate, value in ((gates.gate, b if gates.keeps else -b), (gates.opposite, -b if gates.keeps else b)):
+        if gate is None:
+            continue
+        rows = slice(spec.gates.index(gate) * H, (spec.gates.index(gate) + 1) * H)
+        bias_ih[rows] = value
         if bias_hh is not None:
-            bias_hh[:H] = 0.0
+            bias_hh[rows] = 0.0

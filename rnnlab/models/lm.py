@@ -71,10 +71,12 @@ class LanguageModel(nn.Module):
             if cell.unit_params:  # Phased LSTM periods must stay positive: their own init
                 for layer in self.rnn.layers:
                     layer.reset_time_parameters()
-        if cfg.forget_bias and "f" in cell.gates:
+        if cfg.forget_bias and cell.forget_gate:
             # Gers et al. 2000, Jozefowicz et al. 2015: a positive forget-gate bias lets
-            # the cell keep its memory from the first step.
-            f = cell.gates.index("f") * cfg.hidden
+            # the cell keep its memory from the first step. The cell table names the gate that
+            # keeps the memory when open (the LSTM's f); a cell without one (the MGU, whose f
+            # overwrites) is refused by config validation.
+            f = cell.gates.index(cell.forget_gate) * cfg.hidden
             with torch.no_grad():
                 for layer in self.rnn.layers:
                     layer.bias_ih[f : f + cfg.hidden] += cfg.forget_bias

@@ -42,7 +42,7 @@ class RecurrentStack(nn.Module):
         self.impl = "fused" if impl == "fused" and self.kernel else "explicit"
 
     def init_state(self, batch_size: int) -> tuple[torch.Tensor, ...]:
-        p = self.layers[0].weight_hh
+        p = self.layers[0].weight_ih
         return tuple(p.new_zeros(self.num_layers, batch_size, self.hidden) for _ in range(self.n_states))
 
     def forward(self, x: torch.Tensor, state: tuple | None = None, times: torch.Tensor | None = None):

@@ -42,8 +42,9 @@ class NumpyLanguageModel:
     Args:
         vocab_size, embed, hidden, layers: sizes (embed 0/None = hidden, as
             ``ModelConfig.embed``).
-        cell: "lstm", "gru", "rnn" (with ``nonlinearity``), "rnn_tanh",
-            "rnn_relu" or "phased_lstm".
+        cell: a cell of the cell table (rnnlab/cell_registry.py: "lstm", "gru",
+            "rnn" with ``nonlinearity``, "phased_lstm", "mgu", "mingru", "minlstm")
+            or an alias ("rnn_tanh", "rnn_relu").
         dropout: inverted-dropout probability on non-recurrent connections.
         tie_weights: decoder uses ``embedding.weight`` (needs embed == hidden).
         init: "default", None or 0 -> PyTorch's defaults (embedding N(0, 1);

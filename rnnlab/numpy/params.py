@@ -7,7 +7,9 @@ per-unit vectors of n (the Phased LSTM's tau, shift and r_on: u = 3):
     single bias:  G(mn + n² + n) + u·n          double bias:  G(mn + n² + 2n) + u·n
 
 G and u come from the cell table (rnnlab/cell_registry.py): G = 1 (RNN),
-3 (GRU), 4 (LSTM, Phased LSTM). Layers after the first have m = n.
+2 (MGU, minGRU), 3 (GRU, minLSTM), 4 (LSTM, Phased LSTM). Layers after the
+first have m = n. A cell without recurrent weights (minGRU, minLSTM) has
+W_ih and one bias only, whatever the bias mode: G(mn + n) + u·n.
 PyTorch's nn.RNN/GRU/LSTM use two bias vectors, i.e. the "double" count.
 """
 
@@ -35,7 +37,7 @@ def count_params(cell: str, input: int, hidden: int, layers: int = 1,
     tail = f" + {u}n" if u else ""
 
     def term(first: str) -> str:
-        inner = f"{first} + n² + {bias_term}"
+        inner = f"{first} + n² + {bias_term}" if spec.recurrent_weights else f"{first} + n"
         return (f"({inner})" if g == 1 else f"{g}({inner})") + tail
 
     formula = term("mn")
