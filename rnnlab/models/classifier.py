@@ -53,8 +53,9 @@ class SequenceClassifier(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, input_size: int, classes: int, vocab: int) -> SequenceClassifier:
+        options = cfg.cell_options()
         model = cls(cfg.cell, input_size, cfg.hidden, classes, vocab, cfg.layers, cfg.impl, cfg.backend, cfg.bias,
-                    cfg.dropout, **cfg.cell_options())
+                    cfg.dropout, **options)
         if cfg.chrono:
             for layer in model.rnn.layers:
                 with torch.no_grad():
