@@ -349,6 +349,7 @@ def test_deeply_nested_json_in_a_run_is_one_line(run, capsys, plant, argv, fragm
     (lambda m: m.update(logs={"../../etc/passwd.jsonl": 0}), "'logs' names '../../etc/passwd.jsonl'"),
     (lambda m: m.update(optimizer=[]), "'optimizer' has an invalid value"),
     (lambda m: m.update(fingerprint={"corpus": [], "bf16": False}), "'fingerprint' has an invalid value"),
+    (lambda m: m.pop("fingerprint"), "'fingerprint' is missing"),  # issue 21: the corpus check was skipped
 ])
 def test_forged_checkpoint_metadata_is_refused_with_one_line(run, capsys, change, fragment):
     for tag in ("last", "best"):
@@ -598,3 +599,36 @@ def test_a_long_stop_string_is_refused_above_the_bound_and_costs_little_below_it
 
     plain, long_stop = seconds(""), seconds("\x01" * MAX_STOP)
     assert long_stop < 2 * plain + 0.5, (plain, long_stop)  # the same sampling and an O(1) matcher step a character
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda m: m.update(index=10**6), "'index' 1000000 is outside an epoch of"),  # issue 21: a traceback
+    (lambda m: m.update(epoch=10**6), "'epoch' 1000000 and 'index'"),
+    (lambda m: m.update(best_accuracy_step=m["step"] + 1), "'best_accuracy_step' (5) is more than 'step' (4)"),
+    (lambda m: m.update(faults=m["step"] + 1), "'faults' (5) is more than 'step' (4)"),
+    (lambda m: m.update(consecutive_faults=1), "'consecutive_faults' (1) is more than 'faults' (0)"),
+    (lambda m: m.update(thread_steps={"1": m["step"] + 1}), "'thread_steps' (5) is more than 'step' (4)"),
+])
+def test_forged_positions_in_a_checkpoint_are_refused_on_resume(run, capsys, change, fragment):
+    """Break 3: every position field is checked against the run's batches an epoch and its step count."""
+    resign(run, change)
+    code, err = run_cli(["train", "--resume", run, "--no-progress", *sets("train.max_steps=6")], capsys)
+    one_error(code, err, f"the 'last' checkpoint in {run} cannot be resumed: {fragment}")
+
+
+def test_a_forged_integer_tensor_is_refused_with_one_line(run, capsys):
+    """Break 3: a checkpoint whose embedding is int64 (valid safetensors, checksums recomputed) loaded and
+    trained; every tensor's dtype is now checked: uint8 for RNG states, floating point for the rest."""
+    from safetensors.torch import load_file, save_file
+
+    where = json.loads((run / "checkpoints" / "last.json").read_text())
+    path = run / "checkpoints" / where["dir"] / checkpoint.TENSORS
+    tensors = load_file(str(path))
+    name = next(k for k in tensors if k.startswith("model.") and "embed" in k)
+    tensors[name] = tensors[name].round().long()
+    save_file(tensors, str(path))
+    resign(run, lambda m: m.update(sha256=checkpoint._sha256(path)))
+    for argv in (["train", "--resume", run, "--no-progress", *sets("train.max_steps=6")],
+                 ["generate", run, "--checkpoint", "last", "--length", "3"]):
+        code, err = run_cli(argv, capsys)
+        one_error(code, err, f"{name} has dtype int64, expected float32 or float64")
