@@ -632,3 +632,57 @@ def test_a_forged_integer_tensor_is_refused_with_one_line(run, capsys):
                  ["generate", run, "--checkpoint", "last", "--length", "3"]):
         code, err = run_cli(argv, capsys)
         one_error(code, err, f"{name} has dtype int64, expected float32 or float64")
+
+
+SIGNALS_DURING_TRAINING = """
+import os, signal, sys, threading, time
+from rnnlab import cli, train
+count, signum, gap = int(sys.argv[1]), getattr(signal, sys.argv[2]), float(sys.argv[3])
+real = train.Trainer.train_step
+def send():
+    for _ in range(count):
+        os.kill(os.getpid(), signum)
+        time.sleep(gap)
+def train_step(self):
+    if self.progress.step == 2:
+        if gap:
+            threading.Thread(target=send).start()
+        else:
+            send()  # both signals arrive inside this step, before any checkpoint
+    return real(self)
+train.Trainer.train_step = train_step
+sys.exit(cli.main(sys.argv[4:]))
+"""
+
+
+def _signalled_run(tmp_path, corpus, count: int, signum: str, gap: float, *extra: str):
+    run = tmp_path / "run"
+    argv = ["train", *sets(f"data.path={corpus}", *TINY, "train.max_steps=100000", "train.threads=1", *extra),
+            "--run-dir", str(run), "--no-progress"]
+    done = subprocess.run([sys.executable, "-c", SIGNALS_DURING_TRAINING, str(count), signum, str(gap), *argv],
+                          env=ENV, capture_output=True, text=True, timeout=120)
+    return run, done
+
+
+def test_two_sigints_before_any_checkpoint_do_not_promise_a_resume(tmp_path, corpora):
+    """Break 7: the second SIGINT quits inside step 3, before anything was saved: the line says that nothing
+    can be resumed (it used to print "resume with: rnnlab train --resume ...")."""
+    run, done = _signalled_run(tmp_path, corpora[0], 2, "SIGINT", 0.0, "train.checkpoint_every=0")
+    assert done.returncode == 130, done.stderr
+    assert not checkpoint.exists(run, "last")
+    assert done.stderr.splitlines()[-1] == (f"rnnlab: interrupted; no checkpoint was written yet, so nothing can be "
+                                            f"resumed: start again (--run-dir {run} --overwrite reuses the directory)")
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_three_sigterms_10_ms_apart_always_end_with_status_130_and_a_true_line(tmp_path, corpora, trial):
+    """Break 7: the third SIGTERM arrived after the handlers were restored and killed the process (status -15).
+    Whichever signal lands where, the run ends with 130, and offers a resume exactly when a checkpoint exists."""
+    run, done = _signalled_run(tmp_path, corpora[0], 3, "SIGTERM", 0.01)
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    last = done.stderr.splitlines()[-1]
+    if checkpoint.exists(run, "last"):
+        checkpoint.load(run)  # complete and readable
+        assert last.endswith(f"; resume with: rnnlab train --resume {run}"), last
+    else:
+        assert "nothing can be resumed" in last, last
