@@ -20,8 +20,11 @@ one-line reason, as the CLI prints it (bounds: rnnlab/bounds.py).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -235,8 +238,23 @@ def train(preset: str | None = None, overrides: Mapping[str, Any] | None = None,
         from rnnlab.runs import default_run_dir
 
         run_dir = default_run_dir(cfg.name)
-    train_config(cfg, Path(run_dir), progress=progress, overwrite=overwrite)
+    with _own_signal_handlers():  # an interrupted run leaves Ctrl-C ignored until the process ends; not here
+        train_config(cfg, Path(run_dir), progress=progress, overwrite=overwrite)
     return Run(run_dir)
+
+
+@contextlib.contextmanager
+def _own_signal_handlers():
+    """The caller's SIGINT and SIGTERM handlers, as they were, after training however it ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
 
 
 def load(run_dir: str | Path, checkpoint: str = "best") -> Run:

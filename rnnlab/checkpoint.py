@@ -185,6 +185,7 @@ def load(run_dir: Path, tag: str = "last") -> tuple[dict[str, torch.Tensor], dic
 
 
 READ_ATTEMPTS = 5
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 
 
 def _pointer_bytes(pointer: Path) -> bytes | None:
@@ -229,6 +230,11 @@ def _load_once(run_dir: Path, tag: str) -> tuple[dict[str, torch.Tensor], dict]:
         tensors = load_file(str(path))  # safetensors: a header and raw bytes, no code is ever run
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{what} is not a valid safetensors file: {e}") from None
+    for k, v in tensors.items():  # rnnlab writes RNG states as bytes and everything else in floating point
+        wanted = (torch.uint8,) if k.startswith("rng.") else FLOAT_DTYPES
+        if v.dtype not in wanted:
+            raise UserError(f"{what}: {k} has dtype {str(v.dtype).removeprefix('torch.')}, expected "
+                            + " or ".join(str(d).removeprefix("torch.") for d in wanted))
     bad = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad is not None:  # never written by rnnlab (save refuses them): a forged or damaged file
         raise UserError(f"{what} has non-finite values in {bad}")
@@ -258,7 +264,7 @@ SCHEMA = {
     "parameters": (False, _int()),
     "optimizer": (False, lambda v: isinstance(v, dict)),
     "schedule": (False, lambda v: isinstance(v, dict)),
-    "fingerprint": (False, _fingerprint),
+    "fingerprint": (True, _fingerprint),  # required: without it resuming could not check the corpus
     "logs": (False, lambda v: isinstance(v, dict) and all(isinstance(k, str) and _int()(n) for k, n in v.items())),
 }
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -554,6 +556,23 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "generate": cmd_generate, "pre
             "data": cmd_data, "inspect": cmd_inspect, "sweep": cmd_sweep}
 
 
+def _stop_on_signals() -> None:
+    """SIGTERM ends a command like Ctrl-C (KeyboardInterrupt: a message and status 130, not a
+    kill by signal), and so does the first of several: the ones that follow are ignored while
+    the process is on its way out. Training catches both signals itself (rnnlab/train.py)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    received = []
+
+    def stop(signum, frame):
+        received.append(signum)
+        if len(received) == 1:
+            raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -566,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     warnings.formatwarning = lambda message, category, *rest: f"rnnlab: warning: {message}\n"
+    if argv is None:  # the process's own command line (not a caller's, a test's or a script's)
+        _stop_on_signals()
     try:
         return COMMANDS[args.command](args)
     except UserError as e:

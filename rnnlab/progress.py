@@ -78,6 +78,22 @@ class Progress:
         meta["train_totals"] = list(self.totals() if totals is None else totals)
         return meta
 
+    def out_of_bounds(self, steps_per_epoch: int) -> str | None:
+        """What in a position read from a checkpoint cannot be where its run stands (a forged
+        or damaged one), or None. Every step moves `index` on by one, wrapping into `epoch`."""
+        if not 0 <= self.index < steps_per_epoch:
+            return f"'index' {self.index} is outside an epoch of {steps_per_epoch} batches"
+        if self.epoch * steps_per_epoch + self.index > self.step:
+            return (f"'epoch' {self.epoch} and 'index' {self.index} are further than 'step' {self.step} "
+                    f"can reach ({steps_per_epoch} batches an epoch)")
+        for name, value, limit in (("best_accuracy_step", self.best_accuracy_step, "step"),
+                                   ("faults", self.faults, "step"),
+                                   ("consecutive_faults", self.consecutive_faults, "faults"),
+                                   ("thread_steps", sum(self.thread_steps.values()), "step")):
+            if value > getattr(self, limit):
+                return f"'{name}' ({value}) is more than '{limit}' ({getattr(self, limit)})"
+        return None
+
     @classmethod
     def from_meta(cls, meta: dict) -> Progress:
         """Raises KeyError / TypeError / ValueError on metadata that lacks or garbles a field. Fields

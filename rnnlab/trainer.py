@@ -165,6 +165,7 @@ class Trainer:
         self.schedule = Schedule(t, self.total_steps)
         self.progress = Progress()  # position and bookkeeping; all of it goes into the checkpoint
         self.saved_step, self.stop_requested = -1, False
+        self.signalled = self.quitting = False  # a stop signal came / a second one: leaving now
         self.state = self.model.init_state(self.batcher.batch_size) if self.batcher.carries_state else None
         if stored:
             self._restore(*stored)
@@ -257,6 +258,9 @@ class Trainer:
             self.schedule.load(meta["schedule"])
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
             raise UserError(f"the 'last' checkpoint in {self.run_dir} cannot be resumed: missing or invalid {e}") from None
+        problem = self.progress.out_of_bounds(self.batcher.steps_per_epoch)
+        if problem:
+            raise UserError(f"the 'last' checkpoint in {self.run_dir} cannot be resumed: {problem}")
         self.saved_step = self.progress.step
         # Whatever the killed run logged after this checkpoint is recomputed.
         if distributed.is_main():
@@ -438,12 +442,11 @@ class Trainer:
                     bar.close()
                     if self.saved_step != self.progress.step:
                         self._save("last")
-                    raise Interrupted(f"interrupted at step {self.progress.step}; resume with: rnnlab train --resume {self.run_dir}")
+                    raise Interrupted(self._interrupted(f"interrupted at step {self.progress.step}"))
         except KeyboardInterrupt:  # a second Ctrl-C: quit now, the last checkpoint written stays valid
-            raise Interrupted(f"interrupted; resume from the last checkpoint with: rnnlab train --resume {self.run_dir}") from None
+            raise Interrupted(self._interrupted("interrupted")) from None
         finally:
-            for signum, handler in previous_handlers.items():
-                signal.signal(signum, handler)
+            self._release_stop_signals(previous_handlers)
             bar.close()
         if self.saved_step != self.progress.step:
             # Saved before the final evaluation: resuming a finished run (or one
@@ -462,10 +465,9 @@ class Trainer:
 
                     plot_run_curves(self.run_dir)
         except KeyboardInterrupt:
-            raise Interrupted(f"interrupted during the final evaluation; resume with: rnnlab train --resume {self.run_dir}") from None
+            raise Interrupted(self._interrupted("interrupted during the final evaluation")) from None
         finally:
-            for signum, handler in previous_handlers.items():
-                signal.signal(signum, handler)
+            self._release_stop_signals(previous_handlers)
         return summary
 
     def _estimate(self, step_seconds: float) -> None:
@@ -481,17 +483,37 @@ class Trainer:
         self.echo(f"estimated: {_duration(left)} of training left at {step_seconds * 1000:.0f} ms a step, "
                   f"plus {evals + 1} evaluation{'s' if evals else ''}")
 
+    def _interrupted(self, what: str) -> str:
+        """The line for an interrupted run: how to resume it only where a checkpoint can be resumed."""
+        if checkpoint.exists(self.run_dir, "last"):
+            return f"{what}; resume with: rnnlab train --resume {self.run_dir}"
+        return (f"{what}; no checkpoint was written yet, so nothing can be resumed: start again "
+                f"(--run-dir {self.run_dir} --overwrite reuses the directory)")
+
     def _catch_stop_signals(self) -> dict:
-        """Ctrl-C and SIGTERM only set a flag; the loop stops at the next step boundary."""
+        """Ctrl-C and SIGTERM only set a flag; the loop stops at the next step boundary. A second
+        one quits at once (KeyboardInterrupt); any later one, while the process is on its way
+        out, is ignored, so that it always ends with its message and status 130."""
         if threading.current_thread() is not threading.main_thread():
             return {}  # signals can only be caught in the main thread
 
         def request_stop(signum, frame):
+            self.signalled = True
+            if self.quitting:
+                return
             if self.stop_requested:
+                self.quitting = True
                 raise KeyboardInterrupt
             self.stop_requested = True
 
         return {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _release_stop_signals(self, previous: dict) -> None:
+        """Give the signals back to their previous handlers, unless one came: then the run is
+        ending and further ones are ignored (a restored default SIGTERM would kill the process
+        before it says where the run stands; rnnlab.train restores the caller's handlers)."""
+        for signum, handler in previous.items():
+            signal.signal(signum, _ignore_signal if self.signalled else handler)
 
     def _report(self, results: dict) -> None:
         v = results["valid"]
@@ -521,6 +543,10 @@ ESTIMATE_AFTER = 3.0  # seconds of training before the time left is estimated (t
 
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def _ignore_signal(signum, frame) -> None:
+    """Installed once a stop signal came: the run is already on its way out."""
 
 
 def _postfix(loss: float, level: str, rate: float) -> str:

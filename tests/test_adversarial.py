@@ -349,6 +349,7 @@ def test_deeply_nested_json_in_a_run_is_one_line(run, capsys, plant, argv, fragm
     (lambda m: m.update(logs={"../../etc/passwd.jsonl": 0}), "'logs' names '../../etc/passwd.jsonl'"),
     (lambda m: m.update(optimizer=[]), "'optimizer' has an invalid value"),
     (lambda m: m.update(fingerprint={"corpus": [], "bf16": False}), "'fingerprint' has an invalid value"),
+    (lambda m: m.pop("fingerprint"), "'fingerprint' is missing"),  # issue 21: the corpus check was skipped
 ])
 def test_forged_checkpoint_metadata_is_refused_with_one_line(run, capsys, change, fragment):
     for tag in ("last", "best"):
@@ -598,3 +599,90 @@ def test_a_long_stop_string_is_refused_above_the_bound_and_costs_little_below_it
 
     plain, long_stop = seconds(""), seconds("\x01" * MAX_STOP)
     assert long_stop < 2 * plain + 0.5, (plain, long_stop)  # the same sampling and an O(1) matcher step a character
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda m: m.update(index=10**6), "'index' 1000000 is outside an epoch of"),  # issue 21: a traceback
+    (lambda m: m.update(epoch=10**6), "'epoch' 1000000 and 'index'"),
+    (lambda m: m.update(best_accuracy_step=m["step"] + 1), "'best_accuracy_step' (5) is more than 'step' (4)"),
+    (lambda m: m.update(faults=m["step"] + 1), "'faults' (5) is more than 'step' (4)"),
+    (lambda m: m.update(consecutive_faults=1), "'consecutive_faults' (1) is more than 'faults' (0)"),
+    (lambda m: m.update(thread_steps={"1": m["step"] + 1}), "'thread_steps' (5) is more than 'step' (4)"),
+])
+def test_forged_positions_in_a_checkpoint_are_refused_on_resume(run, capsys, change, fragment):
+    """Break 3: every position field is checked against the run's batches an epoch and its step count."""
+    resign(run, change)
+    code, err = run_cli(["train", "--resume", run, "--no-progress", *sets("train.max_steps=6")], capsys)
+    one_error(code, err, f"the 'last' checkpoint in {run} cannot be resumed: {fragment}")
+
+
+def test_a_forged_integer_tensor_is_refused_with_one_line(run, capsys):
+    """Break 3: a checkpoint whose embedding is int64 (valid safetensors, checksums recomputed) loaded and
+    trained; every tensor's dtype is now checked: uint8 for RNG states, floating point for the rest."""
+    from safetensors.torch import load_file, save_file
+
+    where = json.loads((run / "checkpoints" / "last.json").read_text())
+    path = run / "checkpoints" / where["dir"] / checkpoint.TENSORS
+    tensors = load_file(str(path))
+    name = next(k for k in tensors if k.startswith("model.") and "embed" in k)
+    tensors[name] = tensors[name].round().long()
+    save_file(tensors, str(path))
+    resign(run, lambda m: m.update(sha256=checkpoint._sha256(path)))
+    for argv in (["train", "--resume", run, "--no-progress", *sets("train.max_steps=6")],
+                 ["generate", run, "--checkpoint", "last", "--length", "3"]):
+        code, err = run_cli(argv, capsys)
+        one_error(code, err, f"{name} has dtype int64, expected float32 or float64")
+
+
+SIGNALS_DURING_TRAINING = """
+import os, signal, sys, threading, time
+from rnnlab import cli, train
+count, signum, gap = int(sys.argv[1]), getattr(signal, sys.argv[2]), float(sys.argv[3])
+real = train.Trainer.train_step
+def send():
+    for _ in range(count):
+        os.kill(os.getpid(), signum)
+        time.sleep(gap)
+def train_step(self):
+    if self.progress.step == 2:
+        if gap:
+            threading.Thread(target=send).start()
+        else:
+            send()  # both signals arrive inside this step, before any checkpoint
+    return real(self)
+train.Trainer.train_step = train_step
+sys.exit(cli.main(sys.argv[4:]))
+"""
+
+
+def _signalled_run(tmp_path, corpus, count: int, signum: str, gap: float, *extra: str):
+    run = tmp_path / "run"
+    argv = ["train", *sets(f"data.path={corpus}", *TINY, "train.max_steps=100000", "train.threads=1", *extra),
+            "--run-dir", str(run), "--no-progress"]
+    done = subprocess.run([sys.executable, "-c", SIGNALS_DURING_TRAINING, str(count), signum, str(gap), *argv],
+                          env=ENV, capture_output=True, text=True, timeout=120)
+    return run, done
+
+
+def test_two_sigints_before_any_checkpoint_do_not_promise_a_resume(tmp_path, corpora):
+    """Break 7: the second SIGINT quits inside step 3, before anything was saved: the line says that nothing
+    can be resumed (it used to print "resume with: rnnlab train --resume ...")."""
+    run, done = _signalled_run(tmp_path, corpora[0], 2, "SIGINT", 0.0, "train.checkpoint_every=0")
+    assert done.returncode == 130, done.stderr
+    assert not checkpoint.exists(run, "last")
+    assert done.stderr.splitlines()[-1] == (f"rnnlab: interrupted; no checkpoint was written yet, so nothing can be "
+                                            f"resumed: start again (--run-dir {run} --overwrite reuses the directory)")
+
+
+@pytest.mark.parametrize("trial", range(3))
+def test_three_sigterms_10_ms_apart_always_end_with_status_130_and_a_true_line(tmp_path, corpora, trial):
+    """Break 7: the third SIGTERM arrived after the handlers were restored and killed the process (status -15).
+    Whichever signal lands where, the run ends with 130, and offers a resume exactly when a checkpoint exists."""
+    run, done = _signalled_run(tmp_path, corpora[0], 3, "SIGTERM", 0.01)
+    assert done.returncode == 130, (done.returncode, done.stderr)
+    last = done.stderr.splitlines()[-1]
+    if checkpoint.exists(run, "last"):
+        checkpoint.load(run)  # complete and readable
+        assert last.endswith(f"; resume with: rnnlab train --resume {run}"), last
+    else:
+        assert "nothing can be resumed" in last, last

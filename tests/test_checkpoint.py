@@ -26,7 +26,7 @@ def tensors(seed: int) -> dict[str, torch.Tensor]:
 
 def meta(step: int) -> dict:
     return {"step": step, "vocab": {"level": "char", "tokens": ["<unk>", "a", "é", "\n"]}, "best_valid": float("inf"),
-            "config": {"model": {"hidden": 5}}}
+            "config": {"model": {"hidden": 5}}, "fingerprint": {"corpus": {}, "bf16": False}}
 
 
 def save(run: Path, step: int, tag: str = "last") -> dict[str, torch.Tensor]:
