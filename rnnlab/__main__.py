@@ -1,3 +1,4 @@
+from rnnlab import distributed
 from rnnlab.cli import main
 
-raise SystemExit(main())
+distributed.exit_process(main())  # SystemExit, or _exit in a process of a distributed run

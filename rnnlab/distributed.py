@@ -23,6 +23,17 @@ processes that divides train.batch_size.
 A process that crashes closes its connections and the others fail at their
 next collective; one that stalls makes them fail after train.dist_timeout
 seconds. `guard` turns either into one line instead of a hang.
+
+Exit. destroy_process_group does not stop gloo's threads (pt_gloo_runloop,
+gloo_tcp_loop) once DDP has wrapped a model: DDP keeps references to the
+process group that nothing releases, so the threads run until the process
+ends. A process that then finalizes the interpreter and runs the C++ static
+destructors beside them can abort ("terminate called without an active
+exception", SIGABRT), and the launcher then stops the other processes, seen
+as an interruption of rank 0 during its final evaluation. So a process that
+joined a group leaves through `exit_process`: output flushed, then _exit,
+without tearing down the interpreter under those threads. Every file a run
+writes is closed (and checkpoints fsynced) before that point.
 """
 
 from __future__ import annotations
@@ -31,9 +42,11 @@ import datetime
 import logging
 import os
 import re
+import signal
 import sys
 import uuid
 from contextlib import contextmanager
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -43,6 +56,7 @@ from rnnlab import threads
 from rnnlab.errors import Interrupted, UserError
 
 _timeout_s = 0.0  # train.dist_timeout of the current process group, for messages
+_joined = False  # this process joined a process group (its threads outlive it: see `exit_process`)
 
 
 # ------------------------------------------------------------- who am I
@@ -71,7 +85,7 @@ def is_main() -> bool:
 def setup(device: torch.device, timeout_s: float) -> None:
     """Join the process group that torchrun described in the environment
     (gloo on CPU, NCCL on GPU). Nothing happens in a single process."""
-    global _timeout_s
+    global _timeout_s, _joined
     if is_active() or not launched() or int(os.environ["WORLD_SIZE"]) < 2:
         return
     if not dist.is_available():
@@ -86,11 +100,27 @@ def setup(device: torch.device, timeout_s: float) -> None:
         backend = "nccl"
     _timeout_s = timeout_s
     dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+    _joined = True
 
 
 def shutdown() -> None:
     if is_active():
         dist.destroy_process_group()
+
+
+def exit_process(code: int) -> NoReturn:
+    """End `python -m rnnlab` with this status. A process that joined a process group
+    flushes its output and leaves with os._exit: gloo's threads are still running
+    (see the module docstring) and must not see the interpreter torn down."""
+    if not _joined:
+        raise SystemExit(code)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed or broken pipe: nothing more can be said
+            pass
+    os._exit(code)
 
 
 def _reason(error: BaseException) -> str:
@@ -301,6 +331,13 @@ def preflight(batch_size: int, nproc: int, run_dir, overwrite: bool) -> None:
     prepare(run_dir, overwrite=overwrite).release()  # rank 0 takes the lock itself
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown"
+
+
 def launch(nproc: int, argv: list[str]) -> int:
     """`rnnlab train --nproc N`: run this same command in N local processes
     under PyTorch's elastic launcher (what `torchrun --standalone` does)."""
@@ -322,10 +359,13 @@ def launch(nproc: int, argv: list[str]) -> int:
     try:
         elastic_launch(config, sys.executable)("-m", "rnnlab", *argv)
     except ChildFailedError as e:
+        # The first process to fail is the cause: once one fails, the launcher stops the others
+        # (SIGTERM), and they exit with 130 as if interrupted.
         first, failure = e.get_first_failure()
-        if any(f.exitcode == 130 for f in e.failures.values()):
+        if failure.exitcode == 130:
             return 130  # interrupted: the workers said where to resume
-        how = f"was killed by signal {-failure.exitcode}" if failure.exitcode < 0 else f"exited with status {failure.exitcode}"
+        how = (f"was killed by signal {-failure.exitcode} ({_signal_name(-failure.exitcode)})" if failure.exitcode < 0
+               else f"exited with status {failure.exitcode}")
         raise UserError(f"distributed training failed: process {first} of {nproc} {how} (its message, if any, is above)") from None
     except SignalException:
         return 130  # the processes were stopped; rank 0 said where to resume

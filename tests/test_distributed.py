@@ -3,6 +3,7 @@ runs on CPU with gloo compared with 1-process runs in float64."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -161,6 +162,57 @@ def test_gru_two_processes_under_torchrun_match_one(tmp_path, tiny_text):
     assert p.returncode == 0, p.stderr[-3000:]
     assert _max_diff(_tensors(two), _tensors(one)) < TOL
     assert (two / "summary.json").is_file() and (two / "vocab.json").is_file()
+
+
+# ------------------------------------------------------------ exit
+AT_EXIT = """
+import atexit, os, runpy
+from pathlib import Path
+
+def threads_at_exit():  # runs when the interpreter starts tearing down
+    names = sorted(Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in os.listdir("/proc/self/task"))
+    Path(os.environ["OUT"], "rank" + os.environ["RANK"]).write_text(" ".join(names))
+
+atexit.register(threads_at_exit)
+runpy.run_module("rnnlab", run_name="__main__")
+"""
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs /proc")
+def test_processes_do_not_tear_down_the_interpreter_under_gloo_threads(tmp_path, tiny_text):
+    """DDP keeps the process group, hence gloo's threads, alive past destroy_process_group; a
+    process that finalized the interpreter beside them once aborted ("terminate called without an
+    active exception") and the launcher stopped rank 0 in its final evaluation. Each process must
+    leave without tearing down the interpreter while a gloo thread runs."""
+    script = tmp_path / "at_exit.py"
+    script.write_text(AT_EXIT, encoding="utf-8")
+    out = tmp_path / "out"
+    out.mkdir()
+    p = _cli("torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script), "train",
+             "--run-dir", str(tmp_path / "run"), "--no-progress", *_sets(_overrides(tiny_text, "lstm", 4)), OUT=str(out))
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert (tmp_path / "run" / "summary.json").is_file() and "valid: loss" in p.stdout  # rank 0's output got out
+    for rank in (0, 1):
+        at_exit = out / f"rank{rank}"
+        assert not at_exit.exists() or "gloo" not in at_exit.read_text(), at_exit.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_two_process_resume_repeated(tmp_path, tiny_text):
+    """The 2-process resume of a finished 1-process checkpoint, again and again: every one ends
+    with status 0 and the same weights (the exit race above showed up once in a full suite)."""
+    base = tmp_path / "base"
+    train(load_config(overrides=_overrides(tiny_text, "lstm", 4)), base, progress=False)
+    first = None
+    for i in range(10):
+        run = tmp_path / f"r{i}"
+        shutil.copytree(base, run)
+        p = _cli("rnnlab", "train", "--nproc", "2", "--resume", str(run), "--no-progress", "--set", "train.max_steps=8")
+        assert p.returncode == 0, (i, p.stderr[-3000:])
+        first = first or _tensors(run)
+        assert _max_diff(_tensors(run), first) == 0, i  # the same processes on the same machine: bitwise
 
 
 # ------------------------------------------------------ a process fails

@@ -128,7 +128,7 @@ def test_recurrent_reader_is_the_cell_over_the_window_and_bptt_truncates_it():
 
 def test_recurrent_reader_trains_as_a_normal_run(corpus, tmp_path):
     summary = train_config(load_config("nplm-rnn", None, [f"data.path={corpus}", *SMALL]), tmp_path / "rnn", progress=False)
-    assert summary["final"]["valid"]["perplexity"] < 5, summary["final"]["valid"]
+    assert summary["final"]["valid"]["perplexity"] < 5, summary["final"]["valid"]  # train.seed 0-4: 2.77-3.19
     assert (summary["model"], summary["cell"], summary["layers"]) == ("nplm-rnn 3×8→16", "rnn", 1)
 
 
@@ -141,7 +141,7 @@ def test_training_writes_a_normal_run_with_per_epoch_metrics(run):
         assert rows and all(r["perplexity"] > 1 and 0 <= r["accuracy"] <= 1 for r in rows), split
     summary = json.loads((run / "summary.json").read_text())
     assert (summary["model"], summary["cell"], summary["layers"]) == ("nplm-linear 3×8→16", None, 1)
-    # far below a unigram model of this text (~14), let alone uniform (29 words)
+    # far below a unigram model of this text (~14), let alone uniform (29 words); train.seed 0-4: 2.51-2.61
     assert summary["final"]["valid"]["perplexity"] < 5, summary["final"]["valid"]
 
 

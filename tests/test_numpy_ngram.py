@@ -81,4 +81,4 @@ def test_numpy_sgd_learns_a_deterministic_sequence():
     for _ in range(300):
         _, g = npg.loss_and_grads(params, ctx, y)
         npg.sgd_step(params, g, 0.5)
-    assert first > 1.2 and npg.loss(params, ctx, y) < 0.05
+    assert first > 1.2 and npg.loss(params, ctx, y) < 0.05  # init seeds 0-4: first 1.38-1.42, last <= 0.0045

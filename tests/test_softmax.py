@@ -159,6 +159,8 @@ def test_bf16_auto_follows_the_cpu_and_learns_as_float32_does(tmp_path):
             for mode in ("auto", "off")}
     assert runs["auto"]["bf16"] is native and runs["off"]["bf16"] is False
     bpc = {mode: r["final"]["valid"]["bpc"] for mode, r in runs.items()}
+    # train.seed 0-4 on this AVX-512/bf16 CPU: off 3.837-3.906, |auto - off| <= 0.0006 (0 under AVX2, where
+    # auto is off): below the unigram entropy with ~0.1 to spare, and bf16 within 0.05 of float32 with room.
     assert bpc["off"] < 4.0  # character unigrams: ~4.1 bits; uniform: 6.5
     assert abs(bpc["auto"] - bpc["off"]) < 0.05, bpc
     numpy_cfg = load_config("grimm-char", None, TINY + ["train.bf16=auto", "model.backend=numpy", "train.max_steps=1"])
@@ -186,7 +188,7 @@ def test_adaptive_word_model_trains_evaluates_and_reloads(word_corpus, tmp_path)
     summary = train_config(cfg, tmp_path / "run", progress=False)
     valid = summary["final"]["valid"]
     uniform = math.log(summary["vocab_size"])
-    assert valid["loss"] < uniform - 0.3  # it learned the word frequencies at least
+    assert valid["loss"] < uniform - 0.3  # it learned the word frequencies at least (seeds 0-4: by 0.61-0.63 more)
     train_records = [r for r in read_metrics(tmp_path / "run") if r.get("split") == "train"]
     assert train_records and all(math.isnan(r["accuracy"]) for r in train_records)  # not counted in training
     assert 0 < valid["accuracy"] < 1

@@ -112,6 +112,7 @@ def test_varlen_batching_strategies_reach_the_same_accuracy(tmp_path):
     rounding) and the same accuracy; bucket sees other batches of the same set and ends within 5 points."""
     results = {b: run(varlen(b), tmp_path / b) for b in ("pad", "bucket", "pack")}
     acc = {b: r["final"]["test"]["accuracy"] for b, r in results.items()}
+    # Margins from train.seed 0-4 (AVX-512): pad 0.998-1.0, pack - pad exactly 0, bucket - pad -0.031 to 0.
     assert acc["pad"] > 0.9, acc  # chance (the majority class) is ~0.64 here
     assert acc["pack"] == pytest.approx(acc["pad"], abs=0.002) and acc["bucket"] == pytest.approx(acc["pad"], abs=0.05), acc
     pad, pack = checkpoint.load(tmp_path / "pad", "last")[0], checkpoint.load(tmp_path / "pack", "last")[0]
