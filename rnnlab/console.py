@@ -49,13 +49,9 @@ def echo(text: str) -> None:
 
 
 @contextmanager
-def waiting(desc: str, show: bool = True, every: float = 0.5) -> Iterator[None]:
-    """A line that counts the seconds of a phase with nothing to count (loading PyTorch, reading a
-    corpus, building a model), redrawn every `every` seconds by a thread; removed when the phase ends."""
-    if not show:
-        yield
-        return
-    b = bar(total=None, desc=desc, bar_format="{desc}... {elapsed}", leave=False)
+def _ticking(b, every: float) -> Iterator[None]:
+    """Redraw bar `b` every `every` seconds from a thread (its elapsed time moves even while a long
+    step, import or read runs); close it at the end."""
     stop = threading.Event()
 
     def tick() -> None:
@@ -63,27 +59,37 @@ def waiting(desc: str, show: bool = True, every: float = 0.5) -> Iterator[None]:
             b.refresh()
 
     thread = threading.Thread(target=tick, daemon=True)
-    thread.start()
+    if not b.disable:
+        thread.start()
     try:
         yield
     finally:
         stop.set()
-        thread.join()
+        if thread.is_alive():
+            thread.join()
         b.close()
 
 
 @contextmanager
-def counter(desc: str, show: bool = True, unit: str = "batch") -> Iterator[Callable[[int, int], None]]:
+def waiting(desc: str, show: bool = True, every: float = 0.5) -> Iterator[None]:
+    """A line that counts the seconds of a phase with nothing to count (loading PyTorch, reading a
+    corpus, building a model), redrawn every `every` seconds; removed when the phase ends."""
+    b = bar(total=None, desc=desc, bar_format="{desc}... {elapsed}", leave=False, disable=not show)
+    with _ticking(b, every):
+        yield
+
+
+@contextmanager
+def counter(desc: str, show: bool = True, unit: str = "batch", every: float = 0.5) -> Iterator[Callable[[int, int], None]]:
     """A bar for a pass whose length its worker knows: yields `update(done, total)` for the worker to
-    call (rnnlab.evaluate.evaluate's `on_batch`); the bar is removed when the pass ends."""
-    b = bar(total=None, desc=desc, unit=unit, disable=not show, leave=False, mininterval=0.5, dynamic_ncols=True)
+    call (rnnlab.evaluate.evaluate's `on_batch`); redrawn every `every` seconds between calls too
+    (a batch of a large softmax takes seconds); removed when the pass ends."""
+    b = bar(total=None, desc=desc, unit=unit, disable=not show, leave=False, mininterval=every, dynamic_ncols=True)
 
     def update(done: int, total: int) -> None:
         if b.total != total:
             b.total = total
         b.update(done - b.n)
 
-    try:
+    with _ticking(b, every):
         yield update
-    finally:
-        b.close()

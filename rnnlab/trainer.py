@@ -294,7 +294,8 @@ class Trainer:
             self.schedule.observe(improved)
         if improved:
             self.progress.best_valid = results["valid"]["loss"]
-            self._save("best")
+            with waiting("saving the 'best' checkpoint", self.show_bar):
+                self._save("best")
         if not final:
             self._check_early_stop(results["valid"]["accuracy"])
         return results
