@@ -204,7 +204,7 @@ def test_two_process_resume_repeated(tmp_path, tiny_text):
     """The 2-process resume of a finished 1-process checkpoint, again and again: every one ends
     with status 0 and the same weights (the exit race above showed up once in a full suite)."""
     base = tmp_path / "base"
-    train(load_config(overrides=_overrides(tiny_text, "lstm", 4)), base, progress=False)
+    train_config(load_config(overrides=_overrides(tiny_text, "lstm", 4)), base, progress=False)
     first = None
     for i in range(10):
         run = tmp_path / f"r{i}"
