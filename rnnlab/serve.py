@@ -58,6 +58,7 @@ MAX_TEMPERATURE = 5.0
 MAX_BODY = 64 * 1024  # bytes of a request body; a full one (a 2000-character prompt) is under 10 KB
 FIELDS = ("prompt", "temperature", "top_k", "top_p", "length", "seed", "stop")
 MAX_STOP = 100  # characters
+FLUSH_SECONDS = 0.02  # a stream hands its sampled text to the event loop at most this often
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # The page's only script is /playground.js; no inline script, no framing, no other origin.
 CSP = ("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -171,14 +172,25 @@ class Playground:
         class Stopped(Exception):
             pass
 
-        tokens = 0
+        tokens, pending, flushed = 0, [], time.monotonic()
+
+        def flush() -> None:
+            nonlocal flushed
+            if pending:
+                emit({"text": "".join(pending)})
+                pending.clear()
+            flushed = time.monotonic()
 
         def on_token(_, piece: str) -> None:
+            # Pieces go to the event loop at most every FLUSH_SECONDS: one callback per token
+            # (tens of thousands a second over a few streams) kept it from answering anything else.
             nonlocal tokens
             if stop.is_set():  # the client went away
                 raise Stopped
             tokens += 1
-            emit({"text": piece})
+            pending.append(piece)
+            if time.monotonic() - flushed >= FLUSH_SECONDS:
+                flush()
 
         try:
             with self.slots:
@@ -188,6 +200,7 @@ class Playground:
                 start = time.perf_counter()
                 generate(model, self.vocab, params.prompt, params.length, params.temperature, params.top_k,
                          params.top_p, seed=params.seed, device=self.device, on_token=on_token, stop=params.stop)
+                flush()
                 emit({"done": True, "tokens": tokens, "seconds": round(time.perf_counter() - start, 4)})
         except Stopped:
             pass
@@ -277,6 +290,26 @@ async def _read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     return bytes(body)
 
 
+class NoSniff:
+    """ASGI middleware: `X-Content-Type-Options: nosniff` on every response (errors, 404s and the
+    Host check's 400s too), so that no browser reads a JSON or text reply as HTML or script."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_nosniff(message):
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-content-type-options"]
+                message = {**message, "headers": [*headers, (b"x-content-type-options", b"nosniff")]}
+            await send(message)
+
+        await self.app(scope, receive, send_nosniff)
+
+
 def create_app(run_dir: Path, checkpoint: str = "best", device: str = "cpu", max_workers: int = 4,
                allowed_hosts: list[str] | None = None) -> Starlette:
     """The playground app. `allowed_hosts`: accepted Host headers (None: any), which
@@ -292,8 +325,10 @@ def create_app(run_dir: Path, checkpoint: str = "best", device: str = "cpu", max
     async def code(request: Request) -> Response:
         return Response(script, media_type="text/javascript", headers=PAGE_HEADERS)
 
-    async def info(request: Request) -> JSONResponse:
-        return JSONResponse(playground.info)
+    info_body = json.dumps(playground.info).encode()  # computed once: the model does not change
+
+    async def info(request: Request) -> Response:
+        return Response(info_body, media_type="application/json")
 
     async def sample(request: Request):
         # JSON only: a cross-site form (text/plain, no CORS preflight) must not be able to start work here.
@@ -316,7 +351,9 @@ def create_app(run_dir: Path, checkpoint: str = "best", device: str = "cpu", max
 
     routes = [Route("/", index), Route("/playground.js", code), Route("/api/info", info),
               Route("/api/generate", sample, methods=["POST"])]
-    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)] if allowed_hosts else []
+    middleware = [Middleware(NoSniff)]  # outermost: on every response, the Host check's refusals included
+    if allowed_hosts:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts))
     app = Starlette(routes=routes, middleware=middleware)
     app.state.playground = playground
     return app
