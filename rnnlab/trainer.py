@@ -56,6 +56,9 @@ from rnnlab.runs import (
 )
 
 TIMING_KEYS = ("elapsed", "tokens_per_s")  # the only metrics that differ between identical runs
+# How the notes a run starts with begin (Trainer.echo: stderr, or stdout in Jupyter), e.g. for tests
+# that expect an error line and nothing else.
+NOTES = ("run directory: ", "training ", "resuming ", "estimated: ")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -207,7 +210,7 @@ class Trainer:
         budget = f"{self.total_steps:,} steps" + (f" or {t.max_minutes:g} min" if t.max_minutes else "")
         every = f"evaluating every {self.progress.eval_every:,}"
         threads_text = f"{t.threads} thread{'s' if t.threads > 1 else ''}" if t.threads else "threads auto"
-        return (f"{model}, {self.model.num_parameters():,} parameters; {data}; {budget} of batch {t.batch_size}"
+        return (f"training {model}, {self.model.num_parameters():,} parameters; {data}; {budget} of batch {t.batch_size}"
                 + (f" x {t.seq_len}" if self.task is None else "") + f"; {every}; {threads_text}; time: estimating")
 
     # ----------------------------------------------------------------- files

@@ -23,6 +23,7 @@ from conftest import REPO, TINY
 
 from rnnlab import checkpoint, cli, safejson
 from rnnlab.generate import choose
+from rnnlab.train import NOTES
 
 ENV = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
 
@@ -40,7 +41,7 @@ def run_cli(argv, capsys) -> tuple[int, list[str]]:
 
 def one_error(code: int, err: list[str], fragment: str) -> None:
     """Exit 2 and a single `rnnlab: error:` line containing `fragment` (progress lines aside)."""
-    errors = [line for line in err if not line.startswith("run directory: ")]
+    errors = [line for line in err if not line.startswith(NOTES)]
     assert code == 2 and len(errors) == 1 and errors[0].startswith("rnnlab: error: "), err
     assert fragment in errors[0], errors[0]
 
@@ -84,7 +85,8 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_previous_one(
     run = small_disk / "run"
     code, err = run_cli(["train", *sets(f"data.path={tiny_text}", "model.hidden=128", "model.layers=1",
                                         "train.batch_size=8", "train.seq_len=16", "train.samples=0", "train.bf16=off",
-                                        "train.eval_every=0", "train.checkpoint_every=10", "train.max_steps=40",
+                                        # no evaluation, hence no 'best' checkpoint, before the end
+                                        "train.eval_every=1000", "train.checkpoint_every=10", "train.max_steps=40",
                                         "train.threads=1"),
                          "--run-dir", run, "--no-progress"], capsys)
     one_error(code, err, f"cannot write checkpoint in {run / 'checkpoints'} (disk {small_disk})")

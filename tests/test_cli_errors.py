@@ -15,6 +15,7 @@ import torch
 
 from rnnlab import checkpoint, cli
 from rnnlab.data.text import bundled_path, read_text, strip_gutenberg
+from rnnlab.train import NOTES
 
 TINY = ["model.hidden=8", "model.layers=1", "train.batch_size=4", "train.seq_len=8", "train.max_steps=2",
         "train.eval_seq_len=32", "train.samples=0", "train.threads=1", "train.checkpoint_every=1"]
@@ -29,7 +30,7 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, list[str]]:
     code = cli.main([str(a) for a in argv])
     torch.set_num_threads(threads)
     out, err = capsys.readouterr()
-    return code, out, [line for line in err.splitlines() if not line.startswith("run directory: ")]
+    return code, out, [line for line in err.splitlines() if not line.startswith(NOTES)]
 
 
 def snapshot(directory: Path) -> dict:

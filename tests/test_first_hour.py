@@ -278,7 +278,7 @@ def test_training_starts_with_a_summary_and_resume_says_where(tiny_text, tmp_pat
     run_dir = tmp_path / "r"
     assert _train_tiny(run_dir, tiny_text, "train.max_steps=10", "train.threads=1") == 0
     err = capsys.readouterr().err
-    summary = next(line for line in err.splitlines() if "parameters" in line)
+    summary = next(line for line in err.splitlines() if line.startswith("training "))
     params = json.loads((run_dir / "summary.json").read_text())["parameters"]
     assert f"{params:,} parameters" in summary and "10 steps" in summary and "1 thread" in summary
     assert "train" in summary and "valid" in summary and "vocabulary" in summary
