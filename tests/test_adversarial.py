@@ -23,7 +23,7 @@ from conftest import REPO, TINY
 
 from rnnlab import checkpoint, cli, safejson
 from rnnlab.generate import choose
-from rnnlab.train import NOTES
+from rnnlab.trainer import NOTES
 
 ENV = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
 

@@ -15,7 +15,7 @@ import torch
 
 from rnnlab import checkpoint, cli
 from rnnlab.data.text import bundled_path, read_text, strip_gutenberg
-from rnnlab.train import NOTES
+from rnnlab.trainer import NOTES
 
 TINY = ["model.hidden=8", "model.layers=1", "train.batch_size=4", "train.seq_len=8", "train.max_steps=2",
         "train.eval_seq_len=32", "train.samples=0", "train.threads=1", "train.checkpoint_every=1"]
