@@ -638,21 +638,21 @@ def test_a_forged_integer_tensor_is_refused_with_one_line(run, capsys):
 
 SIGNALS_DURING_TRAINING = """
 import os, signal, sys, threading, time
-from rnnlab import cli, train
+from rnnlab import cli, trainer
 count, signum, gap = int(sys.argv[1]), getattr(signal, sys.argv[2]), float(sys.argv[3])
-real = train.Trainer.train_step
+real = trainer.Trainer.train_next_batch
 def send():
     for _ in range(count):
         os.kill(os.getpid(), signum)
         time.sleep(gap)
-def train_step(self):
+def train_next_batch(self):
     if self.progress.step == 2:
         if gap:
             threading.Thread(target=send).start()
         else:
             send()  # both signals arrive inside this step, before any checkpoint
     return real(self)
-train.Trainer.train_step = train_step
+trainer.Trainer.train_next_batch = train_next_batch
 sys.exit(cli.main(sys.argv[4:]))
 """
 
