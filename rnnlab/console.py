@@ -73,7 +73,9 @@ def _ticking(b, every: float) -> Iterator[None]:
 @contextmanager
 def waiting(desc: str, show: bool = True, every: float = 0.5) -> Iterator[None]:
     """A line that counts the seconds of a phase with nothing to count (loading PyTorch, reading a
-    corpus, building a model), redrawn every `every` seconds; removed when the phase ends."""
+    corpus, building a model), redrawn every `every` seconds; removed when the phase ends. Only
+    on a terminal or in a notebook: in a log file or a pipe it would be noise around the result."""
+    show = show and (in_notebook() or sys.stderr.isatty())
     b = bar(total=None, desc=desc, bar_format="{desc}... {elapsed}", leave=False, disable=not show)
     with _ticking(b, every):
         yield

@@ -336,11 +336,15 @@ def test_a_jupyter_kernel_is_recognised(monkeypatch):
     assert not console.in_notebook()
 
 
-def test_a_phase_with_nothing_to_count_still_shows_its_seconds(capsys):
+def test_a_phase_with_nothing_to_count_still_shows_its_seconds(capsys, monkeypatch):
     import time
 
     from rnnlab import console
 
+    with console.waiting("piped", every=0.05):
+        time.sleep(0.2)
+    assert capsys.readouterr().err == ""  # not a terminal: no ticking line in a log or a pipe
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     with console.waiting("reading", every=0.05):
         time.sleep(1.0)  # as a long import or corpus read: nothing tells the bar to move
     with console.waiting("quiet", show=False):
