@@ -294,9 +294,9 @@ def cmd_eval(args) -> int:
         cfg.data.path = args.data
     with console.waiting(f"reading {cfg.data.path or 'the bundled corpus'}", not args.no_progress):
         corpus = load_corpus(cfg.data, vocab)
+    tokens = corpus.split(args.split)  # a missing split is refused before any bar is drawn
     with console.counter(f"evaluating {args.split}", not args.no_progress) as on_batch:
-        m = evaluate(model, corpus.split(args.split), cfg.train.eval_batch_size, cfg.train.eval_seq_len, device,
-                     on_batch)
+        m = evaluate(model, tokens, cfg.train.eval_batch_size, cfg.train.eval_seq_len, device, on_batch)
     result = {"split": args.split, **m, "step": meta["step"], "checkpoint": args.checkpoint}
     if args.json:
         print(json.dumps(result))
