@@ -28,9 +28,8 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FIGURE = re.compile(r"(?<![\w.\-/^≈])(?<!≈ )(\d+\.\d+)(?![\w.]|\^)")
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
 
-# README figures that do not follow the convention yet (README.md is being rewritten on another
-# branch): no other figure may join them; delete an entry once the text gives its source.
-KNOWN_README: set[str] = set()  # every README figure now names its source
+# README figures allowed without a linked source: none (every README figure names its result file).
+KNOWN_README: set[str] = set()
 
 
 def pages() -> list[Path]:
