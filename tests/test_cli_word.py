@@ -45,7 +45,7 @@ def test_lm_study_writes_table_plots_and_runs(study, capsys):
     rows = json.loads((study / "lm_study.json").read_text())
     assert [r["model"] for r in rows] == ["lstm", "lstm-dropout", "gru", "gru-dropout", "gru-dropout-adam"]
     for r in rows:
-        # Adam at lr 1e-3 moves slower in 150 steps. Measured over train.seed 0-4 (AMD EPYC): the other
+        # Adam at lr 1e-3 moves slower in 150 steps. Measured over train.seed 0-4 (AVX-512 and AVX2): the other
         # four models end at ~0.30 of UNIFORM / 3, Adam at 0.945-1.0 of UNIFORM / 2, so its bound is UNIFORM / 1.5
         # (still far below uniform; the others keep UNIFORM / 3 with a factor 3 to spare).
         bound = UNIFORM / (1.5 if r["model"].endswith("adam") else 3)
