@@ -17,7 +17,9 @@ counts of the cell table):
   lengths, chrono init where the cell table gives the cell a carry gate, the
   same step budget for every cell; test accuracy (chance 10 %).
 
-Every training run is a run directory under OUT/runs (`rnnlab eval RUN`).
+Every training run is a run directory under OUT/runs (`rnnlab eval RUN`); a
+run finished earlier (its summary.json present) is not trained again, so
+re-running the command only fills the gaps.
 Writes OUT/cells.{json,csv,md,png}. The cells default to every cell of the
 table that needs no timestamps; `--cells` takes any of the table's.
 """
@@ -112,7 +114,11 @@ def train_char(cfg: CellsConfig, cell: str, hidden: int, progress: bool) -> dict
 
     run_cfg = char_config(cfg, cell, hidden)
     run_dir = cfg.runs / f"char-{cell}"
-    summary = Trainer(run_cfg, run_dir, progress=progress, overwrite=True, echo=lambda text: None).run()
+    if (run_dir / "summary.json").is_file():  # finished earlier: a re-run only fills the gaps
+        print(f"cells: finished run found in {run_dir}, not retrained", flush=True)
+        summary = safejson.read(run_dir / "summary.json")
+    else:
+        summary = Trainer(run_cfg, run_dir, progress=progress, overwrite=True, echo=lambda text: None).run()
     tokens_per_step = run_cfg.train.batch_size * run_cfg.train.seq_len
     curve = [[r["elapsed"], r["bpc"]] for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("split") == "valid"]
     return {"task": "char", "cell": cell, "hidden": hidden, "parameters": summary["parameters"],
@@ -128,8 +134,15 @@ def palindrome_row(cell: str, length: int, hidden: int, cfg: CellsConfig, progre
                             runs=cfg.runs)
     if cfg.budget.max_steps <= 20:  # --quick
         pcfg.check_samples, pcfg.test_samples, pcfg.batch_size = 64, 200, 16
-    r = run_jobs(train_one, [(cell, length, cfg.seed)], pcfg, 1, progress)[0]
-    parameters = safejson.read(cfg.runs / f"{cell}-T{length}-seed{cfg.seed}" / "summary.json")["parameters"]
+    run_dir = cfg.runs / f"{cell}-T{length}-seed{cfg.seed}"
+    if (run_dir / "summary.json").is_file():  # finished earlier: a re-run only fills the gaps
+        print(f"cells: finished run found in {run_dir}, not retrained", flush=True)
+        summary = safejson.read(run_dir / "summary.json")
+        r = {"accuracy": summary["final"]["test"]["accuracy"], "steps": summary["steps"],
+             "seconds": summary["wall_seconds"]}
+    else:
+        r = run_jobs(train_one, [(cell, length, cfg.seed)], pcfg, 1, progress)[0]
+    parameters = safejson.read(run_dir / "summary.json")["parameters"]
     return {"task": f"palindrome T={length}", "cell": cell, "hidden": hidden, "parameters": parameters,
             "accuracy": r["accuracy"], "steps": r["steps"], "seconds": r["seconds"], "length": length}
 
