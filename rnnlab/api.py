@@ -182,8 +182,8 @@ class Run:
         a non-empty `stop` ends each where that text first appears (as `--stop`).
         Bounds: length 1..1,000,000 tokens, num 1..1,000 samples, stop at most
         1,000 characters, seed None or 0..2**63-1 (rnnlab/bounds.py)."""
-        from rnnlab.bounds import MAX_LENGTH, MAX_SAMPLES, MAX_SEED, MAX_STOP
-        from rnnlab.generate import generate
+        from rnnlab.bounds import MAX_LENGTH, MAX_SAMPLES, MAX_SEED
+        from rnnlab.generate import check_stop, generate
 
         _str("prompt", prompt)
         _int("length", length, 1, MAX_LENGTH)
@@ -193,8 +193,7 @@ class Run:
         _int("num", num, 1, MAX_SAMPLES)
         if seed is not None:
             _int("seed", seed, 0, MAX_SEED)
-        if len(_str("stop", stop)) > MAX_STOP:
-            raise UserError(f"the stop string has {len(stop):,} characters; at most {MAX_STOP:,} are allowed")
+        check_stop(_str("stop", stop))
         model, vocab, _, _, device = self._model()
         return generate(model, vocab, prompt, length, temperature, top_k, top_p, num, seed, device, stop=stop)
 

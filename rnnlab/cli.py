@@ -302,12 +302,13 @@ def _eval_task(args, model, cfg, meta, device) -> int:
 
 
 def cmd_generate(args) -> int:
-    from rnnlab.generate import generate, unescape, with_prompt
+    from rnnlab.generate import check_stop, generate, unescape, with_prompt
     from rnnlab.runs import load_run
     from rnnlab.train import resolve_device
 
     device = resolve_device(args.device)
     stop = unescape(args.stop)
+    check_stop(stop)  # before the model is loaded
     model, vocab, cfg, _ = load_run(Path(args.run_dir), args.checkpoint, device, backend=args.backend)
     g = cfg.generate
     temperatures = args.temperature if args.temperature is not None else [g.temperature]
