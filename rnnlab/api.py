@@ -185,8 +185,8 @@ class Run:
         non-empty `stop` ends each where that text first appears (as `--stop`).
         Bounds: length 1..1,000,000 tokens, num 1..1,000 samples, stop at most
         1,000 characters, seed None or 0..2**63-1 (rnnlab/bounds.py)."""
-        from rnnlab.bounds import MAX_LENGTH, MAX_SAMPLES, MAX_SEED, MAX_STOP
-        from rnnlab.generate import generate, with_prompt
+        from rnnlab.bounds import MAX_LENGTH, MAX_SAMPLES, MAX_SEED
+        from rnnlab.generate import check_stop, generate, with_prompt
 
         _str("prompt", prompt)
         _int("length", length, 1, MAX_LENGTH)
@@ -198,8 +198,7 @@ class Run:
             _int("seed", seed, 0, MAX_SEED)
         if not isinstance(include_prompt, bool):
             raise UserError(f"include_prompt must be True or False, got {type(include_prompt).__name__}")
-        if len(_str("stop", stop)) > MAX_STOP:
-            raise UserError(f"the stop string has {len(stop):,} characters; at most {MAX_STOP:,} are allowed")
+        check_stop(_str("stop", stop))
         model, vocab, _, _, device = self._model()
         texts = generate(model, vocab, prompt, length, temperature, top_k, top_p, num, seed, device, stop=stop)
         return [with_prompt(vocab, prompt, text) for text in texts] if include_prompt else texts

@@ -327,12 +327,13 @@ def _eval_task(args, model, cfg, meta, device) -> int:
 
 
 def cmd_generate(args) -> int:
-    from rnnlab.generate import generate, unescape, with_prompt
+    from rnnlab.generate import check_stop, generate, unescape, with_prompt
     from rnnlab.runs import load_run
     from rnnlab.trainer import resolve_device
 
     device = resolve_device(args.device)
     stop = unescape(args.stop)
+    check_stop(stop)  # before the model is loaded
     model, vocab, cfg, _ = load_run(Path(args.run_dir), args.checkpoint, device, backend=args.backend)
     g = cfg.generate
     temperatures = args.temperature if args.temperature is not None else [g.temperature]
@@ -559,14 +560,17 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "generate": cmd_generate, "pre
 def _stop_on_signals() -> None:
     """SIGTERM ends a command like Ctrl-C (KeyboardInterrupt: a message and status 130, not a
     kill by signal), and so does the first of several: the ones that follow are ignored while
-    the process is on its way out. Training catches both signals itself (rnnlab/train.py)."""
+    the process is on its way out. Training catches both signals itself (rnnlab/train.py) and
+    gives them back to this handler on its way out, with train.STOPPING set."""
     if threading.current_thread() is not threading.main_thread():
         return
     received = []
 
     def stop(signum, frame):
+        training = sys.modules.get("rnnlab.train")
+        stopping = received or (training is not None and training.STOPPING.is_set())
         received.append(signum)
-        if len(received) == 1:
+        if not stopping:
             raise KeyboardInterrupt
 
     for signum in (signal.SIGINT, signal.SIGTERM):

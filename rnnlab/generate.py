@@ -212,8 +212,7 @@ def generate(model, vocab: Vocab, prompt: str = "", length: int = 200, temperatu
     string is found by a `StopMatcher`, in time linear in the text; it has at
     most MAX_STOP characters.
     """
-    if len(stop) > MAX_STOP:
-        raise UserError(f"the stop string has {len(stop):,} characters; at most {MAX_STOP:,} are allowed")
+    check_stop(stop)
     texts = [""] * num
     emitted = [0] * num  # characters of texts[i] already handed to on_token
     done = [False] * num
@@ -246,6 +245,11 @@ def generate(model, vocab: Vocab, prompt: str = "", length: int = 200, temperatu
     for i in range(num):
         emit(i, len(texts[i]))
     return texts
+
+
+def check_stop(stop: str) -> None:
+    if len(stop) > MAX_STOP:
+        raise UserError(f"the stop string has {len(stop):,} characters; at most {MAX_STOP:,} are allowed")
 
 
 class StopMatcher:

@@ -55,6 +55,7 @@ from rnnlab.runs import (
     write_initial,
 )
 
+STOPPING = threading.Event()  # a stop signal reached a training run of this process: it is on its way out
 TIMING_KEYS = ("elapsed", "tokens_per_s")  # the only metrics that differ between identical runs
 # How the notes a run starts with begin (Trainer.echo: stderr, or stdout in Jupyter), e.g. for tests
 # that expect an error line and nothing else.
@@ -446,9 +447,9 @@ class Trainer:
                     bar.close()
                     if self.saved_step != self.progress.step:
                         self._save("last")
-                    raise Interrupted(self._interrupted(f"interrupted at step {self.progress.step}"))
+                    raise Interrupted(self._interrupted(f"interrupted at step {self.progress.step}", "resume with"))
         except KeyboardInterrupt:  # a second Ctrl-C: quit now, the last checkpoint written stays valid
-            raise Interrupted(self._interrupted("interrupted")) from None
+            raise Interrupted(self._interrupted("interrupted", "resume from the last checkpoint with")) from None
         finally:
             self._release_stop_signals(previous_handlers)
             bar.close()
@@ -469,7 +470,7 @@ class Trainer:
 
                     plot_run_curves(self.run_dir)
         except KeyboardInterrupt:
-            raise Interrupted(self._interrupted("interrupted during the final evaluation")) from None
+            raise Interrupted(self._interrupted("interrupted during the final evaluation", "resume with")) from None
         finally:
             self._release_stop_signals(previous_handlers)
         return summary
@@ -487,10 +488,10 @@ class Trainer:
         self.echo(f"estimated: {_duration(left)} of training left at {step_seconds * 1000:.0f} ms a step, "
                   f"plus {evals + 1} evaluation{'s' if evals else ''}")
 
-    def _interrupted(self, what: str) -> str:
+    def _interrupted(self, what: str, resume: str) -> str:
         """The line for an interrupted run: how to resume it only where a checkpoint can be resumed."""
         if checkpoint.exists(self.run_dir, "last"):
-            return f"{what}; resume with: rnnlab train --resume {self.run_dir}"
+            return f"{what}; {resume}: rnnlab train --resume {self.run_dir}"
         return (f"{what}; no checkpoint was written yet, so nothing can be resumed: start again "
                 f"(--run-dir {self.run_dir} --overwrite reuses the directory)")
 
@@ -503,6 +504,7 @@ class Trainer:
 
         def request_stop(signum, frame):
             self.signalled = True
+            STOPPING.set()
             if self.quitting:
                 return
             if self.stop_requested:
@@ -513,11 +515,11 @@ class Trainer:
         return {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def _release_stop_signals(self, previous: dict) -> None:
-        """Give the signals back to their previous handlers, unless one came: then the run is
-        ending and further ones are ignored (a restored default SIGTERM would kill the process
-        before it says where the run stands; rnnlab.train restores the caller's handlers)."""
+        """Give the signals back to their previous handlers. The `rnnlab` program's own
+        (cli._stop_on_signals) ignore any signal once STOPPING is set, so a late one cannot
+        kill the process on its way out."""
         for signum, handler in previous.items():
-            signal.signal(signum, _ignore_signal if self.signalled else handler)
+            signal.signal(signum, handler)
 
     def _report(self, results: dict) -> None:
         v = results["valid"]
@@ -547,10 +549,6 @@ ESTIMATE_AFTER = 3.0  # seconds of training before the time left is estimated (t
 
 def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
-
-
-def _ignore_signal(signum, frame) -> None:
-    """Installed once a stop signal came: the run is already on its way out."""
 
 
 def _postfix(loss: float, level: str, rate: float) -> str:
