@@ -325,10 +325,12 @@ def create_app(run_dir: Path, checkpoint: str = "best", device: str = "cpu", max
     async def code(request: Request) -> Response:
         return Response(script, media_type="text/javascript", headers=PAGE_HEADERS)
 
-    info_body = json.dumps(playground.info).encode()  # computed once: the model does not change
+    info_body: list[bytes] = []  # serialised at the first request, then reused: the model does not change
 
     async def info(request: Request) -> Response:
-        return Response(info_body, media_type="application/json")
+        if not info_body:
+            info_body.append(json.dumps(playground.info).encode())
+        return Response(info_body[0], media_type="application/json")
 
     async def sample(request: Request):
         # JSON only: a cross-site form (text/plain, no CORS preflight) must not be able to start work here.
