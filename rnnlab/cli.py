@@ -286,9 +286,9 @@ def cmd_eval(args) -> int:
         cfg.data.path = args.data
     with progress.waiting(f"reading {cfg.data.path or 'the bundled corpus'}", not args.no_progress):
         corpus = load_corpus(cfg.data, vocab)
+    data = corpus.split(args.split)  # (a missing split is an error before any bar)
     with progress.counter(f"evaluating {args.split}", not args.no_progress) as on_batch:
-        m = evaluate(model, corpus.split(args.split), cfg.train.eval_batch_size, cfg.train.eval_seq_len, device,
-                     on_batch)
+        m = evaluate(model, data, cfg.train.eval_batch_size, cfg.train.eval_seq_len, device, on_batch)
     result = {"split": args.split, **m, "step": meta["step"], "checkpoint": args.checkpoint}
     if args.json:
         print(json.dumps(result))
