@@ -230,8 +230,9 @@ def _load_once(run_dir: Path, tag: str) -> tuple[dict[str, torch.Tensor], dict]:
         tensors = load_file(str(path))  # safetensors: a header and raw bytes, no code is ever run
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{what} is not a valid safetensors file: {e}") from None
-    for k, v in tensors.items():  # rnnlab writes RNG states as bytes and everything else in floating point
-        wanted = (torch.uint8,) if k.startswith("rng.") else FLOAT_DTYPES
+    for k, v in tensors.items():  # RNG states are bytes, a neural n-gram's carried context is token ids
+        wanted = ((torch.uint8,) if k.startswith("rng.") else (*FLOAT_DTYPES, torch.int64) if k.startswith("state.")
+                  else FLOAT_DTYPES)
         if v.dtype not in wanted:
             raise UserError(f"{what}: {k} has dtype {str(v.dtype).removeprefix('torch.')}, expected "
                             + " or ".join(str(d).removeprefix("torch.") for d in wanted))

@@ -137,8 +137,9 @@ def test_a_full_disk_when_the_run_starts_is_one_line(tmp_path, capsys, data, mon
     code, _, err = run_cli(["train", *sets(f"data.path={data / 'tiny.txt'}", *TINY), "--run-dir", tmp_path / "run",
                             "--no-progress"], capsys)
     assert code == 2 and len(err) == 1, err
-    # the line names the file that could not be written, and why
-    assert err[0].startswith(f"rnnlab: error: cannot write {tmp_path / 'run'}") and "No space left on device" in err[0]
+    # the line names the file that could not be written, and the half-made run directory is gone (issue 21)
+    assert err[0].startswith(f"rnnlab: error: cannot write {tmp_path / 'run' / 'config.toml'}: No space left on device")
+    assert not (tmp_path / "run").exists()
 
 
 # (id, argv given the runs and the data dir, fragment)
