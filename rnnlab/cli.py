@@ -560,14 +560,14 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "generate": cmd_generate, "pre
 def _stop_on_signals() -> None:
     """SIGTERM ends a command like Ctrl-C (KeyboardInterrupt: a message and status 130, not a
     kill by signal), and so does the first of several: the ones that follow are ignored while
-    the process is on its way out. Training catches both signals itself (rnnlab/train.py) and
+    the process is on its way out. Training catches both signals itself (rnnlab/trainer.py) and
     gives them back to this handler on its way out, with train.STOPPING set."""
     if threading.current_thread() is not threading.main_thread():
         return
     received = []
 
     def stop(signum, frame):
-        training = sys.modules.get("rnnlab.train")
+        training = sys.modules.get("rnnlab.trainer")
         stopping = received or (training is not None and training.STOPPING.is_set())
         received.append(signum)
         if not stopping:
