@@ -13,9 +13,6 @@ over a pipe, so no Python package beyond rnnlab's own is needed.
 from __future__ import annotations
 
 import base64
-import json
-import os
-import select
 import shlex
 import shutil
 import socket
@@ -30,10 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "screenshots"
 RUNS = REPO / "runs" / "screenshots"
 RNNLAB = [sys.executable, "-m", "rnnlab"]
+sys.path.insert(0, str(REPO / "tests"))
+from devtools import DevTools  # noqa: E402  (the DevTools-pipe client the browser tests use)
+
 SMALL = ["model.layers=1", "model.hidden=96", "train.max_steps=300", "train.eval_every=30", "train.batch_size=32",
          "train.threads=1", "train.bf16=off", "train.samples=1"]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars"]
 
 
 def rnnlab(*args: str) -> None:
@@ -52,41 +50,8 @@ def train_runs() -> list[Path]:
     return runs
 
 
-class Browser:
-    """Headless Chromium on the DevTools pipe (fds 3 and 4): open a page, run JavaScript, take a screenshot."""
-
-    def __init__(self, binary: str, profile: str):
-        cmd_read, self._cmd = os.pipe()
-        self._res, res_write = os.pipe()
-        args = shlex.join([binary, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"])
-        self.proc = subprocess.Popen(["bash", "-c", f"exec {args} 3<&{cmd_read} 4>&{res_write}"],
-                                     pass_fds=(cmd_read, res_write), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        os.close(cmd_read)
-        os.close(res_write)
-        self._buffer, self._id, self.session = b"", 0, None
-
-    def send(self, method: str, timeout: float = 60, **params):
-        self._id += 1
-        message = {"id": self._id, "method": method, "params": params}
-        if self.session:
-            message["sessionId"] = self.session
-        os.write(self._cmd, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + timeout
-        while True:
-            while b"\0" in self._buffer:
-                raw, self._buffer = self._buffer.split(b"\0", 1)
-                answer = json.loads(raw)
-                if answer.get("id") == self._id:
-                    if "error" in answer:
-                        raise RuntimeError(f"{method}: {answer['error']}")
-                    return answer["result"]
-            if not select.select([self._res], [], [], max(0.0, deadline - time.monotonic()))[0]:
-                raise TimeoutError(f"no answer to {method} within {timeout} s")
-            chunk = os.read(self._res, 1 << 16)
-            if not chunk:
-                raise RuntimeError("chromium closed the DevTools pipe")
-            self._buffer += chunk
+class Browser(DevTools):
+    """Headless Chromium (tests/devtools.py's client) that opens a page at a given size and takes screenshots."""
 
     def open(self, url: str, width: int, height: int) -> None:
         target = self.send("Target.createTarget", url="about:blank")["targetId"]
@@ -94,33 +59,11 @@ class Browser:
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
         self.send("Page.navigate", url=url)
 
-    def js(self, expression: str):
-        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True)
-        return result["result"].get("value")
-
-    def wait_for(self, expression: str, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.js(expression):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out waiting for {expression}")
-            time.sleep(0.1)
-
     def screenshot(self, path: Path) -> Path:
         data = self.send("Page.captureScreenshot", format="png")["data"]
         path.write_bytes(base64.b64decode(data))
         print(f"wrote {path.relative_to(REPO)}")
         return path
-
-    def close(self) -> None:
-        try:
-            self.session = None
-            self.send("Browser.close", timeout=10)
-        except (RuntimeError, TimeoutError, OSError):
-            pass
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 def free_port() -> int:
@@ -143,7 +86,7 @@ def main() -> int:
     server = subprocess.Popen([*RNNLAB, "serve", str(runs[0]), "--port", str(port)], cwd=REPO)
     url = f"http://127.0.0.1:{port}/"
     with tempfile.TemporaryDirectory() as profile:
-        browser = Browser(binary, profile)
+        browser = Browser(binary, profile, timeout=60)
         try:
             deadline = time.monotonic() + 120
             while True:  # the server loads the model before it answers
@@ -155,10 +98,10 @@ def main() -> int:
                         raise RuntimeError("rnnlab serve did not start") from None
                     time.sleep(0.3)
             browser.open(report.as_uri(), 1280, 1400)
-            browser.wait_for("document.readyState === 'complete'")
+            browser.wait_for("document.readyState === 'complete'", timeout=120)
             browser.screenshot(OUT / "report.png")
             browser.open(url, 1280, 1000)
-            browser.wait_for("document.body?.dataset.state === 'ready'")
+            browser.wait_for("document.body?.dataset.state === 'ready'", timeout=120)
             browser.js("""
                 document.getElementById('prompt').value = 'The king said';
                 document.getElementById('length').value = '160';
@@ -166,11 +109,11 @@ def main() -> int:
                 document.getElementById('stop').value = '\\\\n\\\\n';
                 document.getElementById('temperature').value = '0.7';
                 document.getElementById('go').click();""")
-            browser.wait_for("document.body.dataset.state === 'done'")
+            browser.wait_for("document.body.dataset.state === 'done'", timeout=120)
             browser.js("""
                 document.getElementById('compare').value = '0.3 0.8 1.5';
                 document.getElementById('compare-go').click();""")
-            browser.wait_for("document.body.dataset.state === 'done'")
+            browser.wait_for("document.body.dataset.state === 'done'", timeout=120)
             browser.screenshot(OUT / "playground.png")
         finally:
             browser.close()
