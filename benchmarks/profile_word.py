@@ -36,7 +36,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
 from rnnlab.config import load_config  # noqa: E402
-from rnnlab.trainer import Trainer, native_bf16  # noqa: E402
+from rnnlab.devices import native_bf16  # noqa: E402
+from rnnlab.trainer import Trainer  # noqa: E402
 
 GROUPS = {  # operator → what it is in this model
     "aten::mkldnn_rnn_layer_backward": "LSTM layers, backward (oneDNN kernel)",

@@ -119,7 +119,7 @@ def run_ablation(args, steps: int, repeats: int, tmp: Path, bar) -> list[dict]:
     for label, overrides, n_threads in variants:
         ours = Rnnlab([*args.set, *overrides], 0, 5000, tmp / f"ablation-{len(rows)}")  # one directory per run (its lock)
         vocab_size = vocab_size or len(ours.trainer.vocab)
-        base = Baseline(vocab_size, StreamBatcher(ours.trainer.corpus.train, 64, 30), 0, 5000)
+        base = Baseline(vocab_size, StreamBatcher(ours.trainer.source.corpus.train, 64, 30), 0, 5000)
         ours.steps(2)
         base.steps(2)
         timed = harness.time_option(base, ours, steps, 64 * 30, repeats, n_threads, bar)
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp, tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
         for r in range(args.repeats):
             ours = Rnnlab(args.set, r, steps, Path(tmp) / f"run-{r}")
-            corpus = ours.trainer.corpus
+            corpus = ours.trainer.source.corpus
             base = Baseline(len(corpus.vocab), StreamBatcher(corpus.train, 64, 30), r, steps)
             clocks = harness.interleave({"baseline": base, "rnnlab": ours}, steps, block, 64 * 30, bar)
             layout = (ours.cfg.train.eval_batch_size, ours.cfg.train.eval_seq_len)

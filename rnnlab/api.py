@@ -147,8 +147,8 @@ class Run:
     # ------------------------------------------------------------ the model
     def _model(self) -> tuple:
         if self._loaded is None:
+            from rnnlab.devices import resolve_device
             from rnnlab.runs import load_run
-            from rnnlab.trainer import resolve_device
 
             device = resolve_device(self.config.train.device)
             model, vocab, cfg, meta = load_run(self.path, self.checkpoint, device)

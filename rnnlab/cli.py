@@ -281,9 +281,9 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     with console.waiting("loading PyTorch and the run", not args.no_progress):
         from rnnlab.data.corpus import load_corpus
+        from rnnlab.devices import resolve_device
         from rnnlab.evaluate import evaluate
         from rnnlab.runs import load_run
-        from rnnlab.trainer import resolve_device
 
         device = resolve_device(args.device)
         model, vocab, cfg, meta = load_run(Path(args.run_dir), args.checkpoint, device, backend=args.backend,
@@ -327,9 +327,9 @@ def _eval_task(args, model, cfg, meta, device) -> int:
 
 
 def cmd_generate(args) -> int:
+    from rnnlab.devices import resolve_device
     from rnnlab.generate import check_stop, generate, unescape, with_prompt
     from rnnlab.runs import load_run
-    from rnnlab.trainer import resolve_device
 
     device = resolve_device(args.device)
     stop = unescape(args.stop)
@@ -402,7 +402,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from rnnlab.trainer import resolve_device
+    from rnnlab.devices import resolve_device
 
     try:
         from rnnlab.serve import serve
@@ -560,14 +560,14 @@ COMMANDS = {"train": cmd_train, "eval": cmd_eval, "generate": cmd_generate, "pre
 def _stop_on_signals() -> None:
     """SIGTERM ends a command like Ctrl-C (KeyboardInterrupt: a message and status 130, not a
     kill by signal), and so does the first of several: the ones that follow are ignored while
-    the process is on its way out. Training catches both signals itself (rnnlab/trainer.py) and
-    gives them back to this handler on its way out, with train.STOPPING set."""
+    the process is on its way out. Training catches both signals itself (rnnlab/stop_signals.py) and
+    gives them back to this handler on its way out, with stop_signals.STOPPING set."""
     if threading.current_thread() is not threading.main_thread():
         return
     received = []
 
     def stop(signum, frame):
-        training = sys.modules.get("rnnlab.trainer")
+        training = sys.modules.get("rnnlab.stop_signals")  # loaded by a training run
         stopping = received or (training is not None and training.STOPPING.is_set())
         received.append(signum)
         if not stopping:

@@ -13,7 +13,6 @@ difference; only the settings in `RESUMABLE` may change.
 from __future__ import annotations
 
 from rnnlab.config import Config
-from rnnlab.data.corpus import Corpus
 
 # Settings that may change on resume: budgets and bookkeeping, not the computation.
 # (data.path may also change when the corpus it names is the same, byte for byte.)
@@ -21,10 +20,11 @@ RESUMABLE = ("train.max_steps", "train.epochs", "train.max_minutes", "train.eval
              "train.checkpoint_minutes", "train.threads", "name", "description")
 
 
-def fingerprint(corpus: Corpus | None, bf16: bool) -> dict:
-    """`corpus`: the run's text corpus, None for a sequence task (its data is generated
-    from its task.* settings and seed, which the configuration comparison covers)."""
-    return {"corpus": corpus.fingerprint if corpus is not None else {}, "bf16": bool(bf16)}
+def fingerprint(data: dict, bf16: bool) -> dict:
+    """`data`: the run's data source's fingerprint (rnnlab/data/source.py): a corpus's split
+    sizes and hashes, {} for a sequence task (its data is generated from its task.* settings
+    and seed, which the configuration comparison covers)."""
+    return {"corpus": data, "bf16": bool(bf16)}
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -1,5 +1,11 @@
 """The training loop: one loop for every model, cell and corpus, and the sequence tasks.
 
+A run is wired from parts with one job each: its data source, a text corpus
+or a sequence task behind one interface (rnnlab/data/source.py); the model,
+optimizer, schedule and batcher (rnnlab/run_setup.py); the lines and files
+that report on it (rnnlab/run_report.py); clean stops (rnnlab/stop_signals.py).
+This module turns the loop and keeps the run's progress and checkpoints.
+
 Each step: take the next batch, run the model from the carried (detached)
 state, cross-entropy loss, backward, clip the global gradient norm, step.
 The model computes its own loss: a language model's next-token softmax, the
@@ -16,32 +22,26 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from rnnlab import checkpoint, distributed, threads
-from rnnlab.bounds import check_model_memory
+from rnnlab import checkpoint, distributed, run_report
 from rnnlab.config import Config
 from rnnlab.console import bar as progress_bar
 from rnnlab.console import counter, echo, waiting
-from rnnlab.data.batching import make_batcher
-from rnnlab.data.corpus import Corpus, load_corpus
-from rnnlab.data.tasks import TaskData
-from rnnlab.data.vocab import Vocab
+from rnnlab.data.source import open_source
+from rnnlab.devices import resolve_device, use_bf16
 from rnnlab.errors import Interrupted, UserError
-from rnnlab.evaluate import evaluate_task, metrics_from_totals
+from rnnlab.evaluate import metrics_from_totals
 from rnnlab.fingerprint import fingerprint, refusal, resume_changes
-from rnnlab.generate import generate, teacher_forced
-from rnnlab.models import build_model
 from rnnlab.models.lm import positions
-from rnnlab.models.softmax import fit_output_to_corpus
-from rnnlab.optim import Schedule, build_optimizer, load_optimizer, optimizer_tensors, set_lr
+from rnnlab.optim import load_optimizer, optimizer_tensors, set_lr
 from rnnlab.progress import Progress
+from rnnlab.run_report import Sampler
+from rnnlab.run_setup import build_parts, eval_interval
 from rnnlab.runs import (
     RunLock,
     append_jsonl,
@@ -54,70 +54,18 @@ from rnnlab.runs import (
     truncate_logs,
     write_initial,
 )
+from rnnlab.stop_signals import StopSignals
 
-STOPPING = threading.Event()  # a stop signal reached a training run of this process: it is on its way out
 TIMING_KEYS = ("elapsed", "tokens_per_s")  # the only metrics that differ between identical runs
 # How the notes a run starts with begin (Trainer.echo: stderr, or stdout in Jupyter), e.g. for tests
 # that expect an error line and nothing else.
 NOTES = ("run directory: ", "training ", "resuming ", "estimated: ")
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UserError("device cuda was asked for (--device / train.device) but no CUDA device is available; use cpu or auto")
-    return torch.device(name)
-
-
-def native_bf16(device: torch.device) -> bool:
-    return torch.cuda.is_bf16_supported() if device.type == "cuda" else torch.ops.mkldnn._is_mkldnn_bf16_supported()
-
-
-def use_bf16(cfg: Config, device: torch.device) -> bool:
-    """Resolve train.bf16: auto means on wherever it pays (native bf16, float32 weights, the torch backend)."""
-    t = cfg.train
-    if t.bf16 == "on" and not native_bf16(device):
-        raise UserError("train.bf16=on needs a CPU with native bf16 (AVX512-BF16 or AMX); on this one bf16 matmuls "
-                        "are emulated, ~50x slower than float32; use train.bf16=auto or off")
-    if t.bf16 == "auto":
-        return native_bf16(device) and t.dtype == "float32" and cfg.model.backend == "torch"
-    return t.bf16 == "on"
-
-
-AUTO_EVALS = 10  # train.eval_every = 0: about this many evaluations over a language model's step budget
-
-
-def auto_eval_every(total_steps: int, steps_per_epoch: int, tokens_per_step: int, eval_tokens: int) -> int:
-    """The steps between evaluations for train.eval_every = 0: about AUTO_EVALS evaluations over
-    the budget, whatever its length (so that a short run's curves have points), but never fewer
-    than one per epoch (a budget of 10 or more epochs is evaluated at each epoch end), and no more
-    evaluations than leave the tokens evaluated below the tokens trained on (a large validation
-    set beside a short run: fewer, at least one, the final one)."""
-    evals = max(1, min(AUTO_EVALS, total_steps * tokens_per_step // max(eval_tokens, 1)))
-    return max(1, min(math.ceil(total_steps / evals), steps_per_epoch))
-
-
-class Sampler:
-    """The sampling callback: at the given steps, the main process samples
-    from the model (Trainer.sample)."""
-
-    def __init__(self, steps):
-        self.steps = set(steps)
-
-    @classmethod
-    def spread(cls, samples: int, total_steps: float) -> Sampler:
-        """`samples` samples at evenly spaced steps (none for a run without a step bound)."""
-        if total_steps == math.inf:
-            return cls(())
-        return cls(round(total_steps * (i + 1) / samples) for i in range(samples))
-
-    def __call__(self, trainer: Trainer) -> None:
-        if trainer.progress.step in self.steps and distributed.is_main():
-            trainer.sample()
-
-
 class Trainer:
+    """One training run: wired from its data source (rnnlab/data/source.py) and its parts
+    (rnnlab/run_setup.py), turned by `run`, reported through rnnlab/run_report.py."""
+
     def __init__(self, cfg: Config, run_dir: Path, resume: bool = False, progress: bool = True,
                  overwrite: bool = False, echo=echo,
                  callbacks: list[Callable[[Trainer], None]] | None = None):
@@ -133,93 +81,42 @@ class Trainer:
         if resume:
             self.lock = RunLock(self.run_dir) if distributed.is_main() else None  # one writer per run
             stored = checkpoint.load(self.run_dir, "last")
-        # A text corpus is read here, once: its vocabulary is built from its train split, and its
-        # fingerprint comes from the very text read (a sequence task's data is generated below).
-        self.corpus: Corpus | None = None
-        if not cfg.task.kind:
-            with waiting(f"reading {cfg.data.path or 'the bundled corpus'}", self.show_bar):
-                self.corpus = load_corpus(cfg.data)
-        self.fingerprint = fingerprint(self.corpus, self.bf16)
+        self.source = open_source(cfg, self.show_bar)  # a corpus is read here, once
+        self.vocab = self.source.vocab
+        self.fingerprint = fingerprint(self.source.fingerprint, self.bf16)
         if stored and (changes := resume_changes(stored[1], cfg, self.fingerprint)):
             raise UserError(refusal(self.run_dir, changes))
-        # The data: a sequence task's generated batches and sets, or a text corpus and its vocabulary.
-        self.task = TaskData(cfg.task, t.batch_size, t.seed) if cfg.task.kind else None
-        if self.task is not None and distributed.is_active():
+        if not self.source.sharded and distributed.is_active():
             raise UserError(f"task.kind={cfg.task.kind} trains in one process (its batches are not sharded): drop --nproc")
-        self.vocab: Vocab | None = None
-        if self.corpus is not None:
-            if stored and Vocab.from_json(stored[1]["vocab"]).itos != self.corpus.vocab.itos:
-                raise UserError(f"the vocabulary stored in {run_dir} does not match the data at '{cfg.data.path or 'bundled:grimm'}'")
-            self.vocab = self.corpus.vocab  # a resumed run's: equal to the stored one, so the same token ids
-            fit_output_to_corpus(cfg.model, self.corpus)  # cutoffs="auto"
-        vocab_size = len(self.vocab) if self.vocab is not None else 0
-        check_model_memory(cfg.model, vocab_size, torch.finfo(getattr(torch, t.dtype)).bits // 8)
-        self.model = build_model(cfg.model, vocab_size, cfg.task).to(self.device, getattr(torch, t.dtype))
-        self.governor = threads.configure(t.threads, self.model, t.batch_size)  # 0: auto (rnnlab/threads.py)
-        self.names = [n for n, _ in self.model.named_parameters()]
-        self.params = [p for _, p in self.model.named_parameters()]
-        with waiting("building the optimizer", self.show_bar):  # torch's first optimizer loads torch._dynamo: seconds
-            self.optimizer = build_optimizer(self.params, t)
-        self.ddp = distributed.wrap(self.model)  # averages gradients over processes; the model itself in one
-        distributed.seed_rank(t.seed)
-        self.batcher = distributed.shard(self.task.batcher if self.task is not None else
-                                         make_batcher(cfg.data.batcher, self.corpus.train, t.batch_size, t.seq_len, t.seed))
-        per_epoch = self.batcher.steps_per_epoch
-        self.total_steps = min(t.max_steps or math.inf, t.epochs * per_epoch)
-        self.schedule = Schedule(t, self.total_steps)
+        if stored:
+            self.source.check_stored(stored[1], self.run_dir)
+        self.source.fit_output(cfg.model)
+        parts = build_parts(cfg, self.source, self.device, self.show_bar)
+        self.model, self.governor, self.optimizer, self.ddp = parts.model, parts.governor, parts.optimizer, parts.ddp
+        self.names, self.params, self.batcher = parts.names, parts.params, parts.batcher
+        self.total_steps, self.schedule = parts.total_steps, parts.schedule
         self.progress = Progress()  # position and bookkeeping; all of it goes into the checkpoint
-        self.saved_step, self.stop_requested = -1, False
-        self.signalled = self.quitting = False  # a stop signal came / a second one: leaving now
+        self.saved_step = -1
+        self.stop = StopSignals()
         self.state = self.model.init_state(self.batcher.batch_size) if self.batcher.carries_state else None
         if stored:
             self._restore(*stored)
-        # Evaluations: every train.eval_every steps; for 0 (auto) as the run began (a checkpoint from before
-        # auto evaluated at each epoch end), else auto_eval_every's (a sequence task's run: each epoch end).
         self.auto_eval = not t.eval_every
-        if t.eval_every:
-            self.progress.eval_every = t.eval_every
-        elif not self.progress.eval_every:
-            self.progress.eval_every = per_epoch if stored or self.task is not None else auto_eval_every(
-                self.total_steps, per_epoch, t.batch_size * t.seq_len,
-                len(self.corpus.valid) + (len(self.corpus.test) if self.corpus.test is not None else 0))
+        self.progress.eval_every = eval_interval(cfg, self.source, parts, self.progress.eval_every, bool(stored))
         if not stored and distributed.is_main():
             self.lock = prepare(self.run_dir, overwrite=overwrite)
-            self._write_run_files()
+            # all or nothing: no config.toml without vocab.json
+            write_initial(self.run_dir, {"config.toml": cfg.to_toml().encode(), **self.source.run_files()}, self.lock)
             self.echo(f"run directory: {self.run_dir}")
         if stored:
             self.echo(f"resuming {self.run_dir} at step {self.progress.step:,} (epoch {self.progress.epoch}, "
-                      f"batch {self.progress.index:,} of {per_epoch:,})")
-        self.echo(self.describe())
+                      f"batch {self.progress.index:,} of {self.batcher.steps_per_epoch:,})")
+        self.echo(run_report.describe(cfg, self.source, self.model.num_parameters(), self.total_steps,
+                                      self.progress.eval_every))
         # Called after every step with the trainer; `callbacks` replaces the default (samples, train.samples;
         # a classifier has no text to sample).
         default = [Sampler.spread(t.samples, self.total_steps)] if self.vocab is not None else []
         self.callbacks = list(callbacks) if callbacks is not None else default
-
-    def describe(self) -> str:
-        """The line a run starts with: model and parameter count, data and token counts, budget, threads."""
-        t, m = self.cfg.train, self.cfg.model
-        kind, size = m.kind_and_size()
-        model = f"{kind} {size}" if self.task is None or m.arch != "classifier" else f"{kind} classifier, hidden {m.hidden}"
-        if self.task is not None:
-            k = self.cfg.task
-            data = f"task {k.kind}: {k.train_size:,} training sequences an epoch, {k.valid_size:,} valid, {k.test_size:,} test"
-        else:
-            c = self.corpus
-            test = f", {len(c.test):,} test" if c.test is not None else ""
-            data = (f"{c.source}: {len(c.train):,} train, {len(c.valid):,} valid{test} {self.vocab.level}s, "
-                    f"vocabulary {len(self.vocab):,}")
-        budget = f"{self.total_steps:,} steps" + (f" or {t.max_minutes:g} min" if t.max_minutes else "")
-        every = f"evaluating every {self.progress.eval_every:,}"
-        threads_text = f"{t.threads} thread{'s' if t.threads > 1 else ''}" if t.threads else "threads auto"
-        return (f"training {model}, {self.model.num_parameters():,} parameters; {data}; {budget} of batch {t.batch_size}"
-                + (f" x {t.seq_len}" if self.task is None else "") + f"; {every}; {threads_text}; time: estimating")
-
-    # ----------------------------------------------------------------- files
-    def _write_run_files(self) -> None:
-        files = {"config.toml": self.cfg.to_toml().encode()}
-        if self.vocab is not None:  # a task run's inputs are all in its config
-            files["vocab.json"] = json.dumps(self.vocab.to_json()).encode()
-        write_initial(self.run_dir, files, self.lock)  # all or nothing: no config.toml without vocab.json
 
     def _record(self, record: dict) -> None:
         if distributed.is_main():
@@ -273,23 +170,17 @@ class Trainer:
 
     # ------------------------------------------------------------ evaluation
     def _evaluate(self, final: bool = False) -> dict:
-        t = self.cfg.train
         results = {}
-        self.progress.train_nll, self.progress.train_correct, self.progress.train_tokens = distributed.all_sum(
-            self.progress.train_nll, self.progress.train_correct, self.progress.train_tokens)
-        if self.progress.train_tokens:
-            results["train"] = metrics_from_totals(self.progress.train_nll, int(self.progress.train_correct), int(self.progress.train_tokens))
+        p = self.progress
+        p.train_nll, p.train_correct, p.train_tokens = distributed.all_sum(p.train_nll, p.train_correct, p.train_tokens)
+        if p.train_tokens:
+            results["train"] = metrics_from_totals(p.train_nll, int(p.train_correct), int(p.train_tokens))
             if self.cfg.model.softmax == "adaptive":
                 results["train"]["accuracy"] = math.nan  # not counted in training (see Loss in models/softmax.py)
-            self.progress.train_nll = self.progress.train_correct = self.progress.train_tokens = 0.0
-        if self.task is not None:  # a task's test set is scored once, at the end (like the experiments' tables)
-            for split in ["valid"] + (["test"] if final else []):
-                results[split] = evaluate_task(self.model, self.task, split, device=self.device)
-        else:
-            for split in ["valid"] + (["test"] if self.corpus.test is not None else []):
-                with counter(f"evaluating {split}", self.show_bar) as on_batch:
-                    results[split] = distributed.evaluate(self.model, self.corpus.split(split), t.eval_batch_size,
-                                                          t.eval_seq_len, self.device, on_batch)
+            p.train_nll = p.train_correct = p.train_tokens = 0.0
+        for split in self.source.eval_splits(final):
+            with counter(f"evaluating {split}", self.show_bar) as on_batch:
+                results[split] = self.source.evaluate(self.model, split, self.cfg.train, self.device, on_batch)
         for split, m in results.items():
             self._record({"step": self.progress.step, "epoch": self.progress.epoch + self.progress.index / self.batcher.steps_per_epoch,
                           "split": split, **m, "lr": self.optimizer.param_groups[0]["lr"], "elapsed": self.progress.elapsed})
@@ -314,23 +205,6 @@ class Trainer:
             p.early_stop = "accuracy"
         elif t.patience and p.step - p.best_accuracy_step >= t.patience:
             p.early_stop = "plateau"
-
-    def sample(self) -> None:
-        """Print a sample (and for a char model a teacher-forced line) and append it to samples.jsonl."""
-        g, level = self.cfg.generate, self.vocab.level
-        text = generate(self.model, self.vocab, length=self.cfg.train.sample_length, temperature=g.temperature,
-                        top_k=g.top_k, top_p=g.top_p, seed=self.cfg.train.seed + self.progress.step, device=self.device)[0]
-        record = {"step": self.progress.step, "temperature": g.temperature, "text": text}
-        lines = [f"── sample at step {self.progress.step} (temperature {g.temperature}) ──", text.strip()]
-        if level == "char":
-            line = _first_line(self.corpus, self.vocab)
-            if line:
-                predicted = teacher_forced(self.model, self.vocab, line, self.device)
-                record["teacher_forced"] = {"input": line, "predicted": predicted}
-                lines += ["teacher-forced, next-char guesses under each input character:",
-                          f"  input: {line}", f"  model: {predicted}"]
-        append_jsonl(self.run_dir / "samples.jsonl", record)
-        self.echo("\n".join(lines))
 
     # --------------------------------------------------------------- the loop
     def _update(self, x: torch.Tensor, y: torch.Tensor) -> float | None:
@@ -410,83 +284,66 @@ class Trainer:
         return loss, epoch_end
 
     def _run(self) -> dict:
-        t = self.cfg.train
-        tokens_per_step = t.batch_size * (t.seq_len if self.task is None else 1)  # a task's: sequences
+        t, p = self.cfg.train, self.progress
+        tokens_per_step = self.source.tokens_per_step(t)
         last_ckpt_time = time.monotonic()
-        bar = progress_bar(total=self.total_steps if self.total_steps < math.inf else None, initial=self.progress.step,
+        bar = progress_bar(total=self.total_steps if self.total_steps < math.inf else None, initial=p.step,
                            disable=not self.show_bar, unit="step", dynamic_ncols=True, mininterval=0.5)
-        previous_handlers = self._catch_stop_signals()
-        start, start_step, start_elapsed = time.monotonic() - self.progress.elapsed, self.progress.step, self.progress.elapsed
+        start, start_step, start_elapsed = time.monotonic() - p.elapsed, p.step, p.elapsed
         smooth, estimated = None, False
         try:
-            while self.progress.step < self.total_steps and self.progress.epoch < t.epochs and not self.progress.early_stop:
-                if t.max_minutes and distributed.agree(self.progress.elapsed >= t.max_minutes * 60):
-                    self.echo(f"time limit train.max_minutes={t.max_minutes} reached at step {self.progress.step}")
-                    break
-                loss, epoch_end = self.train_next_batch()
-                self.progress.elapsed = time.monotonic() - start
-                if loss is not None:
-                    smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
-                    rate = (self.progress.step - start_step) * tokens_per_step / max(self.progress.elapsed - start_elapsed, 1e-9)
-                    bar.set_postfix_str(_postfix(smooth, self.vocab.level if self.vocab else "task", rate), refresh=False)
-                bar.update(1)
-                if not estimated and self.progress.elapsed - start_elapsed >= ESTIMATE_AFTER:
-                    estimated = True
-                    self._estimate((self.progress.elapsed - start_elapsed) / (self.progress.step - start_step))
-                # (auto: not at the last step, which the final evaluation scores anyway)
-                if self.progress.step % self.progress.eval_every == 0 and not (
-                        self.auto_eval and self.progress.step >= self.total_steps):
-                    self._report(self._evaluate())
-                for callback in self.callbacks:
-                    callback(self)
-                minutes_due = t.checkpoint_minutes and distributed.agree(time.monotonic() - last_ckpt_time >= t.checkpoint_minutes * 60)
-                if (t.checkpoint_every and self.progress.step % t.checkpoint_every == 0) or minutes_due:
-                    self._save("last")
-                    last_ckpt_time = time.monotonic()
-                if distributed.agree(self.stop_requested):  # Ctrl-C / SIGTERM, acted on between steps so the checkpoint is exact
-                    bar.close()
-                    if self.saved_step != self.progress.step:
+            with self.stop:
+                while p.step < self.total_steps and p.epoch < t.epochs and not p.early_stop:
+                    if t.max_minutes and distributed.agree(p.elapsed >= t.max_minutes * 60):
+                        self.echo(f"time limit train.max_minutes={t.max_minutes} reached at step {p.step}")
+                        break
+                    loss, epoch_end = self.train_next_batch()
+                    p.elapsed = time.monotonic() - start
+                    if loss is not None:
+                        smooth = loss if smooth is None else 0.98 * smooth + 0.02 * loss
+                        rate = (p.step - start_step) * tokens_per_step / max(p.elapsed - start_elapsed, 1e-9)
+                        bar.set_postfix_str(run_report.bar_postfix(smooth, self.source.level, rate), refresh=False)
+                    bar.update(1)
+                    if not estimated and p.elapsed - start_elapsed >= run_report.ESTIMATE_AFTER:
+                        estimated = True
+                        self.echo(run_report.estimate((p.elapsed - start_elapsed) / (p.step - start_step), p.step,
+                                                      self.total_steps, p.elapsed, t.max_minutes, p.eval_every,
+                                                      self.auto_eval))
+                    # (auto: not at the last step, which the final evaluation scores anyway)
+                    if p.step % p.eval_every == 0 and not (self.auto_eval and p.step >= self.total_steps):
+                        self.echo(run_report.evaluation(self._evaluate(), p.step, p.epoch, self.source.level))
+                    for callback in self.callbacks:
+                        callback(self)
+                    minutes_due = t.checkpoint_minutes and distributed.agree(
+                        time.monotonic() - last_ckpt_time >= t.checkpoint_minutes * 60)
+                    if (t.checkpoint_every and p.step % t.checkpoint_every == 0) or minutes_due:
                         self._save("last")
-                    raise Interrupted(self._interrupted(f"interrupted at step {self.progress.step}", "resume with"))
+                        last_ckpt_time = time.monotonic()
+                    # Ctrl-C / SIGTERM, acted on between steps so that the checkpoint is exact
+                    if distributed.agree(self.stop.requested):
+                        bar.close()
+                        if self.saved_step != p.step:
+                            self._save("last")
+                        raise Interrupted(self._interrupted(f"interrupted at step {p.step}", "resume with"))
         except KeyboardInterrupt:  # a second Ctrl-C: quit now, the last checkpoint written stays valid
             raise Interrupted(self._interrupted("interrupted", "resume from the last checkpoint with")) from None
         finally:
-            self._release_stop_signals(previous_handlers)
             bar.close()
-        if self.saved_step != self.progress.step:
+        if self.saved_step != p.step:
             # Saved before the final evaluation: resuming a finished run (or one
             # killed during that evaluation) redoes exactly the evaluation.
             self._save("last")
         # 'last' is saved: a stop signal from here on ends the run at once (resuming redoes the evaluation).
-        self.stop_requested = True
-        previous_handlers = self._catch_stop_signals()
+        self.stop.request()
         try:
-            results = self._evaluate(final=True)
-            summary = self._summary(results, tokens_per_step)
-            if distributed.is_main():
-                checkpoint.write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1).encode())
-                with waiting("drawing plots/curves.png", self.show_bar):
-                    from rnnlab.report.plots import plot_run_curves  # matplotlib only when a run ends
-
-                    plot_run_curves(self.run_dir)
+            with self.stop:
+                summary = run_report.summary(self, self._evaluate(final=True))
+                if distributed.is_main():
+                    checkpoint.write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=1).encode())
+                    run_report.draw_curves(self.run_dir, self.show_bar)
         except KeyboardInterrupt:
             raise Interrupted(self._interrupted("interrupted during the final evaluation", "resume with")) from None
-        finally:
-            self._release_stop_signals(previous_handlers)
         return summary
-
-    def _estimate(self, step_seconds: float) -> None:
-        """The time left, from the steps so far (timed once, after ESTIMATE_AFTER seconds)."""
-        t, step = self.cfg.train, self.progress.step
-        left = (self.total_steps - step) * step_seconds
-        if t.max_minutes:
-            left = min(left, max(t.max_minutes * 60 - self.progress.elapsed, 0.0))
-        last, every = min(self.total_steps, step + math.ceil(left / step_seconds)), self.progress.eval_every
-        evals = last // every - step // every  # on the way, then the final one
-        if self.auto_eval and last == self.total_steps and last % every == 0:
-            evals -= 1  # auto skips the last step's: the final evaluation scores it
-        self.echo(f"estimated: {_duration(left)} of training left at {step_seconds * 1000:.0f} ms a step, "
-                  f"plus {evals + 1} evaluation{'s' if evals else ''}")
 
     def _interrupted(self, what: str, resume: str) -> str:
         """The line for an interrupted run: how to resume it only where a checkpoint can be resumed."""
@@ -494,74 +351,6 @@ class Trainer:
             return f"{what}; {resume}: rnnlab train --resume {self.run_dir}"
         return (f"{what}; no checkpoint was written yet, so nothing can be resumed: start again "
                 f"(--run-dir {self.run_dir} --overwrite reuses the directory)")
-
-    def _catch_stop_signals(self) -> dict:
-        """Ctrl-C and SIGTERM only set a flag; the loop stops at the next step boundary. A second
-        one quits at once (KeyboardInterrupt); any later one, while the process is on its way
-        out, is ignored, so that it always ends with its message and status 130."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}  # signals can only be caught in the main thread
-
-        def request_stop(signum, frame):
-            self.signalled = True
-            STOPPING.set()
-            if self.quitting:
-                return
-            if self.stop_requested:
-                self.quitting = True
-                raise KeyboardInterrupt
-            self.stop_requested = True
-
-        return {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-
-    def _release_stop_signals(self, previous: dict) -> None:
-        """Give the signals back to their previous handlers. The `rnnlab` program's own
-        (cli._stop_on_signals) ignore any signal once STOPPING is set, so a late one cannot
-        kill the process on its way out."""
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-    def _report(self, results: dict) -> None:
-        v = results["valid"]
-        if self.vocab is None:
-            score = ""
-        else:
-            score = f"bpc {v['bpc']:.3f}, " if self.vocab.level == "char" else f"ppl {v['perplexity']:.1f}, "
-        self.echo(f"step {self.progress.step} (epoch {self.progress.epoch}): valid loss {v['loss']:.4f}, {score}accuracy {v['accuracy']:.3f}")
-
-    def _summary(self, results: dict, tokens_per_step: int) -> dict:
-        m = self.cfg.model
-        nplm = m.arch == "nplm"  # one hidden layer; a recurrent one only with model.reader=recurrent
-        return {"name": self.cfg.name, "level": self.vocab.level if self.vocab else None, "arch": m.arch,
-                "task": self.cfg.task.kind or None, "cell": m.cell if not nplm or m.reader == "recurrent" else None,
-                "model": " ".join(m.kind_and_size()), "hidden": m.hidden, "layers": 1 if nplm else m.layers,
-                "parameters": self.model.num_parameters(), "vocab_size": len(self.vocab) if self.vocab else 0,
-                "steps": self.progress.step, "step_seconds": self.progress.step_seconds,
-                "early_stop": self.progress.early_stop or None,
-                "epochs": self.progress.epoch + self.progress.index / self.batcher.steps_per_epoch, "wall_seconds": self.progress.elapsed,
-                "tokens_per_s": self.progress.step * tokens_per_step / max(self.progress.elapsed, 1e-9), "faults": self.progress.faults,
-                "bf16": self.bf16, "threads": dict(sorted(self.progress.thread_steps.items(), key=lambda kv: int(kv[0]))),
-                "best_valid_loss": self.progress.best_valid, "final": results}
-
-
-ESTIMATE_AFTER = 3.0  # seconds of training before the time left is estimated (the first steps warm up)
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
-
-
-def _postfix(loss: float, level: str, rate: float) -> str:
-    if level == "task":
-        return f"loss {loss:.3f} {rate:.0f} seq/s"
-    score = f"bpc {loss / math.log(2):.3f}" if level == "char" else f"ppl {math.exp(min(loss, 50)):.1f}"
-    return f"loss {loss:.3f} {score} {rate / 1000:.1f}k tok/s"
-
-
-def _first_line(corpus: Corpus, vocab: Vocab, width: int = 70) -> str:
-    text = vocab.decode(corpus.valid[:2000].tolist())
-    lines = [ln for ln in text.split("\n") if len(ln.strip()) > 30]
-    return lines[0][:width] if lines else ""
 
 
 def train_config(cfg: Config, run_dir: Path, progress: bool = True, overwrite: bool = False) -> dict:

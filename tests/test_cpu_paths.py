@@ -9,13 +9,13 @@ import sys
 
 import torch
 
-from rnnlab.trainer import native_bf16
+from rnnlab.devices import native_bf16
 
 AVX2_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
 PROBE = """
 import json, torch
 from rnnlab.config import load_config
-from rnnlab.trainer import native_bf16, use_bf16
+from rnnlab.devices import native_bf16, use_bf16
 cpu = torch.device("cpu")
 cfg = load_config("grimm-char", None, ["train.bf16=auto"])
 print(json.dumps({"capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16(cpu),

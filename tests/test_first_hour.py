@@ -228,7 +228,7 @@ def test_a_short_run_evaluates_about_ten_times_by_default(long_text, tmp_path, c
 
 
 def test_auto_evaluation_interval():
-    from rnnlab.trainer import auto_eval_every
+    from rnnlab.run_setup import auto_eval_every
 
     assert auto_eval_every(300, 10_000, 64 * 30, 54_000) == 30  # grimm-char, 300 steps: ten evaluations
     assert auto_eval_every(2200, 10_000, 64 * 30, 54_000) == 220

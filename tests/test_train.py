@@ -134,7 +134,7 @@ def test_sum_time_loss_is_the_mean_loss_scaled_by_seq_len(tiny_text, tmp_path):
 def test_progress_round_trips_through_checkpoint_metadata():
     from dataclasses import asdict
 
-    from rnnlab.trainer import Progress
+    from rnnlab.progress import Progress
 
     p = Progress(step=7, epoch=1, index=3, best_valid=1.5, faults=2, consecutive_faults=1, fault_lr_scale=0.5,
                  elapsed=9.25, train_nll=12.0, train_correct=4.0, train_tokens=30.0, thread_steps={"1": 3, "2": 4})
@@ -147,7 +147,8 @@ def test_progress_round_trips_through_checkpoint_metadata():
 
 
 def test_callbacks_run_after_every_step_and_sampling_is_one(tiny_text, tmp_path):
-    from rnnlab.trainer import Sampler, Trainer
+    from rnnlab.run_report import Sampler
+    from rnnlab.trainer import Trainer
 
     seen = []
     cfg = config(tiny_text, "train.max_steps=12", "train.sample_length=20")
