@@ -49,11 +49,25 @@ def log_g(k: torch.Tensor) -> torch.Tensor:
     return torch.where(k >= 0, torch.log(F.relu(k) + 0.5), -F.softplus(-k))
 
 
+def prefix_logsumexp(v: torch.Tensor) -> torch.Tensor:
+    """logcumsumexp over dim 0. On a GPU, torch's parallel kernel. On a CPU, a running
+    logaddexp over time, the same sums in the same order of magnitude: for the short
+    sequences of training (T ≈ 30) it runs ~10x faster there, forward and backward, than
+    torch.logcumsumexp's CPU kernel (measured with torch 2.13; benchmarks/results/cells.md)."""
+    if v.device.type != "cpu":
+        return torch.logcumsumexp(v, dim=0)
+    acc, out = v[0], [v[0]]
+    for t in range(1, v.shape[0]):
+        acc = torch.logaddexp(acc, v[t])
+        out.append(acc)
+    return torch.stack(out)
+
+
 def scan(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
     """h_t = a_t ⊙ h_{t-1} + b_t for every t at once ([T, B, H]; b > 0, h0 [B, H] any sign):
     h_t = e^{A_t} ⊙ h_0 + exp(A_t + logcumsumexp_{s≤t}(log b_s − A_s)),  A_t = Σ_{s≤t} log a_s."""
     A = torch.cumsum(log_a, dim=0)
-    return torch.exp(A) * h0 + torch.exp(A + torch.logcumsumexp(log_b - A, dim=0))
+    return torch.exp(A) * h0 + torch.exp(A + prefix_logsumexp(log_b - A))
 
 
 class ParallelLayer(nn.Module):
