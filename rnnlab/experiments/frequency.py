@@ -30,6 +30,7 @@ from rnnlab.experiments import (
     run_jobs,
     task_config,
     task_run_config,
+    time_note,
     train_task,
     workers,
     write_results,
@@ -119,7 +120,7 @@ def measure(cfg: FrequencyConfig, out: Path, command: str, progress: bool = True
         acc = np.array([r["accuracy"] for r in rs])
         rows.append({"cell": cell, "sampling": sampling, "accuracy": float(acc.mean()), "std": float(acc.std()),
                      "seeds": len(rs), "steps": rs[0]["steps"], "seconds": float(np.mean([r["seconds"] for r in rs])),
-                     "per_seed": acc.tolist()})
+                     "per_seed": acc.tolist(), "run_seconds": [r["seconds"] for r in rs]})
     wall = time.perf_counter() - start
     paths = write_results(out, "frequency", rows, COLUMNS, command, lambda p: plot(rows, cfg, p),
                           notes=summary(rows, cfg, wall, workers))
@@ -135,7 +136,6 @@ def gap(rows: list[dict], sampling: str) -> float | None:
 
 
 def summary(rows: list[dict], cfg: FrequencyConfig, wall: float, workers: int = 1) -> str:
-    import torch
 
     s, b = cfg.spec, cfg.budget
     lines = []
@@ -151,8 +151,7 @@ def summary(rows: list[dict], cfg: FrequencyConfig, wall: float, workers: int = 
               f"{b.max_steps} steps on the same fresh-sample stream. Phased LSTM init (Neil et al.; "
               f"rnnlab/models/phased.py): τ = exp(U(0, 3)) ms, s = U(0, τ), r_on = 0.05. Accuracy on {cfg.test_samples} fresh test waves, mean over "
               f"{cfg.seeds} seed(s); `seconds` is one training run.",
-              "", f"Wall time: {wall / 60:.1f} min ("
-              f"{f'{workers} processes x 1 torch thread' if workers > 1 else f'{torch.get_num_threads()} torch threads'})."]
+              "", time_note(wall, [s for r in rows for s in r["run_seconds"]], workers)]
     return "\n".join(lines)
 
 

@@ -33,6 +33,7 @@ from rnnlab.experiments import (
     run_jobs,
     task_config,
     task_run_config,
+    time_note,
     train_task,
     workers,
     write_results,
@@ -184,7 +185,8 @@ def measure(cfg: PalindromeConfig, out: Path, command: str, progress: bool = Tru
                      "min": float(acc.min()), "max": float(acc.max()), "seeds": len(rs),
                      "reached": sum(r["stop"] == "accuracy" for r in rs),
                      "steps": float(np.mean([r["steps"] for r in rs])),
-                     "seconds": float(np.mean([r["seconds"] for r in rs])), "per_seed": acc.tolist()})
+                     "seconds": float(np.mean([r["seconds"] for r in rs])), "per_seed": acc.tolist(),
+                     "run_seconds": [r["seconds"] for r in rs]})
     wall = time.perf_counter() - start
     paths = write_results(out, "palindrome", rows, COLUMNS, command, lambda p: plot(rows, cfg, p),
                           notes=summary(rows, cfg, wall, workers))
@@ -198,7 +200,6 @@ def first_below(rows: list[dict], cell: str, level: float = 0.5) -> int | None:
 
 
 def summary(rows: list[dict], cfg: PalindromeConfig, wall: float, workers: int = 1) -> str:
-    import torch
 
     b = cfg.budget
     lines = ["Where each cell falls below 50% accuracy (chance is 10%):", ""]
@@ -217,8 +218,7 @@ def summary(rows: list[dict], cfg: PalindromeConfig, wall: float, workers: int =
               f"palindromes per length, mean over {cfg.seeds} seed(s); std/min/max over seeds. "
               f"`steps` and `seconds` are per training run (mean over seeds); each run is a run directory "
               f"under runs/ (`rnnlab eval RUN --split test`).",
-              "", f"Wall time: {wall / 60:.1f} min ("
-              f"{f'{workers} processes x 1 torch thread' if workers > 1 else f'{torch.get_num_threads()} torch threads'})."]
+              "", time_note(wall, [s for r in rows for s in r["run_seconds"]], workers)]
     return "\n".join(lines)
 
 
