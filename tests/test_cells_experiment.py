@@ -104,3 +104,18 @@ def test_the_guides_figures_are_the_committed_results():
     assert max(gated) - min(gated) <= 0.03
     assert all(palindrome[c]["accuracy"] >= 0.997 for c in ("lstm", "gru", "mgu"))
     assert (char["mingru"]["hidden"], char["minlstm"]["hidden"], lstm["hidden"]) == (503, 414, 256)
+
+
+def test_the_char_budget_is_trained_in_interleaved_rounds(tmp_path, monkeypatch):
+    """Round r trains every cell to r/R of the budget before any cell starts round r+1, so a load
+    change during the command falls on all cells alike (each run resumes, bitwise exact)."""
+    calls = []
+    monkeypatch.setattr(cells_experiment, "train_char_until",
+                        lambda cfg, cell, hidden, seconds, progress: calls.append((cell, seconds)))
+    monkeypatch.setattr(cells_experiment, "char_row", lambda cfg, cell, hidden: {"task": "char", "cell": cell})
+    monkeypatch.setattr(cells_experiment, "palindrome_row", lambda *a: {"task": "p", "cell": a[0], "length": 4})
+    monkeypatch.setattr(cells_experiment, "write_results", lambda *a, **k: {})
+    monkeypatch.setattr(cells_experiment, "summary", lambda *a: "")
+    cfg = cells_experiment.CellsConfig(cells=["rnn", "lstm"], seconds=90, rounds=3)
+    cells_experiment.measure(cfg, tmp_path, "cmd", progress=False)
+    assert calls == [("rnn", 30), ("lstm", 30), ("rnn", 60), ("lstm", 60), ("rnn", 90), ("lstm", 90)]

@@ -7,7 +7,10 @@ counts of the cell table):
 
 * **char**: the default character job (preset grimm-char: 2 layers,
   batch 64 × 30 characters, Adam 4e-3) trained for the same wall time per
-  cell, with a constant learning rate (a cosine schedule over steps would
+  cell, in rounds: in round r of R every cell trains on (resumes, which is
+  bitwise exact) until its training time reaches r/R of the budget, so that a
+  change in the machine's load during the command falls on every cell alike;
+  with a constant learning rate (a cosine schedule over steps would
   reach a different point for cells of different speeds) and float32 (no bf16
   autocast, which the log-space scan of minGRU/minLSTM should not run in).
   The table gives validation bits/char after that time, training tokens/s
@@ -52,6 +55,7 @@ class CellsConfig:
     reference: str = "lstm"  # every cell gets this cell's parameter count
     preset: str = "grimm-char"
     seconds: float = 240.0  # training wall time per cell on the char job
+    rounds: int = 6  # the char job's budget is trained in this many interleaved rounds
     eval_every: int = 40  # steps between validation evaluations (the curves)
     char_settings: list[str] = field(default_factory=lambda: [
         "train.schedule=constant", "train.bf16=off", "train.samples=0", "train.max_steps=1000000",
@@ -65,7 +69,7 @@ class CellsConfig:
 
     @classmethod
     def quick(cls) -> CellsConfig:
-        return cls(seconds=1.0, eval_every=10, char_hidden=16, lengths=[4], palindrome_hidden=8,
+        return cls(seconds=1.0, rounds=2, eval_every=10, char_hidden=16, lengths=[4], palindrome_hidden=8,
                    char_settings=cls().char_settings + ["train.max_steps=20", "train.batch_size=8", "train.seq_len=12",
                                                         "model.layers=1", "train.eval_batch_size=64",
                                                         "train.eval_seq_len=64"],
@@ -100,25 +104,42 @@ def classifier_count(inputs: int, classes: int):
     return count
 
 
-def char_config(cfg: CellsConfig, cell: str, hidden: int):
+def char_config(cfg: CellsConfig, cell: str, hidden: int, seconds: float):
     from rnnlab.config import load_config
 
     return load_config(cfg.preset, None, [*cfg.char_settings, f"model.cell={cell}", f"model.hidden={hidden}",
-                                          f"train.max_minutes={cfg.seconds / 60}", f"train.eval_every={cfg.eval_every}",
+                                          f"train.max_minutes={seconds / 60}", f"train.eval_every={cfg.eval_every}",
                                           f"train.seed={cfg.seed}", f"name=cells-{cell}"])
 
 
-def train_char(cfg: CellsConfig, cell: str, hidden: int, progress: bool) -> dict:
-    from rnnlab.runs import read_jsonl
+def train_char_until(cfg: CellsConfig, cell: str, hidden: int, seconds: float, progress: bool) -> None:
+    """Train the cell's char run until its training time reaches `seconds`: start it, or resume it
+    with that time limit; a run already that far is left as it is (a re-run only fills the gaps)."""
+    from rnnlab import checkpoint
+    from rnnlab.config import apply
+    from rnnlab.runs import read_config
     from rnnlab.trainer import Trainer
 
-    run_cfg = char_config(cfg, cell, hidden)
     run_dir = cfg.runs / f"char-{cell}"
-    if (run_dir / "summary.json").is_file():  # finished earlier: a re-run only fills the gaps
-        print(f"cells: finished run found in {run_dir}, not retrained", flush=True)
-        summary = safejson.read(run_dir / "summary.json")
+    if (run_dir / "summary.json").is_file():
+        done = safejson.read(run_dir / "summary.json")
+        if done["wall_seconds"] >= seconds or done["steps"] >= read_config(run_dir).train.max_steps:
+            return
+    quiet = dict(progress=progress, echo=lambda text: None)
+    if checkpoint.exists(run_dir, "last"):
+        run_cfg = read_config(run_dir)
+        apply(run_cfg, "train.max_minutes", str(seconds / 60))
+        Trainer(run_cfg, run_dir, resume=True, **quiet).run()
     else:
-        summary = Trainer(run_cfg, run_dir, progress=progress, overwrite=True, echo=lambda text: None).run()
+        Trainer(char_config(cfg, cell, hidden, seconds), run_dir, overwrite=True, **quiet).run()
+
+
+def char_row(cfg: CellsConfig, cell: str, hidden: int) -> dict:
+    from rnnlab.runs import read_jsonl
+
+    run_dir = cfg.runs / f"char-{cell}"
+    summary = safejson.read(run_dir / "summary.json")
+    run_cfg = char_config(cfg, cell, hidden, cfg.seconds)
     tokens_per_step = run_cfg.train.batch_size * run_cfg.train.seq_len
     curve = [[r["elapsed"], r["bpc"]] for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("split") == "valid"]
     return {"task": "char", "cell": cell, "hidden": hidden, "parameters": summary["parameters"],
@@ -156,12 +177,14 @@ def measure(cfg: CellsConfig, out: Path, command: str, progress: bool = True) ->
     hidden0 = cfg.char_hidden or base.model.hidden
     count = lm_count(len(load_corpus(base.data).vocab), base.model.layers)
     target = count(cfg.reference, hidden0)
-    rows = []
-    for cell in cfg.cells:
-        hidden = hidden0 if cell == cfg.reference else matched_hidden(cell, target, count)
-        print(f"cells: char job, {cell} at hidden {hidden} ({count(cell, hidden):,} parameters), "
-              f"{cfg.seconds:g} s of training", flush=True)
-        rows.append(train_char(cfg, cell, hidden, progress))
+    hiddens = {cell: hidden0 if cell == cfg.reference else matched_hidden(cell, target, count) for cell in cfg.cells}
+    for r in range(1, cfg.rounds + 1):
+        seconds = cfg.seconds * r / cfg.rounds
+        for cell, hidden in hiddens.items():
+            print(f"cells: char job, round {r} of {cfg.rounds}: {cell} at hidden {hidden} "
+                  f"({count(cell, hidden):,} parameters) to {seconds:g} s of training", flush=True)
+            train_char_until(cfg, cell, hidden, seconds, progress)
+    rows = [char_row(cfg, cell, hidden) for cell, hidden in hiddens.items()]
     pcount = classifier_count(10, 10)  # one-hot digits in, a digit out
     ptarget = pcount(cfg.reference, cfg.palindrome_hidden)
     for cell in cfg.cells:
@@ -201,7 +224,8 @@ def summary(rows: list[dict], cfg: CellsConfig, wall: float, load_before, load_a
                          f"{r['steps']} steps, {r['parameters']:,} parameters")
     b = cfg.budget
     lines += ["", f"Settings: char job = preset {cfg.preset} with {' '.join(cfg.char_settings)}, "
-              f"{cfg.seconds:g} s of training per cell (evaluations every {cfg.eval_every} steps included), "
+              f"{cfg.seconds:g} s of training per cell in {cfg.rounds} interleaved rounds (evaluations every "
+              f"{cfg.eval_every} steps included), "
               f"validation every {cfg.eval_every} steps; tokens/s counts the time in training steps only. "
               f"Palindromes: one seed, {b.optimizer} lr {b.lr:g}, at most {b.max_steps} steps, early stop at "
               f"{b.target:.1%} validation accuracy or after {b.patience} steps without a 1-point gain; chrono init "
@@ -242,6 +266,8 @@ def add_arguments(p) -> None:
     p.add_argument("--out", help="output directory (default: runs/experiments/cells)")
     p.add_argument("--cells", help="comma list of cells of the cell table (default: every cell without timestamps)")
     p.add_argument("--seconds", type=at.positive_number, help="training wall time per cell on the char job (default 240)")
+    p.add_argument("--rounds", type=at.integer(1),
+                   help="the char job's budget is trained in this many rounds, the cells interleaved (default 6)")
     p.add_argument("--lengths", help="palindrome lengths, a comma list (default 10,25)")
     p.add_argument("--quick", action="store_true", help="a tiny version (seconds), as the tests run it")
     p.add_argument("--threads", type=at.threads, default=1, help="torch threads (default 1)")
@@ -260,6 +286,8 @@ def run(args) -> int:
         raise UserError(f"--cells must include the reference cell {cfg.reference}")
     if args.seconds is not None:
         cfg.seconds = args.seconds
+    if args.rounds is not None:
+        cfg.rounds = args.rounds
     if args.lengths:
         cfg.lengths = parse_lengths(args.lengths)
     if args.threads:
