@@ -87,7 +87,8 @@ class Trainer:
         if stored and (changes := resume_changes(stored[1], cfg, self.fingerprint)):
             raise UserError(refusal(self.run_dir, changes))
         if not self.source.sharded and distributed.is_active():
-            raise UserError(f"task.kind={cfg.task.kind} trains in one process (its batches are not sharded): drop --nproc")
+            raise UserError(f"task.kind={cfg.task.kind} trains in one process (its batches are not sharded): "
+                            "drop --nproc")
         if stored:
             self.source.check_stored(stored[1], self.run_dir)
         self.source.fit_output(cfg.model)
@@ -125,11 +126,13 @@ class Trainer:
     # ----------------------------------------------------------- checkpoints
     def _save(self, tag: str) -> None:
         opt_tensors, opt_extra = optimizer_tensors(self.optimizer, self.names)
-        tensors = {**model_tensors(self.model), **opt_tensors, "rng.torch": torch.get_rng_state(), **distributed.rng_states()}
+        tensors = {**model_tensors(self.model), **opt_tensors, "rng.torch": torch.get_rng_state(),
+                   **distributed.rng_states()}
         if self.state is not None:
             tensors.update({f"state.{i}": s for i, s in enumerate(distributed.gather_state(self.state))})
         if not all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point()):
-            self.echo(f"warning: non-finite weights or optimizer state at step {self.progress.step}; '{tag}' checkpoint not written")
+            self.echo(f"warning: non-finite weights or optimizer state at step {self.progress.step}; "
+                      f"'{tag}' checkpoint not written")
             return
         totals = distributed.all_sum(*self.progress.totals())  # over the processes of a distributed run
         meta = {**self.progress.to_meta(totals), "config": self.cfg.to_dict(),
@@ -158,7 +161,8 @@ class Trainer:
             self.progress = Progress.from_meta(meta)
             self.schedule.load(meta["schedule"])
         except (KeyError, ValueError, TypeError, RuntimeError) as e:
-            raise UserError(f"the 'last' checkpoint in {self.run_dir} cannot be resumed: missing or invalid {e}") from None
+            raise UserError(f"the 'last' checkpoint in {self.run_dir} cannot be resumed: "
+                            f"missing or invalid {e}") from None
         problem = self.progress.out_of_bounds(self.batcher.steps_per_epoch)
         if problem:
             raise UserError(f"the 'last' checkpoint in {self.run_dir} cannot be resumed: {problem}")
@@ -182,13 +186,13 @@ class Trainer:
             with counter(f"evaluating {split}", self.show_bar) as on_batch:
                 results[split] = self.source.evaluate(self.model, split, self.cfg.train, self.device, on_batch)
         for split, m in results.items():
-            self._record({"step": self.progress.step, "epoch": self.progress.epoch + self.progress.index / self.batcher.steps_per_epoch,
-                          "split": split, **m, "lr": self.optimizer.param_groups[0]["lr"], "elapsed": self.progress.elapsed})
-        improved = results["valid"]["loss"] < self.progress.best_valid
+            self._record({"step": p.step, "epoch": p.epoch + p.index / self.batcher.steps_per_epoch, "split": split,
+                          **m, "lr": self.optimizer.param_groups[0]["lr"], "elapsed": p.elapsed})
+        improved = results["valid"]["loss"] < p.best_valid
         if not final:
             self.schedule.observe(improved)
         if improved:
-            self.progress.best_valid = results["valid"]["loss"]
+            p.best_valid = results["valid"]["loss"]
             with waiting("saving the 'best' checkpoint", self.show_bar):
                 self._save("best")
         if not final:
