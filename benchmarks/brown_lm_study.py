@@ -15,8 +15,8 @@ parallel first (each with one thread), then render:
 
     rnnlab experiment lm-study --data ../shared/data/brown --epochs 6 --models lstm,gru \\
         --out runs/brown-lm-study --set train.threads=1 &
-    rnnlab experiment lm-study --data ../shared/data/brown --epochs 6 --models lstm-dropout,gru-dropout,gru-dropout-adam \\
-        --out runs/brown-lm-study --set train.threads=1
+    rnnlab experiment lm-study --data ../shared/data/brown --epochs 6 \\
+        --models lstm-dropout,gru-dropout,gru-dropout-adam --out runs/brown-lm-study --set train.threads=1
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def main(argv=None) -> int:
           f"Best test perplexity: **{best['best_test_ppl']:.1f}** ({best['model']} at its best-validation "
           f"checkpoint, epoch {best['best_epoch']:g}; {best['train_minutes']:.1f} minutes of training on one core). "
           "`best_*` columns: the checkpoint with the lowest validation perplexity (chosen without looking at the "
-          "test split; the course reports do not say at which checkpoint their figures were taken); the others: after the last epoch. Interpolated Kneser-Ney trigram on the same data: 217.6 "
+          "test split; the course reports do not say at which checkpoint their figures were taken); the others: after "
+          "the last epoch. Interpolated Kneser-Ney trigram on the same data: 217.6 "
           "([ngram_assignment.md](ngram_assignment.md)).", "",
           f"Dropout's effect on test perplexity at the best-validation checkpoint: {effect('best_test_ppl')}; "
           f"after the last epoch: {effect('test_ppl')}.", "",

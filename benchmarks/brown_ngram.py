@@ -47,7 +47,8 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true", help="tiny subsets, seconds per model")
     ap.add_argument("--results", default=None,
                     help="where brown_ngram.{json,md} go (default: benchmarks/results; --quick: runs/benchmarks)")
-    ap.add_argument("--work", default=None, help="run directories and summary files (default: runs/benchmarks/brown_ngram)")
+    ap.add_argument("--work", default=None,
+                    help="run directories and summary files (default: runs/benchmarks/brown_ngram)")
     ap.add_argument("--render-only", action="store_true",
                     help="train nothing: rebuild the result files from the run directories in --work "
                          "(KN recomputed), e.g. after adding a run by hand")
@@ -84,8 +85,8 @@ def main(argv=None) -> int:
         else:
             rows = run_ngram_experiment(args.data, work, tuple(int(h) for h in args.hidden.split(",")),
                                         tuple(a.strip() for a in args.activations.split(",")), args.minutes,
-                                        args.best_minutes, args.quick, DEFAULT_BASE + overrides, args.threads, args.seed,
-                                        command=command, log=lambda s: print(s, flush=True))
+                                        args.best_minutes, args.quick, DEFAULT_BASE + overrides, args.threads,
+                                        args.seed, command=command, log=lambda s: print(s, flush=True))
             details = json.loads((work / "details.json").read_text())
     except UserError as e:
         print(f"brown_ngram: error: {e}", file=sys.stderr)

@@ -145,11 +145,14 @@ def main() -> None:
     p.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/results alone")
     args = p.parse_args()
     args.steps = args.steps or (150 if args.quick else 300)
-    settings = [parse_setting(s) for s in (args.settings or ("1,2,auto" if args.quick else "1,2:spin=300000,auto")).split(",")]
+    settings = [
+        parse_setting(s) for s in (args.settings or ("1,2,auto" if args.quick else "1,2:spin=300000,auto")).split(",")
+    ]
     situations = [s.strip() for s in args.situations.split(",")]
     unknown = [s for s in situations if s not in SITUATIONS]
     if unknown or "alone" not in situations:
-        raise SystemExit(f"contention.py: --situations needs 'alone' and names from {', '.join(SITUATIONS)}; got {args.situations}")
+        raise SystemExit(f"contention.py: --situations needs 'alone' and names from {', '.join(SITUATIONS)}; got "
+                         f"{args.situations}")
     auto, work = auto_choice(args)
     print(f"{args.preset} {' '.join(args.set)}: {work:,} multiply-adds per time step; auto uses up to {auto} thread(s) "
           f"on {threads.usable_cores(child_env({'env': {}}))} usable cores", flush=True)
@@ -169,7 +172,8 @@ def main() -> None:
     minutes = (time.perf_counter() - start) / 60
     med = {k: statistics.median(v) for k, v in rates.items()}
     best_alone = max(med[(s["setting"], "alone")] for s in settings)
-    headers = ["setting", "threads", "alone: tokens/s", "alone vs fastest", *(f"{sit}" for sit in situations if sit != "alone")]
+    headers = ["setting", "threads", "alone: tokens/s", "alone vs fastest",
+               *(f"{sit}" for sit in situations if sit != "alone")]
     table, rows = [], []
     for s in settings:
         alone = med[(s["setting"], "alone")]
@@ -186,19 +190,21 @@ def main() -> None:
     auto_row = next((r for r in rows if r["setting"] == "auto"), None)
     ratio = auto_row["fraction_of_alone"].get("1 training") if auto_row else None
     m = harness.machine()
-    notes = [f"Job: `rnnlab train --preset {args.preset}{''.join(' --set ' + s for s in args.set)}`, {args.steps} steps "
-             f"per timed run (or as many as {args.max_minutes:g} min allow), {args.repeats} run(s) per cell (median), "
-             "tokens/s of the training steps from summary.json. "
-             f"The auto policy (rnnlab/threads.py) gives this job up to {auto} thread(s) ({work:,} multiply-adds per time "
-             f"step on {threads.usable_cores(child_env({'env': {}}))} usable cores), as many as other processes leave free.",
-             f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; load average before / after each situation: "
-             f"{', '.join(f'{x:.2f}' for x in loads if x is not None)}; {minutes:.1f} min in all.",
+    notes = [f"Job: `rnnlab train --preset {args.preset}{''.join(' --set ' + s for s in args.set)}`, {args.steps} "
+             f"steps per timed run (or as many as {args.max_minutes:g} min allow), {args.repeats} run(s) per cell "
+             "(median), tokens/s of the training steps from summary.json. "
+             f"The auto policy (rnnlab/threads.py) gives this job up to {auto} thread(s) ({work:,} multiply-adds per "
+             f"time step on {threads.usable_cores(child_env({'env': {}}))} usable cores), as many as other processes "
+             "leave free.",
+             f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; load average before / after each "
+             f"situation: {', '.join(f'{x:.2f}' for x in loads if x is not None)}; {minutes:.1f} min in all.",
              "Cells other than 'alone': tokens/s as a fraction of the same setting alone. Two jobs side by side take "
              "1 / ('1 training') times as long as one alone.",
-             "GOMP_SPINCOUNT=300000 is libgomp's spin at a barrier when OMP_WAIT_POLICY is unset: PyTorch's thread pool "
-             "as rnnlab used it before the auto policy; the other settings run with rnnlab's wait policy."]
-    results = {"quick": args.quick, "preset": args.preset, "set": args.set, "steps": args.steps, "repeats": args.repeats,
-               "auto_ceiling": auto, "work_per_step": work, "rows": rows, "ratio": ratio, "minutes": round(minutes, 2)}
+             "GOMP_SPINCOUNT=300000 is libgomp's spin at a barrier when OMP_WAIT_POLICY is unset: PyTorch's thread "
+             "pool as rnnlab used it before the auto policy; the other settings run with rnnlab's wait policy."]
+    results = {"quick": args.quick, "preset": args.preset, "set": args.set, "steps": args.steps,
+               "repeats": args.repeats, "auto_ceiling": auto, "work_per_step": work, "rows": rows, "ratio": ratio,
+               "minutes": round(minutes, 2)}
     if not args.no_write:
         print(f"\nwrote {harness.write_results(args.name, results, table, headers, notes)}")
     if ratio is not None:

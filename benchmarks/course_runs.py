@@ -69,8 +69,8 @@ COURSE_EXPERIMENTS = {  # output directory under --work: the command that fills 
 
 def command(name: str) -> str:
     preset, overrides = RUNS[name]
-    shown = (o.replace(str(SHAKESPEARE), "../shared/data/tinyshakespeare.txt").replace(str(BROWN), "../shared/data/brown")
-             for o in overrides)
+    shown = (o.replace(str(SHAKESPEARE), "../shared/data/tinyshakespeare.txt")
+             .replace(str(BROWN), "../shared/data/brown") for o in overrides)
     return f"rnnlab train --preset {preset} " + " ".join(f"--set {o}" for o in shown)
 
 
@@ -109,7 +109,8 @@ def render_tv(run_dir: Path, results: Path) -> None:
           "other training process. After every epoch the validation and test splits are evaluated whole; the "
           "train columns are the epoch's running training loss and accuracy (dropout on). Loss in bits/char, "
           "accuracy of the next-character guess.", "",
-          "| epoch | train bits/char | train accuracy | valid bits/char | valid accuracy | test bits/char | test accuracy |",
+          "| epoch | train bits/char | train accuracy | valid bits/char | valid accuracy "
+          "| test bits/char | test accuracy |",
           "|---|---|---|---|---|---|---|"]
     train, valid = ({r["epoch"]: r for r in run.curve(s)} for s in ("train", "valid"))
     for epoch, t in epochs:
@@ -183,13 +184,15 @@ def render_palindromes(work: Path, results: Path) -> None:
     """The course setting's table and figure as the experiment wrote them, and the neighbours' table:
     the report's rate 0.1 with RMSprop, SGD and Adam at T = 10, and Adam 0.1's LSTM further out."""
     out = work / "palindrome-course"
-    md = (out / "palindrome.md").read_text(encoding="utf-8").replace("# palindrome", "# palindrome, the course's setting", 1)
+    md = (out / "palindrome.md").read_text(encoding="utf-8").replace("# palindrome",
+                                                                     "# palindrome, the course's setting", 1)
     md = md.replace("(palindrome.png)", "(palindrome_course.png)")
     rows, commands = [], []
     for name in [f"palindrome-{opt}-{lr:g}" for opt, lr in NEIGHBOURS] + ["palindrome-adam-0.1-lstm"]:
         path = work / name / "palindrome.json"
         if path.is_file():
-            train = tomllib.loads((next((work / name / "runs").iterdir()) / "config.toml").read_text(encoding="utf-8"))["train"]
+            train = tomllib.loads((next((work / name / "runs").iterdir()) / "config.toml")
+                                  .read_text(encoding="utf-8"))["train"]
             commands.append(_command_of(work / name))
             rows += [{"optimizer": train["optimizer"], "lr": train["lr"], **r}
                      for r in json.loads(path.read_text(encoding="utf-8"))]

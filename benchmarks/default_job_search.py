@@ -117,7 +117,8 @@ def speed(names: list[str], steps: int, extra: list[str]) -> None:
             s = summary(Path(tmp) / name)
             entry = {"name": name, "set": [*CANDIDATES[name], *extra], "steps": s["steps"],  # fewer at a time limit
                      "steps_per_s": round(s["steps"] / s["wall_seconds"], 2), "tokens_per_s": round(s["tokens_per_s"]),
-                     "bf16": s["bf16"], "load_before": before, "command": shown(command), "date": time.strftime("%Y-%m-%d %H:%M")}
+                     "bf16": s["bf16"], "load_before": before, "command": shown(command),
+                     "date": time.strftime("%Y-%m-%d %H:%M")}
             data["speed"].append(entry)
             save(data)
             print(f"{name} {' '.join(extra)}: {entry['steps_per_s']} steps/s ({entry['tokens_per_s']:,} tokens/s, "
@@ -135,7 +136,8 @@ def quality(items: list[str], out: Path, extra: list[str]) -> None:
         run_dir = out / f"{name}-{steps}"
         command = train_command(overrides, run_dir)
         jobs.append((name, steps, overrides, run_dir, command,
-                     subprocess.Popen(command, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)))
+                     subprocess.Popen(command, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      text=True)))
     for name, steps, _overrides, run_dir, command, proc in jobs:
         _, err = proc.communicate()
         if proc.returncode:
@@ -145,7 +147,8 @@ def quality(items: list[str], out: Path, extra: list[str]) -> None:
         metrics = harness_metrics(run_dir)
         curve = [(r["step"], round(r["bpc"], 4)) for r in metrics if r.get("split") == "valid"]
         train_bpc = [r["bpc"] for r in metrics if r.get("split") == "train"]
-        entry = {"name": name, "set": [*CANDIDATES[name], *extra], "steps": steps, "valid_bpc": round(s["final"]["valid"]["bpc"], 4),
+        entry = {"name": name, "set": [*CANDIDATES[name], *extra], "steps": steps,
+                 "valid_bpc": round(s["final"]["valid"]["bpc"], 4),
                  "valid_accuracy": round(s["final"]["valid"]["accuracy"], 4),
                  "train_bpc_last_eval": round(train_bpc[-1], 4) if train_bpc else None,
                  "parameters": s["parameters"], "valid_curve": curve, "side_by_side_wall_s": round(s["wall_seconds"]),
@@ -158,7 +161,11 @@ def quality(items: list[str], out: Path, extra: list[str]) -> None:
 
 
 def harness_metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line)
+        for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
 
 
 def report(notes: list[str]) -> None:
@@ -177,13 +184,15 @@ def report(notes: list[str]) -> None:
     for e in sorted(data["quality"], key=lambda e: e["valid_bpc"]):
         rate = rates.get(key(e))
         minutes = f"{e['steps'] / rate / 60:.2f}" if rate else "—"
-        lines.append(f"| {e['name']} | {' '.join(e['set']) or '(as ' + BASE + ')'} | {e['steps']} | **{e['valid_bpc']:.3f}** | "
-                     f"{e['train_bpc_last_eval'] if e['train_bpc_last_eval'] is not None else '—'} | {e['parameters']:,} | "
-                     f"{rate or '—'} | {minutes} |")
-    lines += ["", "Speed runs (alone, auto threads, no evaluation):", "", "| candidate | settings | steps | steps/s | tokens/s | bf16 | load before |",
+        lines.append(f"| {e['name']} | {' '.join(e['set']) or '(as ' + BASE + ')'} | {e['steps']} | "
+                     f"**{e['valid_bpc']:.3f}** | "
+                     f"{e['train_bpc_last_eval'] if e['train_bpc_last_eval'] is not None else '—'} | "
+                     f"{e['parameters']:,} | {rate or '—'} | {minutes} |")
+    lines += ["", "Speed runs (alone, auto threads, no evaluation):", "",
+              "| candidate | settings | steps | steps/s | tokens/s | bf16 | load before |",
               "|---|---|---|---|---|---|---|"]
-    lines += [f"| {e['name']} | {' '.join(e['set'])} | {e['steps']} | {e['steps_per_s']} | {e['tokens_per_s']:,} | {e['bf16']} | "
-              f"{e['load_before']:.2f} |" for e in data["speed"]]
+    lines += [f"| {e['name']} | {' '.join(e['set'])} | {e['steps']} | {e['steps_per_s']} | {e['tokens_per_s']:,} | "
+              f"{e['bf16']} | {e['load_before']:.2f} |" for e in data["speed"]]
     m = data.get("machine", harness.machine())
     lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}.", *notes, "",
               "Commands (from the repository root; the run directory was a temporary one):", "", "```",

@@ -178,13 +178,14 @@ def render(work: Path, results: Path, data: str) -> None:
     hist = count_of_counts(counts)
     plot_histogram(hist, 4, results / "ngram_assignment_4grams.png")
     md += ["", "## The 50 most frequent 4-grams of the training text", "",
-           f"{len(counts):,} distinct 4-grams; {hist.get(1, 0):,} of them ({hist.get(1, 0) / len(counts):.0%}) occur once "
-           "(`rnnlab data ngrams ../shared/data/brown -n 4 --top 50` prints the same list).", "",
+           f"{len(counts):,} distinct 4-grams; {hist.get(1, 0):,} of them ({hist.get(1, 0) / len(counts):.0%}) occur "
+           "once (`rnnlab data ngrams ../shared/data/brown -n 4 --top 50` prints the same list).", "",
            ", ".join(f"`{' '.join(itos[i] for i in g)}` ({c})" for g, c in top), "",
            "![4-gram histogram](ngram_assignment_4grams.png)", ""]
     results.mkdir(parents=True, exist_ok=True)
     (results / "ngram_assignment.md").write_text("\n".join(md), encoding="utf-8")
-    (results / "ngram_assignment.json").write_text(json.dumps({"rows": rows, "machine": harness.machine(), "epochs": EPOCHS},
+    (results / "ngram_assignment.json").write_text(json.dumps({"rows": rows, "machine": harness.machine(),
+                                                               "epochs": EPOCHS},
                                                               indent=1) + "\n", encoding="utf-8")
     print("\n".join(md[:12 + len(rows)]))
 

@@ -37,8 +37,9 @@ def main() -> int:
                                                    f"train.threads={args.threads}"])
             summary = train_config(cfg, Path(tmp) / backend, progress=sys.stderr.isatty())
             valid = summary["final"]["valid"]
-            rows.append({"backend": backend, "steps": steps, "valid_bpc": valid["bpc"], "valid_accuracy": valid["accuracy"],
-                         "wall_seconds": summary["wall_seconds"], "chars_per_s": summary["tokens_per_s"]})
+            rows.append({"backend": backend, "steps": steps, "valid_bpc": valid["bpc"],
+                         "valid_accuracy": valid["accuracy"], "wall_seconds": summary["wall_seconds"],
+                         "chars_per_s": summary["tokens_per_s"]})
             print(f"{backend}: {valid['bpc']:.4f} bits/char after {steps} steps, {summary['wall_seconds']:.0f} s")
     delta = rows[1]["valid_bpc"] - rows[0]["valid_bpc"]
     result = {"rows": rows, "delta_bpc": delta, "target": 0.05, "met": abs(delta) <= 0.05,
@@ -47,12 +48,15 @@ def main() -> int:
     name = "numpy_training_quick" if args.quick else "numpy_training"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    lines = [f"# NumPy vs PyTorch backend: grimm-char-2x128, {steps} steps, same seed", "", f"`{result['command']}`", "",
+    lines = [f"# NumPy vs PyTorch backend: grimm-char-2x128, {steps} steps, same seed", "",
+             f"`{result['command']}`", "",
              "| backend | valid bits/char | accuracy | wall s | chars/s |", "|---|---|---|---|---|"]
     lines += [f"| {r['backend']} | {r['valid_bpc']:.4f} | {r['valid_accuracy']:.4f} | {r['wall_seconds']:.0f} | "
               f"{r['chars_per_s']:.0f} |" for r in rows]
-    lines += ["", f"Δ bits/char (numpy − torch): {delta:+.4f} (target |Δ| ≤ 0.05: {'met' if result['met'] else 'missed'}); "
-              f"NumPy took {result['time_ratio_numpy_over_torch']:.2f}× PyTorch's wall time ({args.threads} thread(s) each)."]
+    lines += ["",
+              f"Δ bits/char (numpy − torch): {delta:+.4f} (target |Δ| ≤ 0.05: {'met' if result['met'] else 'missed'}); "
+              f"NumPy took {result['time_ratio_numpy_over_torch']:.2f}× PyTorch's wall time ({args.threads} thread(s) "
+              "each)."]
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print(f"delta_bpc={delta:+.4f}")
     return 0

@@ -81,7 +81,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1); other counts write profile_word-Nthreads.{json,md} and also time wall clock")
+                   help="torch threads (default 1); other counts write profile_word-Nthreads.{json,md} and also time "
+                        "wall clock")
     args = p.parse_args(argv)
     brown = harness.data_path("brown")
     if brown is None:
@@ -104,7 +105,9 @@ def main(argv=None) -> int:
         total = sum(e.self_cpu_time_total for e in events)
         grouped: dict[str, float] = {}
         for e in events:
-            grouped[GROUPS.get(e.key, "everything else")] = grouped.get(GROUPS.get(e.key, "everything else"), 0) + e.self_cpu_time_total
+            grouped[GROUPS.get(e.key, "everything else")] = (
+                grouped.get(GROUPS.get(e.key, "everything else"), 0) + e.self_cpu_time_total
+            )
         # the variants, interleaved, CPU time per step
         original_dropout, original_clip, loop_sgd = F.dropout, torch.nn.utils.clip_grad_norm_, tr.optimizer
         foreach_sgd = torch.optim.SGD(tr.params, lr=cfg.train.lr, foreach=True)
@@ -118,7 +121,8 @@ def main(argv=None) -> int:
         def use(name: str) -> None:
             torch.nn.functional.dropout = rand_dropout if "rand" in name else original_dropout
             torch.nn.utils.clip_grad_norm_ = ((lambda ps, m, **k: original_clip(ps, m, foreach=True))
-                                              if "foreach" in name else sparse_clip if "sparse" in name else original_clip)
+                                              if "foreach" in name
+                                              else sparse_clip if "sparse" in name else original_clip)
             tr.optimizer = foreach_sgd if "foreach" in name else loop_sgd
             tr.model.decoder.loss = bf16_loss if "bf16" in name else original_loss
             tr.model.embedding.sparse = "sparse" in name
@@ -140,19 +144,24 @@ def main(argv=None) -> int:
             use("as shipped")
     ms = {n: statistics.median(v) for n, v in cpu.items()}
     wall_ms = {n: statistics.median(v) for n, v in wall.items()}
-    table = [[g, f"{t / 1000 / steps:.1f}", f"{t / total:.1%}"] for g, t in sorted(grouped.items(), key=lambda kv: -kv[1])]
+    table = [
+        [g, f"{t / 1000 / steps:.1f}", f"{t / total:.1%}"] for g, t in sorted(grouped.items(), key=lambda kv: -kv[1])
+    ]
     variants = [{"variant": n, "cpu_ms_per_step": round(ms[n], 2), "speed_vs_shipped": round(ms[names[0]] / ms[n], 3),
-                 "wall_ms_per_step": round(wall_ms[n], 2), "wall_speed_vs_shipped": round(wall_ms[names[0]] / wall_ms[n], 3)}
+                 "wall_ms_per_step": round(wall_ms[n], 2),
+                 "wall_speed_vs_shipped": round(wall_ms[names[0]] / wall_ms[n], 3)}
                 for n in names]
     harness.print_table(table, ["where", "ms/step", "share"])
     harness.print_table([list(v.values()) for v in variants],
                         ["variant", "CPU ms/step", "speed vs shipped", "wall ms/step", "wall speed vs shipped"])
     notes = [f"brown-word (2x200 LSTM, adaptive softmax, batch 20 x 35, SGD, clip, dropout), {args.threads} thread(s); "
              f"{steps} profiled steps after 5 of warm-up; load average {harness.load_average()} at the end.", "",
-             "| variant | CPU ms/step | speed vs shipped | wall ms/step | wall speed vs shipped |", "|---|---|---|---|---|",
+             "| variant | CPU ms/step | speed vs shipped | wall ms/step | wall speed vs shipped |",
+             "|---|---|---|---|---|",
              *[f"| {v['variant']} | {v['cpu_ms_per_step']} | {v['speed_vs_shipped']} | {v['wall_ms_per_step']} | "
                f"{v['wall_speed_vs_shipped']} |" for v in variants], "",
-             f"Variants: {rounds} interleaved rounds of {block} steps each, medians per step of CPU time and of wall time."]
+             f"Variants: {rounds} interleaved rounds of {block} steps each, medians per step of CPU time and of wall "
+             "time."]
     name = "profile_word" if args.threads == 1 else f"profile_word-{args.threads}threads"
     harness.write_results(name, {"quick": args.quick, "threads": args.threads,
                                  "groups": {g: t / total for g, t in grouped.items()}, "variants": variants},

@@ -92,7 +92,8 @@ class Baseline:
 class Rnnlab:
     def __init__(self, overrides: list[str], seed: int, steps: int, run_dir: Path):
         # Threads pinned to the process's count, the baseline's: auto would follow the load (rnnlab/threads.py).
-        self.cfg = load_config("grimm-char-2x128", None, [f"train.seed={seed}", f"train.threads={torch.get_num_threads()}",
+        self.cfg = load_config("grimm-char-2x128", None,
+                               [f"train.seed={seed}", f"train.threads={torch.get_num_threads()}",
                                                           f"train.max_steps={steps}", "train.samples=0",
                                                           *overrides])
         self.trainer = Trainer(self.cfg, run_dir, progress=False, overwrite=True)
@@ -117,7 +118,8 @@ def run_ablation(args, steps: int, repeats: int, tmp: Path, bar) -> list[dict]:
     vocab_size = None
     rows = []
     for label, overrides, n_threads in variants:
-        ours = Rnnlab([*args.set, *overrides], 0, 5000, tmp / f"ablation-{len(rows)}")  # one directory per run (its lock)
+        # one directory per run (its lock)
+        ours = Rnnlab([*args.set, *overrides], 0, 5000, tmp / f"ablation-{len(rows)}")
         vocab_size = vocab_size or len(ours.trainer.vocab)
         base = Baseline(vocab_size, StreamBatcher(ours.trainer.source.corpus.train, 64, 30), 0, 5000)
         ours.steps(2)
@@ -138,7 +140,8 @@ def main(argv=None) -> int:
     p.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=None,
                    help="also time each speed option alone (default: on in a full run, off with --quick)")
     p.add_argument("--threads", type=int, default=0, help="torch threads for both paths (default: PyTorch's choice)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override rnnlab's grimm-char-2x128 preset")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override rnnlab's grimm-char-2x128 preset")
     p.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/results alone")
     args = p.parse_args(argv)
     if args.threads:
@@ -154,7 +157,8 @@ def main(argv=None) -> int:
     print(f"attainable GEMM: fp32 {gemm['fp32_gflops']} GFLOP/s, bf16 {gemm['bf16_gflops']} GFLOP/s")
     total = 2 * steps * args.repeats + (2 * ablation_repeats * 5 * ablation_steps if ablation else 0)
     reps = []
-    with tempfile.TemporaryDirectory() as tmp, tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
+    with tempfile.TemporaryDirectory() as tmp, tqdm(total=total, unit="step", file=sys.stderr,
+                                                    dynamic_ncols=True) as bar:
         for r in range(args.repeats):
             ours = Rnnlab(args.set, r, steps, Path(tmp) / f"run-{r}")
             corpus = ours.trainer.source.corpus
@@ -170,11 +174,13 @@ def main(argv=None) -> int:
                    "cpu_time_ratio": round(clocks["rnnlab"].cpu_rate / clocks["baseline"].cpu_rate, 3),
                    "block_ratio_median": round(harness.block_ratio(clocks["rnnlab"], clocks["baseline"]), 3),
                    "baseline_valid_bpc": round(bpc["baseline"], 4), "rnnlab_valid_bpc": round(bpc["rnnlab"], 4),
-                   "baseline_seconds": round(clocks["baseline"].seconds, 1), "rnnlab_seconds": round(clocks["rnnlab"].seconds, 1),
+                   "baseline_seconds": round(clocks["baseline"].seconds, 1),
+                   "rnnlab_seconds": round(clocks["rnnlab"].seconds, 1),
                    "load_average": harness.load_average()}
             reps.append(rep)
-            bar.write(f"repeat {r}: baseline {rep['baseline_chars_per_s']:.0f} chars/s {rep['baseline_valid_bpc']} bpc, "
-                      f"rnnlab {rep['rnnlab_chars_per_s']:.0f} chars/s {rep['rnnlab_valid_bpc']} bpc, ratio {rep['ratio']}")
+            bar.write(f"repeat {r}: baseline {rep['baseline_chars_per_s']:.0f} chars/s {rep['baseline_valid_bpc']} "
+                      f"bpc, rnnlab {rep['rnnlab_chars_per_s']:.0f} chars/s {rep['rnnlab_valid_bpc']} bpc, ratio "
+                      f"{rep['ratio']}")
         ablation_rows = run_ablation(args, ablation_steps, ablation_repeats, Path(tmp), bar) if ablation else []
 
     med = {k: harness.median([rep[k] for rep in reps]) for k in reps[0] if k not in ("seed", "load_average")}
@@ -186,10 +192,12 @@ def main(argv=None) -> int:
     table = [["baseline: nn.LSTM loop (Embedding, LSTM, Linear; Adam)", f"{med['baseline_chars_per_s']:.0f}", "1.00",
               f"{med['baseline_chars_per_cpu_s']:.0f}", "1.00", f"{med['baseline_valid_bpc']:.3f}",
               f"{achieved['baseline']:.1f}", f"{achieved['baseline'] / gemm['fp32_gflops']:.0%}"],
-             [f"rnnlab grimm-char-2x128 (model.impl={cfg.model.impl})", f"{med['rnnlab_chars_per_s']:.0f}", f"{ratio:.2f}",
+             [f"rnnlab grimm-char-2x128 (model.impl={cfg.model.impl})", f"{med['rnnlab_chars_per_s']:.0f}",
+              f"{ratio:.2f}",
               f"{med['rnnlab_chars_per_cpu_s']:.0f}", f"{cpu_ratio:.2f}", f"{med['rnnlab_valid_bpc']:.3f}",
               f"{achieved['rnnlab']:.1f}", f"{achieved['rnnlab'] / gemm['fp32_gflops']:.0%}"]]
-    headers = ["path", "chars/s", "ratio", "chars/CPU-s", "CPU-time ratio", "valid bits/char", "model GFLOP/s", "of fp32 GEMM"]
+    headers = ["path", "chars/s", "ratio", "chars/CPU-s", "CPU-time ratio", "valid bits/char", "model GFLOP/s",
+               "of fp32 GEMM"]
     print()
     harness.print_table(table, headers)
     if ablation_rows:
@@ -206,19 +214,22 @@ def main(argv=None) -> int:
                "rnnlab": {"chars_per_s": med["rnnlab_chars_per_s"], "valid_bpc": med["rnnlab_valid_bpc"],
                           "model_gflops": round(achieved["rnnlab"], 1),
                           "fraction_of_fp32_gemm": round(achieved["rnnlab"] / gemm["fp32_gflops"], 3)},
-               "ratio": ratio, "cpu_time_ratio": cpu_ratio, "bpc_gap": round(bpc_gap, 4), "repeats_detail": reps, "ablation": ablation_rows}
+               "ratio": ratio, "cpu_time_ratio": cpu_ratio, "bpc_gap": round(bpc_gap, 4), "repeats_detail": reps,
+               "ablation": ablation_rows}
     if not args.no_write:
-        notes = [f"Bundled Grimm text (vocabulary {len(corpus.vocab)}), 2x128 LSTM, batch 64 x 30, Adam 2e-3 cosine to 2e-4 "
-                 f"over {steps} steps, clip 5; {steps} steps per path in each of {args.repeats} repeats (seeds "
-                 f"0..{args.repeats - 1}), interleaved in blocks of {block} steps in one process; medians over repeats.",
-                 f"Validation bits/char after those steps (same evaluation for both: {layout[0]} streams x {layout[1]}): "
-                 f"rnnlab {bpc_gap:+.3f} against the baseline.",
-                 f"Model FLOP/s: {flops / 1e6:.2f} MFLOP per character (6 per weight multiply-add) x chars/s, against a "
-                 f"1024^3 fp32 GEMM ({gemm['fp32_gflops']} GFLOP/s; bf16 {gemm['bf16_gflops']} GFLOP/s) in the same run. rnnlab's path runs bf16 autocast where the CPU has native bf16 "
-                 f"(train.bf16=auto; here: {'yes' if ours.trainer.bf16 else 'no, so float32'}); the baseline is float32.",
-                 f"The machine is shared: load average {reps[0]['load_average']} to {reps[-1]['load_average']} during the run; "
-                 "chars/CPU-s counts the process's CPU time instead of wall time: with one thread, the rate on an "
-                 "otherwise idle core."]
+        notes = [f"Bundled Grimm text (vocabulary {len(corpus.vocab)}), 2x128 LSTM, batch 64 x 30, Adam 2e-3 cosine to "
+                 f"2e-4 over {steps} steps, clip 5; {steps} steps per path in each of {args.repeats} repeats (seeds "
+                 f"0..{args.repeats - 1}), interleaved in blocks of {block} steps in one process; medians over "
+                 "repeats.",
+                 f"Validation bits/char after those steps (same evaluation for both: {layout[0]} streams x "
+                 f"{layout[1]}): rnnlab {bpc_gap:+.3f} against the baseline.",
+                 f"Model FLOP/s: {flops / 1e6:.2f} MFLOP per character (6 per weight multiply-add) x chars/s, against "
+                 f"a 1024^3 fp32 GEMM ({gemm['fp32_gflops']} GFLOP/s; bf16 {gemm['bf16_gflops']} GFLOP/s) in the same "
+                 "run. rnnlab's path runs bf16 autocast where the CPU has native bf16 (train.bf16=auto; here: "
+                 f"{'yes' if ours.trainer.bf16 else 'no, so float32'}); the baseline is float32.",
+                 f"The machine is shared: load average {reps[0]['load_average']} to {reps[-1]['load_average']} during "
+                 "the run; chars/CPU-s counts the process's CPU time instead of wall time: with one thread, the rate "
+                 "on an otherwise idle core."]
         if ablation_rows:
             notes += harness.ablation_notes(ablation_rows, "chars/s", ablation_steps, ablation_repeats)
         harness.publish("speed_char", results, table, headers, notes, args.quick)

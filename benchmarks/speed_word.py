@@ -176,12 +176,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="≤ 3 minutes: fewer steps, a slice of validation, same shapes")
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--steps", type=int, default=0, help="training steps per path and repeat (default: one epoch; quick: 40)")
+    p.add_argument("--steps", type=int, default=0,
+                   help="training steps per path and repeat (default: one epoch; quick: 40)")
     p.add_argument("--block", type=int, default=0, help="steps per interleaved block (default: 50; quick: 10)")
     p.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=None,
                    help="also time each speed option alone (default: on in a full run, off with --quick)")
     p.add_argument("--threads", type=int, default=0, help="torch threads for both paths (default: PyTorch's choice)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override rnnlab's brown-word preset")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override rnnlab's brown-word preset")
     p.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/results alone")
     args = p.parse_args(argv)
 
@@ -216,7 +218,8 @@ def main(argv=None) -> int:
     if ablation:
         total += 2 * ablation_repeats * 6 * ablation_steps
     reps = []
-    with tempfile.TemporaryDirectory() as tmp, tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
+    with tempfile.TemporaryDirectory() as tmp, tqdm(total=total, unit="step", file=sys.stderr,
+                                                    dynamic_ncols=True) as bar:
         for r in range(args.repeats):
             clocks, ppl, ours_cfg = run_pair(corpus, args, r, Path(tmp), steps, block, eval_data, eval_layout, bar)
             rep = {"seed": r, "baseline_tokens_per_s": round(clocks["baseline"].rate, 1),
@@ -227,11 +230,13 @@ def main(argv=None) -> int:
                    "cpu_time_ratio": round(clocks["rnnlab"].cpu_rate / clocks["baseline"].cpu_rate, 3),
                    "block_ratio_median": round(harness.block_ratio(clocks["rnnlab"], clocks["baseline"]), 3),
                    "baseline_valid_ppl": round(ppl["baseline"], 2), "rnnlab_valid_ppl": round(ppl["rnnlab"], 2),
-                   "baseline_seconds": round(clocks["baseline"].seconds, 1), "rnnlab_seconds": round(clocks["rnnlab"].seconds, 1),
+                   "baseline_seconds": round(clocks["baseline"].seconds, 1),
+                   "rnnlab_seconds": round(clocks["rnnlab"].seconds, 1),
                    "load_average": harness.load_average()}
             reps.append(rep)
             bar.write(f"repeat {r}: baseline {rep['baseline_tokens_per_s']:.0f} tok/s ppl {rep['baseline_valid_ppl']}, "
-                      f"rnnlab {rep['rnnlab_tokens_per_s']:.0f} tok/s ppl {rep['rnnlab_valid_ppl']}, ratio {rep['ratio']}")
+                      f"rnnlab {rep['rnnlab_tokens_per_s']:.0f} tok/s ppl {rep['rnnlab_valid_ppl']}, ratio "
+                      f"{rep['ratio']}")
         ablation_rows = run_ablation(corpus, args, Path(tmp), ablation_steps, ablation_repeats, bar) if ablation else []
 
     med = {k: harness.median([rep[k] for rep in reps]) for k in reps[0] if k not in ("seed", "load_average")}
@@ -248,7 +253,8 @@ def main(argv=None) -> int:
          f"{med['rnnlab_tokens_per_cpu_s']:.0f}", f"{cpu_ratio:.2f}", f"{med['rnnlab_valid_ppl']:.2f}",
          f"{achieved['rnnlab']:.1f}", f"{achieved['rnnlab'] / gemm['fp32_gflops']:.0%}"],
     ]
-    headers = ["path", "tokens/s", "ratio", "tokens/CPU-s", "CPU-time ratio", "valid ppl", "model GFLOP/s", "of fp32 GEMM"]
+    headers = ["path", "tokens/s", "ratio", "tokens/CPU-s", "CPU-time ratio", "valid ppl", "model GFLOP/s",
+               "of fp32 GEMM"]
     print()
     harness.print_table(table, headers)
     if ablation_rows:
@@ -273,18 +279,19 @@ def main(argv=None) -> int:
     }
     if not args.no_write:
         notes = [
-            f"Brown ({len(corpus.train):,} training tokens, vocabulary {len(corpus.vocab):,}), 2x200 LSTM, batch 20, 35 steps; "
-            f"{steps} steps ({steps / per_epoch:.2f} epochs) per path in each of {args.repeats} repeats (seeds 0..{args.repeats - 1}), "
-            f"interleaved in blocks of {block} steps in one process; medians over repeats.",
+            f"Brown ({len(corpus.train):,} training tokens, vocabulary {len(corpus.vocab):,}), 2x200 LSTM, batch 20, "
+            f"35 steps; {steps} steps ({steps / per_epoch:.2f} epochs) per path in each of {args.repeats} repeats "
+            f"(seeds 0..{args.repeats - 1}), interleaved in blocks of {block} steps in one process; medians over "
+            "repeats.",
             f"Validation perplexity after those steps, exact full distribution, {len(eval_data):,} tokens, "
             f"{eval_layout[0]} streams x {eval_layout[1]}: rnnlab is {ppl_gap:+.1%} against the baseline.",
             f"Model FLOP/s: training FLOPs per token (6 per weight multiply-add; adaptive softmax at Brown's cluster "
             f"frequencies) x tokens/s, against a 1024^3 fp32 GEMM ({gemm['fp32_gflops']} GFLOP/s; "
-            f"bf16 {gemm['bf16_gflops']} GFLOP/s) measured in the same run. The ablation times bf16 autocast (train.bf16=auto; "
-            "float32 where the CPU lacks native bf16) on its own.",
-            f"The machine is shared: load average {reps[0]['load_average']} to {reps[-1]['load_average']} during the run; "
-            "absolute figures move with it, ratios much less. tokens/CPU-s counts the process's CPU time instead of "
-            "wall time: with one thread, the rate on an otherwise idle core.",
+            f"bf16 {gemm['bf16_gflops']} GFLOP/s) measured in the same run. The ablation times bf16 autocast "
+            "(train.bf16=auto; float32 where the CPU lacks native bf16) on its own.",
+            f"The machine is shared: load average {reps[0]['load_average']} to {reps[-1]['load_average']} during the "
+            "run; absolute figures move with it, ratios much less. tokens/CPU-s counts the process's CPU time instead "
+            "of wall time: with one thread, the rate on an otherwise idle core.",
         ]
         if ablation_rows:
             notes += harness.ablation_notes(ablation_rows, "tokens/s", ablation_steps, ablation_repeats)

@@ -21,7 +21,9 @@ def _parse(text: str, typ: type):
     try:
         value = coerce("value", text, typ)
     except UserError:
-        raise argparse.ArgumentTypeError(f"expects {'an integer' if typ is int else 'a number'}, got '{text}'") from None
+        raise argparse.ArgumentTypeError(
+            f"expects {'an integer' if typ is int else 'a number'}, got '{text}'"
+        ) from None
     if typ is float and not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got '{text}'")
     return value
@@ -33,7 +35,9 @@ def _ranged(typ: type, low=None, high=None, low_open: bool = False, hint: str = 
         too_low = low is not None and (value < low or (low_open and value == low))
         if too_low or (high is not None and value > high):
             if low is not None and high is not None:
-                wanted = f"in {'(' if low_open else '['}{low:g}, {high:g}]" if typ is float else f"between {low} and {high}"
+                wanted = (
+                    f"in {'(' if low_open else '['}{low:g}, {high:g}]" if typ is float else f"between {low} and {high}"
+                )
             elif low is not None:
                 wanted = f"{'>' if low_open else '>='} {low:g}" if typ is float else f">= {low}"
             else:

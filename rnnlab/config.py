@@ -64,7 +64,8 @@ class ModelConfig:
     nonlinearity: str = setting("tanh", "rnn cell only", cell_registry.OPTIONS["nonlinearity"])
     gru_z: str = setting("old", "gru: old: h = (1-z)n + z h_prev (Cho 2014, PyTorch); new: h = z n + (1-z) h_prev",
                          cell_registry.OPTIONS["gru_z"])
-    gru_reset: str = setting("after", "gru: after: r ⊙ (W_hn h + b_hn) (PyTorch); before: W_hn (r ⊙ h) + b_hn (Cho 2014)",
+    gru_reset: str = setting("after",
+                             "gru: after: r ⊙ (W_hn h + b_hn) (PyTorch); before: W_hn (r ⊙ h) + b_hn (Cho 2014)",
                              cell_registry.OPTIONS["gru_reset"])
     bias: str = setting("double", "double: b_ih and b_hh (PyTorch); single: b_ih only", ("double", "single"))
     impl: str = setting("fused", "fused: torch.nn.LSTM/GRU/RNN kernels where the cell has one; explicit: the cell "
@@ -79,7 +80,8 @@ class ModelConfig:
     # Output layer. full: softmax over the vocabulary. adaptive: Grave et al.'s adaptive softmax
     # (rnnlab/models/softmax.py): an exact distribution that trains ~4x faster on 17k words;
     # the frequency-sorted vocabulary is cut at `cutoffs`, cluster k projects to hidden / div_value^k.
-    softmax: str = setting("full", "output layer: full softmax, or Grave et al.'s adaptive softmax (large vocabularies)",
+    softmax: str = setting("full",
+                           "output layer: full softmax, or Grave et al.'s adaptive softmax (large vocabularies)",
                            ("full", "adaptive"))
     # adaptive: comma-separated, increasing, below the vocabulary size; "auto": chosen from the training
     # vocabulary's frequencies when training starts (full softmax for a small vocabulary; models/softmax.py)
@@ -214,7 +216,8 @@ class Config:
         return tomli_w.dumps(self.to_dict())
 
 
-SECTIONS = {"model": ModelConfig, "data": DataConfig, "task": TaskConfig, "train": TrainConfig, "generate": GenerateConfig}
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "task": TaskConfig, "train": TrainConfig,
+            "generate": GenerateConfig}
 TOP_LEVEL = {"name": str, "description": str}
 
 
@@ -237,7 +240,8 @@ def describe(cfg: Config) -> list[dict]:
     """Every setting of `cfg` for `rnnlab config`: {"key", "type", "value", "meaning", "choices"},
     the meaning and allowed values from the fields' metadata."""
     rows = [{"key": k, "type": t.__name__, "value": getattr(cfg, k), "meaning": meaning, "choices": ()}
-            for (k, t), meaning in zip(TOP_LEVEL.items(), ("the run's name (runs/NAME-TIMESTAMP)", "one line about it"))]
+            for (k, t), meaning in zip(TOP_LEVEL.items(),
+                                       ("the run's name (runs/NAME-TIMESTAMP)", "one line about it"))]
     for section, cls in SECTIONS.items():
         hints = _hints(cls)
         for f in dataclasses.fields(cls):
@@ -395,7 +399,8 @@ def validate(cfg: Config) -> None:
     for section, cls in SECTIONS.items():  # nan and inf pass every range check below
         for f in dataclasses.fields(cls):
             value = getattr(getattr(cfg, section), f.name)
-            _check(not isinstance(value, float) or math.isfinite(value), f"{section}.{f.name} must be a finite number, got {value}")
+            _check(not isinstance(value, float) or math.isfinite(value),
+                   f"{section}.{f.name} must be a finite number, got {value}")
             if choices := choices_of(f):  # model.arch, model.cell, train.optimizer, ... (the fields say which)
                 _choice(f"{section}.{f.name}", value, choices)
     # The name becomes runs/NAME-TIMESTAMP: a separator would put the run elsewhere ('../../x').
@@ -427,7 +432,8 @@ def validate(cfg: Config) -> None:
         _check(m.backend == "torch", "model.softmax=adaptive needs model.backend=torch")
     validate_task(cfg)
     _check(0.0 < d.valid_fraction < 1.0, f"data.valid_fraction must be in (0, 1), got {d.valid_fraction}")
-    _check(0.0 <= d.test_fraction < 1.0 - d.valid_fraction, "data.test_fraction must be >= 0 and leave room for training text")
+    _check(0.0 <= d.test_fraction < 1.0 - d.valid_fraction,
+           "data.test_fraction must be >= 0 and leave room for training text")
     _check(d.min_count >= 1, f"data.min_count must be >= 1, got {d.min_count}")
     _check(d.max_vocab >= 0, f"data.max_vocab must be >= 0, got {d.max_vocab}")
     specials = 1 if d.level == "char" else 2  # <unk> (never sampled from a char model), and a word model's <eos>
@@ -443,12 +449,14 @@ def validate(cfg: Config) -> None:
         _check(getattr(t, key) >= 0, f"train.{key} must be >= 0, got {getattr(t, key)}")
     for key in ("max_minutes", "checkpoint_minutes", "momentum", "weight_decay", "clip", "min_lr"):
         _check(getattr(t, key) >= 0, f"train.{key} must be >= 0, got {getattr(t, key)}")
-    _check(t.threads <= max_parallel(), f"train.threads must be at most {max_parallel()} ({PARALLEL_PER_CPU} per usable "
+    _check(t.threads <= max_parallel(),
+           f"train.threads must be at most {max_parallel()} ({PARALLEL_PER_CPU} per usable "
            f"CPU; 0 = automatic), got {t.threads}")
     _check(t.lr > 0, f"train.lr must be positive, got {t.lr}")
     _check(t.lr_decay >= 1.0, f"train.lr_decay must be >= 1 (the lr is divided by it), got {t.lr_decay}")
     _check(0 <= t.seed <= MAX_SEED, f"train.seed must be between 0 and 2**63-1, got {t.seed}")
-    _check(0 < t.sample_length <= MAX_LENGTH, f"train.sample_length must be between 1 and {MAX_LENGTH:,}, got {t.sample_length}")
+    _check(0 < t.sample_length <= MAX_LENGTH,
+           f"train.sample_length must be between 1 and {MAX_LENGTH:,}, got {t.sample_length}")
     validate_generation(g.temperature, g.top_k, g.top_p, g.length, prefix="generate.")
 
 
@@ -459,7 +467,8 @@ def validate_task(cfg: Config) -> None:
            f"a sequence task trains a classifier, a text corpus a language model (got model.arch={m.arch}, "
            f"task.kind='{k.kind}')")
     _check(m.chrono >= 0, f"model.chrono must be >= 0 (0 = off), got {m.chrono}")
-    _check(0.0 <= t.stop_at_accuracy <= 1.0, f"train.stop_at_accuracy must be in [0, 1] (0 = off), got {t.stop_at_accuracy}")
+    _check(0.0 <= t.stop_at_accuracy <= 1.0,
+           f"train.stop_at_accuracy must be in [0, 1] (0 = off), got {t.stop_at_accuracy}")
     _check(t.patience >= 0, f"train.patience must be >= 0 (0 = off), got {t.patience}")
     if not k.kind:
         return
@@ -499,7 +508,8 @@ MIN_TEMPERATURE, MAX_TEMPERATURE, MIN_TOP_P = 1e-3, 100.0, 1e-6  # beyond them f
 
 def validate_generation(temperature: float, top_k: int, top_p: float, length: int, prefix: str = "") -> None:
     _check(temperature == 0 or MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE,
-           f"{prefix}temperature must be 0 (greedy) or in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}], got {temperature}")
+           f"{prefix}temperature must be 0 (greedy) or in [{MIN_TEMPERATURE:g}, {MAX_TEMPERATURE:g}], got "
+           f"{temperature}")
     _check(top_k >= 0, f"{prefix}top_k must be >= 0 (0 = off), got {top_k}")
     _check(MIN_TOP_P <= top_p <= 1, f"{prefix}top_p must be in [{MIN_TOP_P:g}, 1], got {top_p}")
     _check(0 < length <= MAX_LENGTH, f"{prefix}length must be between 1 and {MAX_LENGTH:,}, got {length}")

@@ -82,7 +82,9 @@ def waiting(desc: str, show: bool = True, every: float = 0.5) -> Iterator[None]:
 
 
 @contextmanager
-def counter(desc: str, show: bool = True, unit: str = "batch", every: float = 0.5) -> Iterator[Callable[[int, int], None]]:
+def counter(
+    desc: str, show: bool = True, unit: str = "batch", every: float = 0.5
+) -> Iterator[Callable[[int, int], None]]:
     """A bar for a pass whose length its worker knows: yields `update(done, total)` for the worker to
     call (rnnlab.evaluate.evaluate's `on_batch`); redrawn every `every` seconds between calls too
     (a batch of a large softmax takes seconds); removed when the pass ends."""

@@ -94,8 +94,8 @@ def setup(device: torch.device, timeout_s: float) -> None:
     if device.type == "cuda":
         local = int(os.environ.get("LOCAL_RANK", 0))
         if local >= torch.cuda.device_count():
-            raise UserError(f"process {local} on this host has no GPU of its own ({torch.cuda.device_count()} visible); "
-                            "use as many processes per host as GPUs, or train.device=cpu")
+            raise UserError(f"process {local} on this host has no GPU of its own ({torch.cuda.device_count()} "
+                            "visible); use as many processes per host as GPUs, or train.device=cpu")
         torch.cuda.set_device(local)  # so that torch.device("cuda") is this process's GPU
         backend = "nccl"
     _timeout_s = timeout_s
@@ -366,7 +366,8 @@ def launch(nproc: int, argv: list[str]) -> int:
             return 130  # interrupted: the workers said where to resume
         how = (f"was killed by signal {-failure.exitcode} ({_signal_name(-failure.exitcode)})" if failure.exitcode < 0
                else f"exited with status {failure.exitcode}")
-        raise UserError(f"distributed training failed: process {first} of {nproc} {how} (its message, if any, is above)") from None
+        raise UserError(f"distributed training failed: process {first} of {nproc} {how} (its message, if "
+                        "any, is above)") from None
     except SignalException:
         return 130  # the processes were stopped; rank 0 said where to resume
     return 0

@@ -51,7 +51,8 @@ def resume_changes(meta: dict, cfg: Config, current: dict) -> list[str]:
             if old.get(split) != new.get(split):
                 changes.append(f"the corpus's {split} split (size or SHA-256)")
         if stored.get("bf16") != current["bf16"]:
-            changes.append(f"bf16 autocast {'on' if stored.get('bf16') else 'off'} -> {'on' if current['bf16'] else 'off'}")
+            changes.append(f"bf16 autocast {'on' if stored.get('bf16') else 'off'} -> "
+                           f"{'on' if current['bf16'] else 'off'}")
     return changes
 
 

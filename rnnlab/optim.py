@@ -44,7 +44,9 @@ class Schedule:
         if t.schedule == "step":
             return t.lr / t.lr_decay ** (step // t.decay_every)
         if t.schedule == "cosine":
-            return t.min_lr + (t.lr - t.min_lr) * 0.5 * (1 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps))
+            return t.min_lr + (t.lr - t.min_lr) * 0.5 * (
+                1 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps)
+            )
         return t.lr
 
     def observe(self, improved: bool) -> None:

@@ -35,7 +35,8 @@ def describe(cfg: Config, source, parameters: int, total_steps: float, eval_ever
 
 
 def duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+    return (f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400
+            else f"{seconds / 3600:.1f} h")
 
 
 def estimate(step_seconds: float, step: int, total_steps: float, elapsed: float, max_minutes: float,

@@ -61,7 +61,9 @@ class RunLock:
                 raise UserError(f"{path} is a symbolic link, not a lock file rnnlab wrote; remove it") from None
             if e.errno in (errno.ENXIO, errno.EISDIR) or (path.exists() and not path.is_file()):
                 raise UserError(f"{path} is not a regular file; remove it") from None
-            raise UserError(f"run directory {run_dir} is not writable: cannot create {path}: {e.strerror or e}") from None
+            raise UserError(
+                f"run directory {run_dir} is not writable: cannot create {path}: {e.strerror or e}"
+            ) from None
         if not stat.S_ISREG(os.fstat(self.fd).st_mode):
             self.release()
             raise UserError(f"{path} is not a regular file; remove it")
@@ -109,7 +111,8 @@ def prepare(run_dir: Path, overwrite: bool = False) -> RunLock:
             raise UserError(f"run directory {run_dir} exists and is not a directory")
         found = [p for p in run_dir.iterdir() if p.name != LOCK] if run_dir.is_dir() else []
         if found and not overwrite:
-            raise UserError(f"run directory {run_dir} is not empty: use --resume to continue it or --overwrite to replace it")
+            raise UserError(f"run directory {run_dir} is not empty: use --resume to continue it or --overwrite to "
+                            "replace it")
         if found and not is_run(run_dir):
             raise UserError(f"refusing to overwrite {run_dir}: it is not an rnnlab run directory")
         return found
@@ -159,7 +162,9 @@ def write_initial(run_dir: Path, files: dict[str, bytes], lock: RunLock | None) 
                 run_dir.rmdir()  # only if nothing else is in it
             except OSError:
                 pass
-        raise UserError(f"cannot write {run_dir / name}: {e.strerror or e} (disk {checkpoint._disk(run_dir)})") from None
+        raise UserError(
+            f"cannot write {run_dir / name}: {e.strerror or e} (disk {checkpoint._disk(run_dir)})"
+        ) from None
 
 
 def is_run(run_dir: Path) -> bool:
@@ -245,10 +250,12 @@ def load_model_tensors(model: torch.nn.Module, tensors: dict[str, torch.Tensor],
     expected = model.state_dict()
     if set(state) != set(expected):
         missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        raise UserError(f"checkpoint in {where} does not match its config (missing {missing[:3]}, unexpected {extra[:3]})")
+        raise UserError(f"checkpoint in {where} does not match its config (missing {missing[:3]}, unexpected "
+                        f"{extra[:3]})")
     for k, v in state.items():
         if v.shape != expected[k].shape:
-            raise UserError(f"checkpoint in {where}: {k} has shape {tuple(v.shape)}, config expects {tuple(expected[k].shape)}")
+            raise UserError(f"checkpoint in {where}: {k} has shape {tuple(v.shape)}, config expects "
+                            f"{tuple(expected[k].shape)}")
     model.load_state_dict(state)
 
 

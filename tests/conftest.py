@@ -38,9 +38,10 @@ def tiny_lm_run(tmp_path_factory) -> Path:
     from rnnlab.trainer import train_config
 
     run_dir = tmp_path_factory.mktemp("tiny-lm") / "grimm-tiny"
+    # train.threads=1: tiny matrices, threads only add overhead
     cfg = load_config("grimm-char", None, ["model.hidden=16", "model.layers=1", "train.max_steps=30",
                                            "train.eval_every=15", "train.samples=1", "train.batch_size=8",
-                                           "train.threads=1", "train.bf16=off"])  # tiny matrices: threads only add overhead
+                                           "train.threads=1", "train.bf16=off"])
     threads = torch.get_num_threads()
     try:
         train_config(cfg, run_dir, progress=False)

@@ -24,7 +24,8 @@ class DevTools:
         self._res, res_write = os.pipe()  # Chromium answers on fd 4
         args = shlex.join([binary, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-pipe", "about:blank"])
         self.proc = subprocess.Popen(["bash", "-c", f"exec {args} 3<&{cmd_read} 4>&{res_write}"],
-                                     pass_fds=(cmd_read, res_write), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     pass_fds=(cmd_read, res_write), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         os.close(cmd_read)
         os.close(res_write)
         self._buffer, self._id, self.session, self.timeout = b"", 0, None, timeout

@@ -22,4 +22,6 @@ def assert_lines_drawn(png_path, colours=(C0,), pixels: int = 100, span: float =
     for rgb in colours:
         rows, cols, (height, width) = colour_pixels(png_path, rgb)
         assert len(rows) >= pixels, f"{png_path}: {len(rows)} pixels of {rgb}"
-        assert cols.max() - cols.min() > span * width, f"{png_path}: {rgb} spans {cols.max() - cols.min()} of {width} px"
+        assert cols.max() - cols.min() > span * width, (
+            f"{png_path}: {rgb} spans {cols.max() - cols.min()} of {width} px"
+        )

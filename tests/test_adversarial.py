@@ -327,12 +327,14 @@ def _plant_deep_config(run: Path) -> None:
 
 @pytest.mark.parametrize("plant, argv, fragment", [
     (_plant_deep_config, ["eval", "{run}"], "config.toml is not valid TOML: nested too deeply"),
-    (_plant_deep_config, ["train", "--config", "{run}/config.toml"], "config.toml is not valid TOML: nested too deeply"),
+    (_plant_deep_config, ["train", "--config", "{run}/config.toml"],
+     "config.toml is not valid TOML: nested too deeply"),
     (_plant_deep_meta, ["eval", "{run}", "--checkpoint", "last"], "is corrupted or incomplete"),
     (_plant_deep_meta, ["generate", "{run}", "--checkpoint", "last", "--length", "3"], "is corrupted or incomplete"),
     (_plant_deep_meta, ["train", "--resume", "{run}"], "is corrupted or incomplete"),
     (_plant_deep_pointer, ["eval", "{run}", "--checkpoint", "last"], "is corrupted or incomplete"),
-    (_plant_deep_metrics, ["report", "{run}", "--out", "{run}/r.md", "--format", "md", "--no-samples"], "metrics.jsonl"),
+    (_plant_deep_metrics, ["report", "{run}", "--out", "{run}/r.md", "--format", "md", "--no-samples"],
+     "metrics.jsonl"),
 ])
 def test_deeply_nested_json_in_a_run_is_one_line(run, capsys, plant, argv, fragment):
     plant(run)
@@ -392,7 +394,8 @@ def test_checkpoint_files_share_one_mode(tmp_path):
 def test_summary_and_run_files_are_written_atomically(run, monkeypatch):
     written = []
     real = checkpoint.write_atomic
-    monkeypatch.setattr(checkpoint, "write_atomic", lambda path, data: (written.append(Path(path).name), real(path, data)))
+    monkeypatch.setattr(checkpoint, "write_atomic",
+                        lambda path, data: (written.append(Path(path).name), real(path, data)))
     from rnnlab.config import load_config
     from rnnlab.trainer import train_config
 
@@ -420,7 +423,8 @@ def test_summary_and_run_files_are_written_atomically(run, monkeypatch):
     (["experiment", "palindrome", "--threads", "20000"], "argument --threads: must be at most"),
     (["experiment", "optimizers", "--jobs", "1000000"], "argument --jobs: must be at most"),
     (["train", "--max-steps", "1.5"], "argument --max-steps: expects an integer, got '1.5'"),
-    (["params", "--cell", "lstm", "--input", "3", "--hidden", "1e1", "--layers", "0"], "argument --layers: must be >= 1"),
+    (["params", "--cell", "lstm", "--input", "3", "--hidden", "1e1", "--layers", "0"],
+     "argument --layers: must be >= 1"),
 ])
 def test_every_command_checks_its_numbers_like_set(capsys, argv, fragment):
     code, err = run_cli(argv, capsys)
@@ -571,7 +575,9 @@ def test_the_stop_matcher_finds_the_first_occurrence_and_holds_back_exactly_a_pa
                 found = len(seen) + end - len(stop)
             seen += piece
             if found < 0:
-                assert state == max(k for k in range(len(stop)) if k <= len(seen) and stop.startswith(seen[len(seen) - k:]))
+                assert state == max(
+                    k for k in range(len(stop)) if k <= len(seen) and stop.startswith(seen[len(seen) - k :])
+                )
         assert found == text.find(stop), (stop, text)
 
 

@@ -94,7 +94,8 @@ def test_run_summary_of_a_damaged_file_is_a_user_error(trained, tmp_path, plant,
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda root, corpus: rnnlab.train(overrides={1: 2}, run_dir=root / "x"), "overrides keys must be dotted setting names"),
+    (lambda root, corpus: rnnlab.train(overrides={1: 2}, run_dir=root / "x"),
+     "overrides keys must be dotted setting names"),
     (lambda root, corpus: rnnlab.train(overrides="train.max_steps=3", run_dir=root / "x"),
      "overrides must be a mapping of dotted keys to values"),
     (lambda root, corpus: rnnlab.train(overrides=[("train.max_steps", 3)], run_dir=root / "x"),

@@ -114,12 +114,13 @@ def test_playground_compares_temperatures_side_by_side_and_stops_at_the_stop_tex
             browser.open(url + "/")
             browser.wait_for("document.body?.dataset.state === 'ready'")
             # The stop field, typed as the command line takes it (a backslash escape included).
+            typed = stop.replace(chr(92), chr(92) * 2).replace(chr(10), chr(92) + "n")
             browser.js(f"""
                 document.getElementById('prompt').value = 'The';
                 document.getElementById('temperature').value = '1';
                 document.getElementById('length').value = '200';
                 document.getElementById('seed').value = '11';
-                document.getElementById('stop').value = {json.dumps(stop.replace(chr(92), chr(92) * 2).replace(chr(10), chr(92) + "n"))};
+                document.getElementById('stop').value = {json.dumps(typed)};
                 document.getElementById('go').click();""")
             browser.wait_for("document.body.dataset.state === 'done'")
             stopped = browser.js("document.getElementById('generated').textContent")
@@ -133,9 +134,11 @@ def test_playground_compares_temperatures_side_by_side_and_stops_at_the_stop_tex
             browser.wait_for("document.body.dataset.state === 'done'")
             titles = browser.js("[...document.querySelectorAll('#columns h3')].map(h => h.textContent)")
             columns = browser.js("[...document.querySelectorAll('#columns .generated')].map(s => s.textContent)")
-            tops = browser.js("[...document.querySelectorAll('#columns > div')].map(d => d.getBoundingClientRect().top)")
+            tops = browser.js("[...document.querySelectorAll('#columns > div')].map(d => "
+                              "d.getBoundingClientRect().top)")
             # A bad list of temperatures is one line on the status, no request.
-            browser.js("document.getElementById('compare').value = '0.5'; document.getElementById('compare-go').click();")
+            browser.js("document.getElementById('compare').value = '0.5'; "
+                       "document.getElementById('compare-go').click();")
             complaint = browser.js("document.getElementById('status').textContent")
         finally:
             browser.close()
@@ -167,7 +170,8 @@ def test_playground_explains_its_controls_and_keeps_them_in_rows(chromium, tiny_
                         help: c.querySelector('.help').textContent.replace(/\\s+/g, ' ').trim(),
                         labelLines: Math.round(rect(c.querySelector('label')).height /
                                                parseFloat(getComputedStyle(c.querySelector('label')).lineHeight))}));
-                    const actions = [...document.querySelectorAll('.actions > *')].map((e) => Math.round(rect(e).top + rect(e).height / 2));
+                    const actions = [...document.querySelectorAll('.actions > *')].map(
+                        (e) => Math.round(rect(e).top + rect(e).height / 2));
                     return {controls, actions, scroll: document.documentElement.scrollWidth, inner: innerWidth};
                 })()""")
         finally:
@@ -219,7 +223,8 @@ def test_a_planted_run_cannot_run_script_in_the_playground(chromium, tiny_lm_run
         browser = DevTools(chromium, tmp_path / "profile")
         try:
             browser.open(url + "/")
-            state = browser.wait_for("['ready', 'error'].includes(document.body?.dataset.state) && document.body.dataset.state")
+            state = browser.wait_for("['ready', 'error'].includes(document.body?.dataset.state) && "
+                                     "document.body.dataset.state")
             time.sleep(0.3)  # an injected <img> would have fired its onerror by now
             ran = browser.js("window.__xss === undefined ? 0 : window.__xss")
             images = browser.js("document.querySelectorAll('img').length")

@@ -139,7 +139,8 @@ def test_gru_reset_before_differs_from_after_and_each_equals_its_numpy_twin():
     for reset in ("after", "before"):
         for backend in ("torch", "numpy"):
             torch.manual_seed(0)  # same initial weights for all four
-            cfg = ModelConfig(cell="gru", hidden=H, layers=2, embed=5, gru_reset=reset, backend=backend, impl="explicit")
+            cfg = ModelConfig(cell="gru", hidden=H, layers=2, embed=5, gru_reset=reset, backend=backend,
+                              impl="explicit")
             model = build_model(cfg, V).double().eval()
             with torch.no_grad():
                 logits[reset, backend] = model(x)[0]

@@ -122,10 +122,12 @@ def test_data_list_and_offline_fetch(tmp_path, monkeypatch, capsys):
 def test_sweep_embedding_sizes(word_corpus, tmp_path, capsys):
     out = tmp_path / "sweep"
     args = ["sweep", "--preset", "lstm", "--set", f"data.path={word_corpus}", "--grid", "model.embed=8,16",
-            "--grid", "train.seq_len=5,10", "--quick", "--set", "train.max_steps=60", "--out", str(out), "--no-progress"]
+            "--grid", "train.seq_len=5,10", "--quick", "--set", "train.max_steps=60", "--out", str(out),
+            "--no-progress"]
     assert main(args) == 0
     rows = json.loads((out / "sweep.json").read_text())
-    assert [(r["model.embed"], r["train.seq_len"]) for r in rows] == [("8", "5"), ("8", "10"), ("16", "5"), ("16", "10")]
+    assert [(r["model.embed"], r["train.seq_len"]) for r in rows] == [("8", "5"), ("8", "10"), ("16", "5"),
+                                                                      ("16", "10")]
     for r in rows:
         assert r["measure"] == "perplexity" and 1 < r["valid"] < UNIFORM and r["parameters"] > 0
         assert json.loads((out / r["run"] / "summary.json").read_text())["steps"] == 60

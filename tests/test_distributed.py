@@ -92,14 +92,16 @@ def test_sharded_evaluation_sums_to_the_whole(length, batch_size):
         for r in range(world):
             start, stop, streams = eval_shard(length, batch_size, r, world)
             m = evaluate(model, data[start:stop], streams, 32)
-            nll, correct, tokens = nll + m["loss"] * m["tokens"], correct + m["accuracy"] * m["tokens"], tokens + m["tokens"]
+            nll, correct, tokens = (nll + m["loss"] * m["tokens"], correct + m["accuracy"] * m["tokens"],
+                                    tokens + m["tokens"])
         assert tokens == whole["tokens"]
         assert round(correct) == round(whole["accuracy"] * whole["tokens"])
         assert abs(nll / tokens - whole["loss"]) < 1e-6  # evaluate() takes the cross-entropy in float32
 
 
-@pytest.mark.parametrize("nproc,message", [("0", "train: argument --nproc: must be >= 1, got 0"),
-                                            ("3", "train.batch_size=8 must be divisible by the number of processes (3)")])
+@pytest.mark.parametrize("nproc,message",
+                         [("0", "train: argument --nproc: must be >= 1, got 0"),
+                          ("3", "train.batch_size=8 must be divisible by the number of processes (3)")])
 def test_nproc_is_checked_before_starting_processes(tmp_path, tiny_text, capsys, nproc, message):
     argv = ["train", "--nproc", nproc, "--run-dir", str(tmp_path / "run"), *_sets([*TINY, f"data.path={tiny_text}"])]
     start = time.monotonic()
@@ -138,7 +140,8 @@ def test_lstm_two_processes_match_one_and_resume_across_world_sizes(tmp_path, ti
     assert abs(json.loads(capsys.readouterr().out)["loss"] - final["loss"]) < 1e-6  # float32 model
     samples = []
     for run in (b, a4):  # greedy: the same weights write the same text
-        assert main(["generate", str(run), "--checkpoint", "last", "--length", "25", "--temperature", "0", "--json"]) == 0
+        assert main(["generate", str(run), "--checkpoint", "last", "--length", "25", "--temperature", "0",
+                     "--json"]) == 0
         samples.append(json.loads(capsys.readouterr().out)[0]["samples"][0])
     assert samples[0] and samples[0] == samples[1]
 
@@ -190,7 +193,8 @@ def test_processes_do_not_tear_down_the_interpreter_under_gloo_threads(tmp_path,
     out = tmp_path / "out"
     out.mkdir()
     p = _cli("torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script), "train",
-             "--run-dir", str(tmp_path / "run"), "--no-progress", *_sets(_overrides(tiny_text, "lstm", 4)), OUT=str(out))
+             "--run-dir", str(tmp_path / "run"), "--no-progress", *_sets(_overrides(tiny_text, "lstm", 4)),
+             OUT=str(out))
     assert p.returncode == 0, p.stderr[-3000:]
     assert (tmp_path / "run" / "summary.json").is_file() and "valid: loss" in p.stdout  # rank 0's output got out
     for rank in (0, 1):

@@ -65,7 +65,8 @@ def test_pca_and_plot(tmp_path):
     ax = fig.axes[0]
     words = [t.get_text() for t in ax.texts]
     assert set(words) <= set(TOKENS[2:]) and "the" in words and len(set(words)) == len(words)
-    assert all(set(words) & set(cluster) for cluster in (("king", "queen", "prince", "rare"), ("apple", "pear", "plum")))
+    assert all(set(words) & set(cluster) for cluster in (("king", "queen", "prince", "rare"),
+                                                         ("apple", "pear", "plum")))
     fig.canvas.draw()
     boxes = [t.get_window_extent() for t in ax.texts]
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
@@ -151,6 +152,7 @@ def test_outliers_do_not_stretch_the_map():
         assert lim[1] - lim[0] < 3 * (bulk.max() - bulk.min())  # ... and the outliers did not widen the view
         assert (values[~inside].min() < lim[0]) or (values[~inside].max() > lim[1])
     edge = ax.collections[1].get_offsets()  # the outliers, clipped onto the frame
-    assert len(edge) == 3 and all(ax.get_xlim()[0] <= x <= ax.get_xlim()[1] and ax.get_ylim()[0] <= y <= ax.get_ylim()[1]
-                                  for x, y in edge)
+    assert len(edge) == 3 and all(
+        ax.get_xlim()[0] <= x <= ax.get_xlim()[1] and ax.get_ylim()[0] <= y <= ax.get_ylim()[1] for x, y in edge
+    )
     assert "3 far outside" in ax.get_title() and all(w in ax.get_title() for w in ("w3", "w40", "w90"))

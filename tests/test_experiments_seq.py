@@ -33,7 +33,9 @@ def test_palindrome_quick(tmp_path, capsys):
     # the same runs in one process give the same numbers: every run is seeded by its own arguments
     serial = tmp_path / "serial"
     assert main(["experiment", "palindrome", "--quick", "--out", str(serial), "--no-progress", "--jobs", "1"]) == 0
-    assert [r["per_seed"] for r in json.loads((serial / "palindrome.json").read_text())] == [r["per_seed"] for r in rows]
+    assert [r["per_seed"] for r in json.loads((serial / "palindrome.json").read_text())] == [
+        r["per_seed"] for r in rows
+    ]
     assert "2 processes x 1 torch thread" in md
     assert {(r["cell"], r["length"]) for r in rows} == {(c, T) for c in ("rnn", "lstm") for T in (5, 8)}
     for r in rows:
@@ -48,7 +50,8 @@ def test_palindrome_quick(tmp_path, capsys):
 
 
 def test_palindrome_numpy_backend_learns(tmp_path):
-    cfg = PalindromeConfig(hidden=16, batch_size=32, check_samples=200, test_samples=500, backend="numpy", runs=tmp_path)
+    cfg = PalindromeConfig(hidden=16, batch_size=32, check_samples=200, test_samples=500, backend="numpy",
+                           runs=tmp_path)
     cfg.budget.max_steps, cfg.budget.lr = 120, 1e-2
     result = train_one("lstm", 3, 0, cfg)
     assert result["accuracy"] > 0.5 and result["steps"] <= 120  # seeds 0-4, both kernel paths: 1.0 at step 50
@@ -220,7 +223,8 @@ def test_palindrome_scalar_encoding_feeds_each_digit_as_one_float():
 def test_palindrome_scalar_encoding_learns(tmp_path):
     cfg = PalindromeConfig(hidden=32, batch_size=64, encoding="scalar", chrono=False, check_samples=256,
                            test_samples=1000, runs=tmp_path)
-    cfg.budget.max_steps, cfg.budget.lr, cfg.budget.clip, cfg.budget.check_every, cfg.budget.target = 200, 1e-2, 10, 25, 0.99
+    (cfg.budget.max_steps, cfg.budget.lr, cfg.budget.clip, cfg.budget.check_every,
+     cfg.budget.target) = 200, 1e-2, 10, 25, 0.99
     result = train_one("lstm", 4, 0, cfg)
     assert result["accuracy"] > 0.6  # chance is 0.1; 3 seeds reached 0.99 to 1.0 in 175 steps
     assert 'encoding = "scalar"' in (tmp_path / "lstm-T4-seed0" / "config.toml").read_text()

@@ -33,7 +33,9 @@ def corpus(tmp_path_factory):
     rng = random.Random(0)
     root = tmp_path_factory.mktemp("nplm-words")
     for split, lines in (("train", 400), ("valid", 60), ("test", 60)):
-        text = "\n".join(f"the {rng.choice(NOUNS)} {rng.choice(VERBS)} to the {rng.choice(PLACES)}" for _ in range(lines))
+        text = "\n".join(
+            f"the {rng.choice(NOUNS)} {rng.choice(VERBS)} to the {rng.choice(PLACES)}" for _ in range(lines)
+        )
         (root / f"{split}.txt").write_text(text + "\n", encoding="utf-8")
     return root
 
@@ -127,7 +129,8 @@ def test_recurrent_reader_is_the_cell_over_the_window_and_bptt_truncates_it():
 
 
 def test_recurrent_reader_trains_as_a_normal_run(corpus, tmp_path):
-    summary = train_config(load_config("nplm-rnn", None, [f"data.path={corpus}", *SMALL]), tmp_path / "rnn", progress=False)
+    summary = train_config(load_config("nplm-rnn", None, [f"data.path={corpus}", *SMALL]), tmp_path / "rnn",
+                           progress=False)
     assert summary["final"]["valid"]["perplexity"] < 5, summary["final"]["valid"]  # train.seed 0-4: 2.77-3.19
     assert (summary["model"], summary["cell"], summary["layers"]) == ("nplm-rnn 3×8→16", "rnn", 1)
 
@@ -148,7 +151,9 @@ def test_training_writes_a_normal_run_with_per_epoch_metrics(run):
 def test_eval_generate_inspect_report_and_serve_work_on_it(run, tmp_path, capsys):
     assert main(["eval", str(run), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["perplexity"] == pytest.approx(json.loads((run / "summary.json").read_text())["final"]["valid"]["perplexity"])
+    assert result["perplexity"] == pytest.approx(
+        json.loads((run / "summary.json").read_text())["final"]["valid"]["perplexity"]
+    )
     assert main(["generate", str(run), "--prompt", "the king went", "--length", "3", "--temperature", "0"]) == 0
     words = capsys.readouterr().out.splitlines()[1].split(" ")
     assert words[:5] == ["the", "king", "went", "to", "the"] and words[5] in PLACES, words  # it learned 'to the PLACE'
@@ -163,7 +168,8 @@ def test_eval_generate_inspect_report_and_serve_work_on_it(run, tmp_path, capsys
 
 
 def test_numpy_backend_reaches_the_same_perplexity(corpus, run, tmp_path):
-    """The NumPy model's hand-written backward pass, at the same seed and steps: the same validation perplexity (±1%)."""
+    """The NumPy model's hand-written backward pass, at the same seed and steps: the same validation perplexity
+    (±1%)."""
     summary = train_config(_config(corpus, "model.backend=numpy"), tmp_path / "np", progress=False)
     torch_ppl = json.loads((run / "summary.json").read_text())["final"]["valid"]["perplexity"]
     assert summary["final"]["valid"]["perplexity"] == pytest.approx(torch_ppl, rel=0.01)

@@ -39,13 +39,15 @@ def test_numpy_trained_run_generates_with_either_backend(tiny_text, tmp_path, ca
     through the PyTorch model or through the NumPy one. The NumPy sampling step
     (which both backends would otherwise share) is switched off, and each
     side's model is checked to have computed every step itself."""
-    cfg = load_config("grimm-char", None, TINY + [f"data.path={tiny_text}", "model.backend=numpy", "train.max_steps=20"])
+    cfg = load_config("grimm-char", None,
+                      TINY + [f"data.path={tiny_text}", "model.backend=numpy", "train.max_steps=20"])
     train_config(cfg, tmp_path / "run", progress=False)
     monkeypatch.setattr(Stepper, "supports", classmethod(lambda cls, model: False))
     calls = []
     for cls in (LanguageModel, NumpyBackedLanguageModel):
         real = cls.forward
-        monkeypatch.setattr(cls, "forward", lambda self, *a, real=real, cls=cls, **k: calls.append(cls) or real(self, *a, **k))
+        monkeypatch.setattr(cls, "forward",
+                            lambda self, *a, real=real, cls=cls, **k: calls.append(cls) or real(self, *a, **k))
     outputs = {}
     for backend in ("torch", "numpy"):
         calls.clear()

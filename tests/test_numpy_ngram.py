@@ -67,7 +67,8 @@ def test_numpy_and_torch_agree(activation, direct):
     L, grads = npg.loss_and_grads(params, ctx, y, activation)
     assert L == pytest.approx(loss.item(), rel=1e-12)
     for name, p in model.named_parameters():
-        np.testing.assert_allclose(grads[NUMPY_NAMES.get(name, name)], p.grad.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(grads[NUMPY_NAMES.get(name, name)], p.grad.numpy(), rtol=1e-10, atol=1e-12,
+                                   err_msg=name)
 
 
 def test_numpy_sgd_learns_a_deterministic_sequence():

@@ -16,7 +16,8 @@ def test_presets_command_lists_every_preset(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in preset_names())
-    assert {"grimm-char", "nplm", "nplm-tanh", "palindrome-course", "gru-dropout-adam", "tv-script", "grimm-course", "grimm-char-2x128"} <= set(preset_names())
+    assert {"grimm-char", "nplm", "nplm-tanh", "palindrome-course", "gru-dropout-adam", "tv-script", "grimm-course",
+            "grimm-char-2x128"} <= set(preset_names())
 
 
 def test_the_course_preset_is_the_course_setting():

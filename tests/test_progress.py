@@ -28,7 +28,8 @@ def test_the_checkpoint_schema_checks_each_key_a_progress_writes():
 def test_a_checkpoint_without_the_newer_fields_resumes_with_their_defaults():
     p = Progress(step=7, epoch=1, index=3, train_nll=2.0, train_tokens=4.0)
     newer = [f.name for f in fields(Progress) if f.metadata["newer"]]
-    assert set(newer) == {"step_seconds", "best_accuracy", "best_accuracy_step", "early_stop", "thread_steps", "eval_every"}
+    assert set(newer) == {"step_seconds", "best_accuracy", "best_accuracy_step", "early_stop", "thread_steps",
+                          "eval_every"}
     meta = {k: v for k, v in p.to_meta().items() if k not in newer}  # a checkpoint written before they existed
     assert asdict(Progress.from_meta(meta)) == asdict(p)
     del meta["index"]  # in every checkpoint: resuming without it would be wrong, not old

@@ -149,7 +149,8 @@ def test_stream_batcher_covers_every_token_once_per_epoch(n_tokens, batch_size, 
 
 @given(st.integers(2, 400), st.integers(1, 9), st.integers(1, 17), st.integers(0, 2**32 - 1), st.integers(0, 5),
        st.integers(0, 50))
-def test_window_batcher_windows_are_contiguous_shifted_and_reproducible(n_tokens, batch_size, seq_len, seed, epoch, index):
+def test_window_batcher_windows_are_contiguous_shifted_and_reproducible(n_tokens, batch_size, seq_len, seed, epoch,
+                                                                        index):
     assume(n_tokens >= seq_len + 1)
     data = np.arange(n_tokens)
     batcher = WindowBatcher(data, batch_size, seq_len, seed)

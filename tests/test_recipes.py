@@ -185,7 +185,9 @@ def test_brown_rebuild_split_and_unk(tmp_path, monkeypatch):
 
 def test_brown_split_rule_reproduces_shared_split():
     d = shared_data("brown")
-    parts = {s: [line.split() for line in (d / f"{s}.txt").read_text().splitlines()] for s in ("train", "valid", "test")}
+    parts = {
+        s: [line.split() for line in (d / f"{s}.txt").read_text().splitlines()] for s in ("train", "valid", "test")
+    }
     split = recipes.brown_split(parts["train"] + parts["valid"] + parts["test"])
     for s in parts:
         data = "".join(" ".join(x) + "\n" for x in split[s]).encode()

@@ -146,7 +146,9 @@ def test_sigkill_at_a_random_step_then_resume_is_bitwise_identical(tmp_path, cor
             time.sleep(0.001)
         proc.kill()
         proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"the run ended before the kill (target step {target}): {log.read_text()}"
+    assert proc.returncode == -signal.SIGKILL, (
+        f"the run ended before the kill (target step {target}): {log.read_text()}"
+    )
     killed_at = last_step(run)
     assert target <= killed_at < MAX_STEPS
     assert resume(run) == 0
@@ -183,7 +185,8 @@ def test_resuming_a_finished_run_changes_nothing(tmp_path, baseline, capsys):
 # ----------------------------------------------------------------- Ctrl-C, SIGTERM
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_a_signal_saves_at_that_step_exits_130_and_resumes_exactly(tmp_path, corpus, baseline, monkeypatch, capsys, signum):
+def test_a_signal_saves_at_that_step_exits_130_and_resumes_exactly(tmp_path, corpus, baseline, monkeypatch, capsys,
+                                                                   signum):
     original, calls = Trainer._update, []
 
     def step_then_signal(self, x, y):
@@ -195,7 +198,10 @@ def test_a_signal_saves_at_that_step_exits_130_and_resumes_exactly(tmp_path, cor
     monkeypatch.setattr(Trainer, "_update", step_then_signal)
     run, handlers = tmp_path / "run", (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
     assert train(run, corpus) == 130
-    assert capsys.readouterr().err.splitlines()[-1] == f"rnnlab: interrupted at step 13; resume with: rnnlab train --resume {run}"
+    assert (
+        capsys.readouterr().err.splitlines()[-1]
+        == f"rnnlab: interrupted at step 13; resume with: rnnlab train --resume {run}"
+    )
     assert last_step(run) == 13 and not (run / "summary.json").exists()
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # restored
     monkeypatch.undo()
@@ -203,7 +209,8 @@ def test_a_signal_saves_at_that_step_exits_130_and_resumes_exactly(tmp_path, cor
     assert_identical(run, baseline("stream"))
 
 
-def test_a_second_ctrl_c_quits_at_once_and_the_last_checkpoint_stays_valid(tmp_path, corpus, baseline, monkeypatch, capsys):
+def test_a_second_ctrl_c_quits_at_once_and_the_last_checkpoint_stays_valid(tmp_path, corpus, baseline, monkeypatch,
+                                                                           capsys):
     original, calls = Trainer._update, []
 
     def step_then_two_signals(self, x, y):
@@ -225,7 +232,8 @@ def test_a_second_ctrl_c_quits_at_once_and_the_last_checkpoint_stays_valid(tmp_p
 
 # -------------------------------------------------------------------- disk full
 
-def test_disk_full_during_a_checkpoint_stops_with_one_line_and_resumes_exactly(tmp_path, corpus, baseline, monkeypatch, capsys):
+def test_disk_full_during_a_checkpoint_stops_with_one_line_and_resumes_exactly(tmp_path, corpus, baseline, monkeypatch,
+                                                                               capsys):
     original, calls = checkpoint.save_file, []
 
     def save_file(*args, **kwargs):
@@ -245,7 +253,8 @@ def test_disk_full_during_a_checkpoint_stops_with_one_line_and_resumes_exactly(t
     assert_identical(run, baseline("stream"))
 
 
-def test_disk_full_while_logging_leaves_a_torn_line_that_resume_repairs(tmp_path, corpus, baseline, monkeypatch, capsys):
+def test_disk_full_while_logging_leaves_a_torn_line_that_resume_repairs(tmp_path, corpus, baseline, monkeypatch,
+                                                                        capsys):
     original, calls = rnnlab.trainer.append_jsonl, []
 
     def append_jsonl(path, record):
@@ -260,7 +269,9 @@ def test_disk_full_while_logging_leaves_a_torn_line_that_resume_repairs(tmp_path
     monkeypatch.setattr(rnnlab.trainer, "append_jsonl", append_jsonl)
     run = tmp_path / "run"
     assert train(run, corpus) == 2
-    assert capsys.readouterr().err.splitlines()[-1] == f"rnnlab: error: No space left on device: {run / 'metrics.jsonl'}"
+    assert (
+        capsys.readouterr().err.splitlines()[-1] == f"rnnlab: error: No space left on device: {run / 'metrics.jsonl'}"
+    )
     assert [r["step"] for r in read_jsonl(run / "metrics.jsonl")] == [10, 10, 20, 20]  # the torn line is skipped
     monkeypatch.undo()
     assert resume(run) == 0
@@ -283,7 +294,8 @@ def test_non_finite_losses_are_skipped_logged_slow_the_lr_then_abort(tmp_path, c
 
     monkeypatch.setattr(F, "cross_entropy", cross_entropy)
     run = tmp_path / "run"
-    assert train(run, corpus, "train.schedule=constant", "train.lr=0.002", "train.max_faults=5", "train.eval_every=5") == 2
+    assert train(run, corpus, "train.schedule=constant", "train.lr=0.002", "train.max_faults=5",
+                 "train.eval_every=5") == 2
     err = capsys.readouterr().err.splitlines()
     assert err[-1] == ("rnnlab: error: training aborted: 6 non-finite losses or gradients (limit train.max_faults=5); "
                        "try a lower train.lr or train.clip")
@@ -293,7 +305,8 @@ def test_non_finite_losses_are_skipped_logged_slow_the_lr_then_abort(tmp_path, c
     assert [r["step"] for r in faults] == sorted(bad)
     # Three faults in a row (steps 10-12) halve the learning rate.
     assert [r["lr"] for r in faults] == [0.002] * 4 + [0.001] * 2
-    assert {r["step"]: r["lr"] for r in records if r.get("split") == "valid"} == {5: 0.002, 10: 0.002, 15: 0.001, 20: 0.001}
+    assert ({r["step"]: r["lr"] for r in records if r.get("split") == "valid"}
+            == {5: 0.002, 10: 0.002, 15: 0.001, 20: 0.001})
     tensors, meta = checkpoint.load(run, "last")
     assert meta["step"] == 20 and meta["faults"] == 5
     assert tensors["optim.embedding.weight.step"].item() == 20 - 5  # skipped steps did not move the optimizer
@@ -329,7 +342,8 @@ def test_diverging_weights_abort_at_once_and_are_never_checkpointed(tmp_path, co
 def test_checkpoints_every_n_minutes(tmp_path, corpus, monkeypatch):
     saves = []
     original = checkpoint.save
-    monkeypatch.setattr(checkpoint, "save", lambda run, tag, *a: saves.append((tag, a[1]["step"])) or original(run, tag, *a))
+    monkeypatch.setattr(checkpoint, "save",
+                        lambda run, tag, *a: saves.append((tag, a[1]["step"])) or original(run, tag, *a))
     assert train(tmp_path / "run", corpus, "train.max_steps=6", "train.checkpoint_every=0",
                  "train.checkpoint_minutes=1e-9", "train.eval_every=0") == 0
     assert [step for tag, step in saves if tag == "last"] == [1, 2, 3, 4, 5, 6]

@@ -41,7 +41,8 @@ def experiment(tiny_lm_run, tmp_path_factory):
     fig = run_curves_figure(read_run(tiny_lm_run))
     fig.savefig(root / "accuracy_vs_length.png")
     (root / "palindrome.csv").write_text("cell,length,accuracy\nlstm,5,0.995\nrnn,35,0.412\n", encoding="utf-8")
-    (root / "palindrome.md").write_text("# Palindrome\n\n![plot](accuracy_vs_length.png)\n\n    rnnlab experiment palindrome\n")
+    (root / "palindrome.md").write_text("# Palindrome\n\n![plot](accuracy_vs_length.png)\n\n"
+                                        "    rnnlab experiment palindrome\n")
     return root
 
 
@@ -134,7 +135,8 @@ def test_epoch_curves_put_runs_side_by_side_against_epochs(tmp_path):
     score, accuracy = fig.axes
     assert score.get_xlabel() == "epoch" and score.get_yscale() == "log" and "sizes" in score.get_title()
     assert [list(line.get_xdata()) for line in score.get_lines()] == [[0, 1, 2], [0, 1, 2], [0, 1], [0, 1]]
-    assert [t.get_text() for t in accuracy.get_legend().get_texts()] == ["a (train)", "a (valid)", "b (train)", "b (valid)"]
+    assert [t.get_text() for t in accuracy.get_legend().get_texts()] == ["a (train)", "a (valid)", "b (train)",
+                                                                         "b (valid)"]
     assert list(accuracy.get_lines()[1].get_ydata()) == [30.0, 30.0, 30.0]  # percent
     assert epoch_curves_figure([a], linear=True).axes[0].get_yscale() == "linear"
 
@@ -227,7 +229,9 @@ def test_time_and_step_axes_read_cleanly_for_one_run_and_many(tmp_path):
     fig = run_curves_figure(many[1])
     for ax_labels in tick_labels(fig, "x"):
         assert_readable(ax_labels)
-        assert all(float(t.get_text().replace("−", "-")) == int(float(t.get_text().replace("−", "-"))) for t in ax_labels)
+        assert all(
+            float(t.get_text().replace("−", "-")) == int(float(t.get_text().replace("−", "-"))) for t in ax_labels
+        )
 
 
 def test_title_intro_and_table_read_cleanly(experiment, tiny_lm_run, tmp_path):
@@ -263,8 +267,11 @@ def test_palindrome_plot_legend_stays_off_the_lines_and_names_both_reference_lin
 
     cfg = PalindromeConfig()
     cfg.cells, cfg.seeds = ["rnn", "lstm", "gru"], 3
-    rows = [{"cell": c, "length": n, "accuracy": a, "min": a - 0.05, "max": min(1.0, a + 0.05)}
-            for c, top in (("rnn", 0.6), ("lstm", 1.0), ("gru", 1.0)) for n, a in ((5, 1.0), (20, top), (40, top - 0.1))]
+    rows = [
+        {"cell": c, "length": n, "accuracy": a, "min": a - 0.05, "max": min(1.0, a + 0.05)}
+        for c, top in (("rnn", 0.6), ("lstm", 1.0), ("gru", 1.0))
+        for n, a in ((5, 1.0), (20, top), (40, top - 0.1))
+    ]
     fig = figure(rows, cfg)
     (ax,) = fig.axes
     fig.canvas.draw()

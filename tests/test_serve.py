@@ -231,7 +231,8 @@ def test_oversized_bodies_are_refused_before_they_are_read_whole(server):
     assert r.status_code == 413 and "more than 65,536 bytes" in r.json()["error"]
 
 
-@pytest.mark.parametrize("body, message", [({"temperature": 1e-50}, "temperature must be 0 (greedy) or in [0.001, 100]"),
+@pytest.mark.parametrize("body, message",
+                         [({"temperature": 1e-50}, "temperature must be 0 (greedy) or in [0.001, 100]"),
                                            ({"top_p": 1e-300}, "top_p must be in [1e-06, 1]")])
 def test_parameters_the_sampler_cannot_use_are_400_before_streaming(server, body, message):
     r = httpx.post(f"{server}/api/generate", json=body)

@@ -59,7 +59,8 @@ def test_top1_needs_tails_when_clusters_lead():
 
 
 def test_language_model_logits_are_log_probabilities():
-    model = build_model(ModelConfig(hidden=16, layers=1, softmax="adaptive", cutoffs="20,100", div_value=2.0), 300).eval()
+    model = build_model(ModelConfig(hidden=16, layers=1, softmax="adaptive", cutoffs="20,100", div_value=2.0),
+                        300).eval()
     x = torch.randint(0, 300, (5, 3))
     with torch.no_grad():
         logits, _ = model(x)
@@ -147,7 +148,8 @@ def test_word_preset_trains_on_a_7000_word_corpus(tmp_path, capsys):
 @pytest.mark.skipif(torch.ops.mkldnn._is_mkldnn_bf16_supported(), reason="this CPU has native bf16")
 def test_bf16_refused_without_native_support(tmp_path):
     with pytest.raises(UserError, match="native bf16"):
-        train_config(load_config("grimm-char", None, TINY + ["train.bf16=on", "train.max_steps=1"]), tmp_path / "r", progress=False)
+        train_config(load_config("grimm-char", None, TINY + ["train.bf16=on", "train.max_steps=1"]), tmp_path / "r",
+                     progress=False)
 
 
 def test_bf16_auto_follows_the_cpu_and_learns_as_float32_does(tmp_path):
@@ -155,7 +157,8 @@ def test_bf16_auto_follows_the_cpu_and_learns_as_float32_does(tmp_path):
     learns what float32 learns (evaluation is float32 either way)."""
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     settings = TINY + ["train.max_steps=200", "model.hidden=32", "train.batch_size=16"]
-    runs = {mode: train_config(load_config("grimm-char", None, settings + [f"train.bf16={mode}"]), tmp_path / mode, progress=False)
+    runs = {mode: train_config(load_config("grimm-char", None, settings + [f"train.bf16={mode}"]), tmp_path / mode,
+                               progress=False)
             for mode in ("auto", "off")}
     assert runs["auto"]["bf16"] is native and runs["off"]["bf16"] is False
     bpc = {mode: r["final"]["valid"]["bpc"] for mode, r in runs.items()}

@@ -27,7 +27,9 @@ CASES = {
     "gru-reset-before-adaptive": dict(cell="gru", gru_reset="before", softmax="adaptive", cutoffs="6,12"),
 }
 # Every variant of every cell the table says the stepper implements.
-CASES.update({label: dict(cell=cell.name, **options) for cell, label, options in cell_registry.variants() if cell.stepper})
+CASES.update(
+    {label: dict(cell=cell.name, **options) for cell, label, options in cell_registry.variants() if cell.stepper}
+)
 
 
 @pytest.mark.parametrize("table", [True, False], ids=["token-table", "no-table"])

@@ -112,9 +112,11 @@ def test_varlen_batching_strategies_reach_the_same_accuracy(tmp_path):
     rounding) and the same accuracy; bucket sees other batches of the same set and ends within 5 points."""
     results = {b: run(varlen(b), tmp_path / b) for b in ("pad", "bucket", "pack")}
     acc = {b: r["final"]["test"]["accuracy"] for b, r in results.items()}
-    # Margins from train.seed 0-4 (AVX-512 and AVX2 alike): pad 0.998-1.0, pack - pad exactly 0, bucket - pad -0.031 to 0.
+    # Margins from train.seed 0-4 (AVX-512 and AVX2 alike): pad 0.998-1.0, pack - pad exactly 0,
+    # bucket - pad -0.031 to 0.
     assert acc["pad"] > 0.9, acc  # chance (the majority class) is ~0.64 here
-    assert acc["pack"] == pytest.approx(acc["pad"], abs=0.002) and acc["bucket"] == pytest.approx(acc["pad"], abs=0.05), acc
+    assert (acc["pack"] == pytest.approx(acc["pad"], abs=0.002)
+            and acc["bucket"] == pytest.approx(acc["pad"], abs=0.05)), acc
     pad, pack = checkpoint.load(tmp_path / "pad", "last")[0], checkpoint.load(tmp_path / "pack", "last")[0]
     for key in (k for k in pad if k.startswith("model.")):
         assert torch.allclose(pad[key], pack[key], atol=1e-4), key
@@ -146,9 +148,12 @@ def test_palindrome_course_preset_is_the_course_setting(tmp_path, capsys):
     from rnnlab.config import load_config
 
     cfg = load_config("palindrome-course")
-    assert (cfg.model.arch, cfg.model.cell, cfg.model.hidden, cfg.model.layers, cfg.model.chrono) == ("classifier", "rnn", 128, 1, 0)
-    assert (cfg.train.optimizer, cfg.train.lr, cfg.train.batch_size, cfg.train.max_steps) == ("rmsprop", 1e-3, 128, 10000)
-    assert (cfg.train.clip, cfg.task.encoding, cfg.train.stop_at_accuracy, cfg.task.kind) == (10.0, "scalar", 1.0, "palindrome")
+    assert ((cfg.model.arch, cfg.model.cell, cfg.model.hidden, cfg.model.layers, cfg.model.chrono)
+            == ("classifier", "rnn", 128, 1, 0))
+    assert ((cfg.train.optimizer, cfg.train.lr, cfg.train.batch_size, cfg.train.max_steps)
+            == ("rmsprop", 1e-3, 128, 10000))
+    assert ((cfg.train.clip, cfg.task.encoding, cfg.train.stop_at_accuracy, cfg.task.kind)
+            == (10.0, "scalar", 1.0, "palindrome"))
     run_dir = tmp_path / "run"
     assert main(["train", "--preset", "palindrome-course", "--set", "task.length=5", "--set", "train.max_steps=30",
                  "--set", "task.test_size=500", "--run-dir", str(run_dir), "--no-progress"]) == 0

@@ -200,7 +200,8 @@ def test_jobs_default_to_one_per_usable_core(monkeypatch):
         seen.append(job)
         return {"job": job}
 
-    assert experiments.run_jobs(train_one, [(1,), (2,)], cfg=None, workers=0, progress=False) == [{"job": 1}, {"job": 2}]
+    assert (experiments.run_jobs(train_one, [(1,), (2,)], cfg=None, workers=0, progress=False)
+            == [{"job": 1}, {"job": 2}])
     assert seen == [1, 2]
 
 

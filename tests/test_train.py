@@ -115,7 +115,8 @@ def test_sum_time_loss_is_the_mean_loss_scaled_by_seq_len(tiny_text, tmp_path):
     from safetensors.numpy import load_file
 
     T = 16
-    common = ["train.optimizer=sgd", "train.clip=0", "train.max_steps=6", "train.schedule=constant", f"train.seq_len={T}"]
+    common = ["train.optimizer=sgd", "train.clip=0", "train.max_steps=6", "train.schedule=constant",
+              f"train.seq_len={T}"]
     runs = {"sum": config(tiny_text, *common, "train.loss=sum_time", "train.lr=0.05"),
             "mean": config(tiny_text, *common, "train.loss=mean", f"train.lr={0.05 * T}")}
     weights = {}

@@ -79,8 +79,8 @@ def grimm_samples() -> None:
     rows = json.loads(rnnlab("generate", str(GRIMM_RUN), "--prompt", prompt, "--temperature", "0", "0.5", "1", "2",
                              "--length", "300", "--seed", str(SAMPLE_SEED), "--json"))
     lines = ["# Samples from the Grimm character LSTM", "",
-             f"Made by `python docs/guide/make_figures.py`: `rnnlab train --preset grimm-char-2x128 --set train.threads=1` "
-             f"({summary['steps']:,} steps, {summary['wall_seconds']:.0f} s here, validation "
+             "Made by `python docs/guide/make_figures.py`: `rnnlab train --preset grimm-char-2x128 --set "
+             f"train.threads=1` ({summary['steps']:,} steps, {summary['wall_seconds']:.0f} s here, validation "
              f"{valid['bpc']:.3f} bits/char), then", "",
              f"    rnnlab generate runs/guide-grimm --prompt \"{prompt}\" --temperature 0 0.5 1 2 --length 300 "
              f"--seed {SAMPLE_SEED}", ""]

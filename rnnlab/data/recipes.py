@@ -9,7 +9,7 @@
 | `ptb` | Penn Treebank, Mikolov's preprocessing (simple-examples.tgz) | directory with train/valid/test.txt |
 | `wikitext-2` | WikiText-2 (v1, tokenised, `<unk>` applied) | directory with train/valid/test.txt |
 | `tinyshakespeare` | Karpathy's char-rnn Shakespeare (1.1 MB) | the text file itself (split by data.valid_fraction) |
-| `brown` | Brown corpus rebuilt from NLTK's brown.zip with the split of Bengio et al. (2003) | directory with train/valid/test.txt |
+| `brown` | Brown corpus from NLTK's brown.zip, split as in Bengio et al. (2003) | directory with train/valid/test.txt |
 
 Cache: `$RNNLAB_DATA` if set, else `~/.cache/rnnlab`; each recipe lives in
 `<cache>/<name>/`. A recipe whose files are all there is never downloaded
@@ -105,7 +105,8 @@ RECIPES: dict[str, Recipe] = {
         ),
         Recipe(
             name="brown",
-            description="Brown corpus, split of Bengio et al. 2003 (800k/200k/rest words; words seen <= 3 times -> <unk>)",
+            description="Brown corpus, split of Bengio et al. 2003 (800k/200k/rest words; words seen <= 3 times -> "
+                        "<unk>)",
             url="https://raw.githubusercontent.com/nltk/nltk_data/gh-pages/packages/corpora/brown.zip",
             sha256=None,
             files=("train.txt", "valid.txt", "test.txt"),
@@ -150,7 +151,8 @@ def fetch(name: str, cache_dir: str | Path | None = None, log=None) -> Path:
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise UserError(f"cannot create the data cache {root}: {e.strerror or e} (set RNNLAB_DATA to another directory)") from None
+            raise UserError(f"cannot create the data cache {root}: {e.strerror or e} (set RNNLAB_DATA to "
+                            "another directory)") from None
         if log:
             log(f"downloading {r.name} from {r.url}")
         payload = _download(r, target)

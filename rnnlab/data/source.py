@@ -103,7 +103,8 @@ class CorpusSource:
     def evaluate(self, model, split: str, t: TrainConfig, device, on_batch: Callable | None = None) -> dict:
         from rnnlab import distributed
 
-        return distributed.evaluate(model, self.corpus.split(split), t.eval_batch_size, t.eval_seq_len, device, on_batch)
+        return distributed.evaluate(model, self.corpus.split(split), t.eval_batch_size, t.eval_seq_len, device,
+                                    on_batch)
 
     def describe(self) -> str:
         c = self.corpus
@@ -162,7 +163,9 @@ class TaskSource:
 
     def describe(self) -> str:
         k = self.cfg.task
-        return f"task {k.kind}: {k.train_size:,} training sequences an epoch, {k.valid_size:,} valid, {k.test_size:,} test"
+        return (
+            f"task {k.kind}: {k.train_size:,} training sequences an epoch, {k.valid_size:,} valid, {k.test_size:,} test"
+        )
 
     def run_files(self) -> dict[str, bytes]:
         return {}  # a task run's inputs are all in its config

@@ -88,7 +88,8 @@ class Vocab:
             shown = ", ".join(repr(c) for c in unknown[:10])
             raise UserError(f"prompt has characters the model has never seen: {shown}")
         if unknown:
-            warnings.warn(f"prompt words not in the vocabulary, mapped to {UNK}: {', '.join(unknown[:10])}", stacklevel=2)
+            warnings.warn(f"prompt words not in the vocabulary, mapped to {UNK}: {', '.join(unknown[:10])}",
+                          stacklevel=2)
         return self.encode(tokens)
 
     def to_json(self) -> dict:

@@ -265,7 +265,8 @@ def plot(rows: list[dict], cfg: CellsConfig, path: Path) -> None:
 def add_arguments(p) -> None:
     p.add_argument("--out", help="output directory (default: runs/experiments/cells)")
     p.add_argument("--cells", help="comma list of cells of the cell table (default: every cell without timestamps)")
-    p.add_argument("--seconds", type=at.positive_number, help="training wall time per cell on the char job (default 240)")
+    p.add_argument("--seconds", type=at.positive_number,
+                   help="training wall time per cell on the char job (default 240)")
     p.add_argument("--rounds", type=at.integer(1),
                    help="the char job's budget is trained in this many rounds, the cells interleaved (default 6)")
     p.add_argument("--lengths", help="palindrome lengths, a comma list (default 10,25)")

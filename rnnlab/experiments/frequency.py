@@ -143,15 +143,19 @@ def summary(rows: list[dict], cfg: FrequencyConfig, wall: float, workers: int = 
         g = gap(rows, sampling)
         if g is not None:
             lines.append(f"- {sampling}: Phased LSTM − LSTM = {g:+.1f} accuracy points")
-    lines += ["", f"Task: {s.duration:g} ms of a sine wave, {s.samples} samples (regular: every {s.step:g} ms; "
-              f"irregular: uniformly random times); class 1 iff the period is in [{s.band[0]:g}, {s.band[1]:g}] ms, "
-              f"class 0 periods log-uniform in [{s.periods[0]:g}, {s.periods[1]:g}] ms outside it; balanced classes "
-              f"(chance 50%). Inputs: value and Δt since the previous sample. Both cells: 1 layer, hidden "
-              f"{cfg.hidden}, batch {cfg.batch_size}, {b.optimizer} lr {b.lr:g}, clip {b.clip:g}, exactly "
-              f"{b.max_steps} steps on the same fresh-sample stream. Phased LSTM init (Neil et al.; "
-              f"rnnlab/models/phased.py): τ = exp(U(0, 3)) ms, s = U(0, τ), r_on = 0.05. Accuracy on {cfg.test_samples} fresh test waves, mean over "
-              f"{cfg.seeds} seed(s); `seconds` is one training run.",
-              "", time_note(wall, [s for r in rows for s in r["run_seconds"]], workers)]
+    lines += [
+        "",
+        f"Task: {s.duration:g} ms of a sine wave, {s.samples} samples (regular: every {s.step:g} ms; "
+        f"irregular: uniformly random times); class 1 iff the period is in [{s.band[0]:g}, {s.band[1]:g}] ms, "
+        f"class 0 periods log-uniform in [{s.periods[0]:g}, {s.periods[1]:g}] ms outside it; balanced classes "
+        f"(chance 50%). Inputs: value and Δt since the previous sample. Both cells: 1 layer, hidden "
+        f"{cfg.hidden}, batch {cfg.batch_size}, {b.optimizer} lr {b.lr:g}, clip {b.clip:g}, exactly "
+        f"{b.max_steps} steps on the same fresh-sample stream. Phased LSTM init (Neil et al.; "
+        "rnnlab/models/phased.py): τ = exp(U(0, 3)) ms, s = U(0, τ), r_on = 0.05. Accuracy on "
+        f"{cfg.test_samples} fresh test waves, mean over {cfg.seeds} seed(s); `seconds` is one training run.",
+        "",
+        time_note(wall, [s for r in rows for s in r["run_seconds"]], workers),
+    ]
     return "\n".join(lines)
 
 

@@ -101,8 +101,10 @@ def plot_overlay(split: str, runs: dict[str, Path], path: Path) -> Path:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--data", required=True, help="corpus directory with train/valid/test.txt, or a dataset name (ptb, brown, ...)")
-    p.add_argument("--models", default=",".join(MODELS), help="comma list of presets (default: " + ",".join(MODELS) + ")")
+    p.add_argument("--data", required=True,
+                   help="corpus directory with train/valid/test.txt, or a dataset name (ptb, brown, ...)")
+    p.add_argument("--models", default=",".join(MODELS),
+                   help="comma list of presets (default: " + ",".join(MODELS) + ")")
     p.add_argument("--epochs", type=at.positive, help="epochs per model (default: each preset's)")
     p.add_argument("--out", default="runs/experiments/lm-study", help="output directory (finished runs there are kept)")
     p.add_argument("--quick", action="store_true", help="tiny models for a few steps (seconds), as the tests run it")
@@ -138,9 +140,10 @@ def study(data: str, out: Path, models=MODELS, epochs: int | None = None, quick:
     for split in ("train", "valid", "test"):
         plot_overlay(split, runs, out / f"lm_study_{split}.png")
     best = min(rows, key=lambda r: r["best_test_ppl"] if not math.isnan(r["best_test_ppl"]) else math.inf)
-    notes = (f"Best test perplexity: **{best['best_test_ppl']:.1f}** ({best['model']}, at its best-validation checkpoint, "
-             f"epoch {best['best_epoch']:g}; {best['train_minutes']:.1f} minutes of training). best_*: the checkpoint "
-             "with the lowest validation loss (as Zaremba et al. report); train/valid/test_ppl: after the last epoch.\n\nOverlays: ![train](lm_study_train.png) ![valid](lm_study_valid.png) "
+    notes = (f"Best test perplexity: **{best['best_test_ppl']:.1f}** ({best['model']}, at its best-validation "
+             f"checkpoint, epoch {best['best_epoch']:g}; {best['train_minutes']:.1f} minutes of training). best_*: the "
+             "checkpoint with the lowest validation loss (as Zaremba et al. report); train/valid/test_ppl: after the "
+             "last epoch.\n\nOverlays: ![train](lm_study_train.png) ![valid](lm_study_valid.png) "
              "![test](lm_study_test.png)\n\nPer-model curves: " +
              " ".join(f"![{m}]({m}/plots/curves.png)" for m in runs))
     paths = write_results(out, "lm_study", rows, COLUMNS, command, notes=notes)

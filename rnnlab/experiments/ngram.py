@@ -84,7 +84,8 @@ def _quick_data(data_dir: Path, out: Path) -> Path:
     quick.mkdir(parents=True, exist_ok=True)
     source = load_corpus(DataConfig(path=str(data_dir), level="word")).source
     for split, lines in QUICK_LINES.items():
-        path = next((p for p in (Path(data_dir) / f"{split}.txt", Path(data_dir) / f"ptb.{split}.txt") if p.is_file()), None)
+        path = next((p for p in (Path(data_dir) / f"{split}.txt", Path(data_dir) / f"ptb.{split}.txt") if p.is_file()),
+                    None)
         if path is not None:
             with path.open(encoding="utf-8", errors="replace") as f:
                 (quick / f"{split}.txt").write_text("".join(line for _, line in zip(range(lines), f)), encoding="utf-8")
@@ -125,12 +126,14 @@ def run_ngram_experiment(data_dir: str | Path, out_dir: str | Path, hidden_sizes
         f"{0 if corpus.test is None else len(corpus.test)} test tokens, vocabulary {len(corpus.vocab)}")
     rows, details = [], []
     kn = kn_row(corpus, log=log, progress=progress)
-    log(f"kn3: valid ppl {kn['valid_ppl']:.1f}, test ppl {kn['test_ppl'] if kn['test_ppl'] is None else round(kn['test_ppl'], 1)}")
+    log(f"kn3: valid ppl {kn['valid_ppl']:.1f}, test ppl "
+        f"{kn['test_ppl'] if kn['test_ppl'] is None else round(kn['test_ppl'], 1)}")
     rows.append(kn)
     details.append(dict(kn, kind="interpolated Kneser-Ney, D=0.75"))
 
     def train_one(activation: str, hidden: int, budget: float, name: str) -> dict:
-        cfg = load_config(PRESETS[activation], None, [*settings, f"model.hidden={hidden}", f"train.max_minutes={budget}"])
+        cfg = load_config(PRESETS[activation], None,
+                          [*settings, f"model.hidden={hidden}", f"train.max_minutes={budget}"])
         cfg.name = name
         train_unless_finished(name, cfg, out / "runs" / name, progress)
         row, detail = row_from_run(name, out / "runs" / name)
@@ -177,7 +180,8 @@ def setup_text(config: dict, summary: dict) -> str:
     by_epochs = summary.get("epochs", 0) >= t["epochs"] - 1e-6
     budget = f"{t['epochs']:g} epochs" if by_epochs else f"{t['max_minutes']:g} min"
     init = f"±{m['init']:g}" if m["init"] else "±0.1"
-    return (f"{m['context']} words × D {m['embed']} (init {init}), dropout {m['dropout']:g}, {budget}, seed {t['seed']}")
+    return (f"{m['context']} words × D {m['embed']} (init {init}), dropout {m['dropout']:g}, {budget}, seed "
+            f"{t['seed']}")
 
 
 def _f(x) -> str:
@@ -227,7 +231,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", default="128,256,512", help="comma list of hidden sizes")
     p.add_argument("--activations", default="linear,tanh", help="comma list of linear, tanh")
     p.add_argument("--minutes", type=at.positive_number, default=3.0, help="training minutes per grid model")
-    p.add_argument("--best-minutes", type=at.nonnegative_number, default=0.0, help="retrain the best grid model this long (0: no)")
+    p.add_argument("--best-minutes", type=at.nonnegative_number, default=0.0,
+                   help="retrain the best grid model this long (0: no)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a setting of every model on top of the benchmark's, e.g. --set model.embed=60 (repeatable)")
     p.add_argument("--threads", type=at.threads, default=1, help="torch threads (default 1)")

@@ -76,7 +76,8 @@ class OptimizersConfig:
         if problem == "char":
             tiny = ["model.hidden=16", "train.batch_size=8", "train.seq_len=16", "train.eval_batch_size=4",
                     "train.eval_seq_len=64"] if self.quick else []
-            return "grimm-char-2x128", [*common, "train.bf16=off", *tiny]  # float32 everywhere: the same numbers on every CPU
+            # train.bf16=off: float32 everywhere, the same numbers on every CPU
+            return "grimm-char-2x128", [*common, "train.bf16=off", *tiny]
         tiny = ["model.hidden=16", "task.length=5", "task.train_size=2048", "task.valid_size=256",
                 "task.test_size=256", "train.batch_size=32"] if self.quick else ["task.length=20"]
         # one-hot digits and clip 5, as optimizers.md was measured (the preset now feeds scalar digits, clip 10)
@@ -129,7 +130,8 @@ def add_arguments(p) -> None:
     p.add_argument("--optimizers", default=",".join(OPTIMIZERS), help=f"comma list (default {','.join(OPTIMIZERS)})")
     p.add_argument("--steps", type=at.positive, help="steps per run (default 1500; quick 30)")
     p.add_argument("--seed", type=at.seed, default=0)
-    p.add_argument("--quick", action="store_true", help="tiny models, one learning rate each (seconds), as the tests run it")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny models, one learning rate each (seconds), as the tests run it")
     p.add_argument("--jobs", type=at.threads, default=0,
                    help="training runs in parallel, one process and torch thread each (default 0: one per core; "
                         "at most 4 per usable CPU)")
@@ -159,7 +161,7 @@ def measure(cfg: OptimizersConfig, problems, optimizers, out: Path, command: str
                          "lrs_tried": ", ".join(f"{x:g}: {r['valid_loss']:.3f}" for x, r in tried.items())})
             if len(tried) > 1 and lr in (min(tried), max(tried)):
                 edge.append(f"{p}/{o}")
-    edge_note = (f" Tuned at the edge of its grid (a rate beyond it might be better): {', '.join(edge)}." if edge else "")
+    edge_note = f" Tuned at the edge of its grid (a rate beyond it might be better): {', '.join(edge)}." if edge else ""
     paths = write_results(out, "optimizers", rows, COLUMNS, command, lambda path: plot(rows, cfg, path),
                           notes=notes(cfg) + edge_note)
     return rows, paths
@@ -168,9 +170,10 @@ def measure(cfg: OptimizersConfig, problems, optimizers, out: Path, command: str
 def notes(cfg: OptimizersConfig) -> str:
     return (f"Each run: {cfg.steps} steps, constant learning rate, seed {cfg.seed}, one torch thread. lr: the tuned "
             "rate (lowest final validation loss of the grid, `lrs_tried`: rate: final validation loss; inf = "
-            "diverged). char: the grimm-char-2x128 model (no dropout) on Grimm (valid_bpc: bits per character); palindrome: an LSTM "
-            "on palindromes of length 20 (the palindrome-course preset with model.cell=lstm, one-hot digits and clip 5; valid/test accuracy "
-            "of the last digit). Curves: validation loss at every evaluation, each optimizer at its tuned rate.")
+            "diverged). char: the grimm-char-2x128 model (no dropout) on Grimm (valid_bpc: bits per character); "
+            "palindrome: an LSTM on palindromes of length 20 (the palindrome-course preset with model.cell=lstm, "
+            "one-hot digits and clip 5; valid/test accuracy of the last digit). Curves: validation loss at every "
+            "evaluation, each optimizer at its tuned rate.")
 
 
 def plot(rows: list[dict], cfg: OptimizersConfig, path: Path) -> None:

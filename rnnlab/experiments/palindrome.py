@@ -59,7 +59,8 @@ class PalindromeConfig:
     seeds: int = 3
     hidden: int = 128
     batch_size: int = 128
-    encoding: str = "onehot"  # each digit one-hot (10 inputs) | "scalar": one float (the course's template, input_dim 1)
+    # "onehot": each digit one-hot (10 inputs) | "scalar": one float (the course's template, input_dim 1)
+    encoding: str = "onehot"
     chrono: bool = True  # chrono init of the LSTM/GRU gate biases (Tallec & Ollivier 2018), horizon T−1
     budget: Budget = field(default_factory=lambda: Budget(max_steps=1500, check_every=50, target=0.995, patience=500))
     check_samples: int = 1000
@@ -136,7 +137,8 @@ def add_arguments(p) -> None:
     p.add_argument("--target", type=at.number(0.0, 1.0),
                    help="stop a run once its validation accuracy reaches this (default 0.995; 0: never)")
     p.add_argument("--patience", type=at.count,
-                   help="stop a run after this many steps without a 1-point gain in that accuracy (default 500; 0: never)")
+                   help="stop a run after this many steps without a 1-point gain in that accuracy (default 500; 0: "
+                        "never)")
 
 
 def run(args) -> int:
@@ -206,19 +208,26 @@ def summary(rows: list[dict], cfg: PalindromeConfig, wall: float, workers: int =
     for cell in cfg.cells:
         L = first_below(rows, cell)
         lines.append(f"- {cell}: " + (f"T = {L}" if L else f"not within T ≤ {max(cfg.lengths)}"))
-    lines += ["", f"Settings: {cfg.backend} backend, {cfg.encoding} digits, hidden {cfg.hidden}, batch {cfg.batch_size}, {b.optimizer} "
-              f"lr {b.lr:g}, gradient clip {b.clip:g}, "
-              f"{'chrono init of the LSTM/GRU gate biases (horizon T−1)' if cfg.chrono else 'PyTorch default init'}; "
-              f"at most {b.max_steps} steps"
-              + (f", stopping early once accuracy on {cfg.check_samples} validation palindromes (checked every "
-                 f"{b.check_every} steps) reaches {b.target:.1%}; `reached` counts the seeds that hit that target"
-                 if b.target else ", no early stopping at an accuracy")
-              + (f"; stopping after {b.patience} steps without a 1-point gain in that accuracy" if b.patience else "")
-              + f". Accuracy: {cfg.test_samples} held-out "
-              f"palindromes per length, mean over {cfg.seeds} seed(s); std/min/max over seeds. "
-              f"`steps` and `seconds` are per training run (mean over seeds); each run is a run directory "
-              f"under runs/ (`rnnlab eval RUN --split test`).",
-              "", time_note(wall, [s for r in rows for s in r["run_seconds"]], workers)]
+    lines += [
+        "",
+        f"Settings: {cfg.backend} backend, {cfg.encoding} digits, hidden {cfg.hidden}, batch {cfg.batch_size}, "
+        f"{b.optimizer} lr {b.lr:g}, gradient clip {b.clip:g}, "
+        f"{'chrono init of the LSTM/GRU gate biases (horizon T−1)' if cfg.chrono else 'PyTorch default init'}; "
+        f"at most {b.max_steps} steps"
+        + (
+            f", stopping early once accuracy on {cfg.check_samples} validation palindromes (checked every "
+            f"{b.check_every} steps) reaches {b.target:.1%}; `reached` counts the seeds that hit that target"
+            if b.target
+            else ", no early stopping at an accuracy"
+        )
+        + (f"; stopping after {b.patience} steps without a 1-point gain in that accuracy" if b.patience else "")
+        + f". Accuracy: {cfg.test_samples} held-out "
+        f"palindromes per length, mean over {cfg.seeds} seed(s); std/min/max over seeds. "
+        f"`steps` and `seconds` are per training run (mean over seeds); each run is a run directory "
+        f"under runs/ (`rnnlab eval RUN --split test`).",
+        "",
+        time_note(wall, [s for r in rows for s in r["run_seconds"]], workers),
+    ]
     return "\n".join(lines)
 
 

@@ -114,7 +114,9 @@ def run(preset: str | None, config_file: str | None, grid_items: list[str], out:
         raise UserError(f"{', '.join(clash)} is both swept (--grid) and fixed (--set)")
     settings_per_point = points(grid)
     # Check every point's configuration before training any of them.
-    configs = [load_config(preset, config_file, [*(QUICK if quick else []), *overrides, *s]) for s in settings_per_point]
+    configs = [
+        load_config(preset, config_file, [*(QUICK if quick else []), *overrides, *s]) for s in settings_per_point
+    ]
     out = Path(out)
     rows = []
     for settings, cfg in zip(settings_per_point, configs):

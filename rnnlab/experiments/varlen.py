@@ -167,14 +167,15 @@ def summary(rows: list[dict], cfg: VarlenConfig, wall: float) -> str:
         for s in ("bucket", "pack"):
             if s in by:
                 cut = 1 - by[s]["pad_fraction"] / base["pad_fraction"] if base["pad_fraction"] else 0.0
-                lines.append(f"- {s} vs pad: {cut:.0%} fewer padded positions, {by[s]['seqs_per_s'] / base['seqs_per_s']:.2f}× "
-                             f"the throughput, accuracy {100 * (by[s]['accuracy'] - base['accuracy']):+.1f} points")
+                lines.append(f"- {s} vs pad: {cut:.0%} fewer padded positions, "
+                             f"{by[s]['seqs_per_s'] / base['seqs_per_s']:.2f}× the throughput, accuracy "
+                             f"{100 * (by[s]['accuracy'] - base['accuracy']):+.1f} points")
     sp = cfg.spec
     lines += ["", f"Task: does token A occur anywhere? Lengths round(LogNormal(log {sp.median:g}, {sp.sigma:g})) "
               f"clipped to [{sp.min_len}, {sp.max_len}], {sp.vocab} symbols. {cfg.train_size} training and "
               f"{cfg.test_size} test sequences; one-hot → LSTM (hidden {cfg.hidden}, fused kernel) → linear; batch "
-              f"{cfg.batch_size}, {cfg.optimizer} lr {cfg.lr:g}, {cfg.epochs} epochs, the same initial weights for every "
-              f"strategy. pad_fraction: padded / processed positions (pack processes none); seqs_per_s: training "
+              f"{cfg.batch_size}, {cfg.optimizer} lr {cfg.lr:g}, {cfg.epochs} epochs, the same initial weights for "
+              "every strategy. pad_fraction: padded / processed positions (pack processes none); seqs_per_s: training "
               f"sequences per second of training steps (batch assembly included, evaluation not).",
               "", f"Wall time: {wall / 60:.1f} min ({torch.get_num_threads()} torch threads)."]
     return "\n".join(lines)
