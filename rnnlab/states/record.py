@@ -106,7 +106,7 @@ def _pieces(T: int):
     return [(s, min(s + CHUNK, T)) for s in range(0, T, CHUNK)]
 
 
-def _model_outputs(model, x, vocab, top_k: int, tick: Callable[[], None]):
+def _model_outputs(model, x, vocab, top_k: int, tick: Callable[[int], None]):
     """The run's own forward (fused kernel where the cell has one), piece by piece with the
     state carried: loss [T] (nats) and the top-k predictions after every step."""
     import torch
@@ -130,7 +130,7 @@ def _model_outputs(model, x, vocab, top_k: int, tick: Callable[[], None]):
                        for row_ids, row_p in zip(ids.tolist(), p.tolist()))
         else:
             top.extend([] for _ in range(end - start))
-        tick()
+        tick(end - start)
     return loss, top
 
 
@@ -150,7 +150,7 @@ def _torch_signals(model, x, tick) -> list[dict[str, np.ndarray]]:
             record: dict = {}
             inp, states[l] = layer(inp, states[l], times=times, record=record)
             pieces[l].append({name: v[:, 0].numpy() for name, v in record.items()})
-        tick()
+        tick(end - start)
     return [{name: np.concatenate([p[name] for p in layer]) for name in layer[0]} for layer in pieces]
 
 
@@ -169,7 +169,7 @@ def _numpy_signals(model, x, tick) -> list[dict[str, np.ndarray]]:
         params = {name: p.detach().numpy() for name, p in torch_layer.named_parameters()}
         inp, _, cache = layer.forward(params, inp, None, times=times, train=False)
         layers.append({name: v[:, 0] for name, v in layer.signals(cache).items()})
-        tick()
+        tick(len(ids) // len(model.rnn.layers))
     return layers
 
 
@@ -179,7 +179,8 @@ def record_model(model, vocab, text: str, *, backend: str = "torch", top_k: int 
     record every layer's signals (module docstring). `backend`: "torch" (the explicit PyTorch
     layers) or "numpy" (the NumPy reference layers) computes the signals; the loss and
     predictions always come from the model's own forward. `progress(done, total)` is called as
-    the work advances. The text must have 2 to `max_tokens` tokens (at most MAX_RECORD)."""
+    the work advances (in tokens: each token is read twice, by the model and by the recording
+    layers). The text must have 2 to `max_tokens` tokens (at most MAX_RECORD)."""
     import torch
 
     if backend not in BACKENDS:
@@ -195,12 +196,10 @@ def record_model(model, vocab, text: str, *, backend: str = "torch", top_k: int 
         model = model.cpu()
     model.eval()
     x = torch.from_numpy(ids)[:, None]
-    n = len(_pieces(len(tokens)))
-    total = n + (n if backend == "torch" else model.cfg.layers)
-    done = [0]
+    total, done = 2 * len(tokens), [0]
 
-    def tick() -> None:
-        done[0] += 1
+    def tick(tokens_read: int) -> None:
+        done[0] = min(done[0] + tokens_read, total)
         if progress is not None:
             progress(done[0], total)
 
@@ -215,13 +214,11 @@ def record_model(model, vocab, text: str, *, backend: str = "torch", top_k: int 
     return Recording(tokens, vocab.level, ordered, loss, top, kinds, model.cfg.cell)
 
 
-def record_run(run_dir, text: str, *, checkpoint: str = "best", backend: str = "torch", top_k: int = 5,
-               max_tokens: int = MAX_RECORD, progress: Callable[[int, int], None] | None = None) -> Recording:
-    """`record_model` on a run's model: checkpoint "best" (the lowest validation loss; "last"
-    where the run has no best yet, as every command that reads a run), or "last". Whichever
-    backend trained the run, its weights load into the PyTorch model (load_run). A run that is
-    not a recurrent language model (model.arch=nplm, a sequence task's classifier) is refused in
-    one line."""
+def load_recordable(run_dir, checkpoint: str = "best"):
+    """(model, vocab, config, meta) of a run whose states can be recorded: a recurrent language
+    model (model.arch=rnn), loaded into PyTorch whichever backend trained it (both share the
+    weights' names and shapes). A neural n-gram model or a sequence task's classifier is refused
+    in one line."""
     from rnnlab.runs import load_run, read_config
 
     if checkpoint not in ("best", "last"):
@@ -231,6 +228,13 @@ def record_run(run_dir, text: str, *, checkpoint: str = "best", backend: str = "
         what = "a neural n-gram model" if cfg.model.arch == "nplm" else f"a {cfg.task.kind or cfg.model.arch} classifier"
         raise UserError(f"{run_dir} is {what} (model.arch={cfg.model.arch}): only a recurrent language model's states "
                         "are recorded")
-    model, vocab, _, _ = load_run(Path(run_dir), checkpoint, "cpu", backend="torch")
-    return record_model(model, vocab, text, backend=backend, top_k=top_k, max_tokens=max_tokens, progress=progress)
+    return load_run(Path(run_dir), checkpoint, "cpu", backend="torch")
 
+
+def record_run(run_dir, text: str, *, checkpoint: str = "best", backend: str = "torch", top_k: int = 5,
+               max_tokens: int = MAX_RECORD, progress: Callable[[int, int], None] | None = None) -> Recording:
+    """`record_model` on a run's model (`load_recordable`): checkpoint "best" (the lowest
+    validation loss; "last" where the run has no best yet, as every command that reads a run),
+    or "last"."""
+    model, vocab, _, _ = load_recordable(run_dir, checkpoint)
+    return record_model(model, vocab, text, backend=backend, top_k=top_k, max_tokens=max_tokens, progress=progress)
