@@ -72,14 +72,18 @@ def test_units_prints_the_strongest_units_and_writes_the_table(runs, run, text, 
     assert f"layer {row['layer']} {row['signal']}[{row['unit']}]  r = {row['r']:+.3f}" in out
 
 
-def test_units_without_a_text_reads_the_validation_split_and_out_goes_where_asked(runs, capsys, tmp_path):
+def test_units_without_a_text_reads_the_validation_split_and_out_goes_where_asked(runs, capsys, tmp_path, monkeypatch):
+    from rnnlab.states import record
+
+    real, numpy_layers = record._numpy_signals, []  # --backend numpy: the NumPy layers compute the states
+    monkeypatch.setattr(record, "_numpy_signals", lambda *a: numpy_layers.append(1) or real(*a))
     out_file = tmp_path / "u.json"
     code, out, err = run_cli(["inspect", runs / "char", "units", "--length", "300", "--backend", "numpy",
                               "--out", out_file, "--no-progress"], capsys)
     assert code == 0, err
     data = json.loads(out_file.read_text())
     assert data["tokens"] == 300 and data["source"] == "the first 300 characters of the validation split"
-    assert data["backend"] == "numpy" and f"wrote {out_file}" in out
+    assert data["backend"] == "numpy" and f"wrote {out_file}" in out and numpy_layers == [1]
 
 
 def test_saturation_writes_the_plot_and_the_fractions(runs, capsys):
