@@ -16,8 +16,8 @@ otherwise. Every request's Host header must name this machine (a loopback
 name or address) or a name given with --allow-host, which stops DNS-rebinding
 pages from reaching the server through a browser. Request bodies are read
 with a size cap and parsed with bounded depth (rnnlab/safejson.py), and every
-parameter is validated before the 200 of a stream is sent. Each request samples in a thread of its own with its own copy of
-the model: the fused recurrent path swaps parameters into a template module
+parameter is validated before the 200 of a stream is sent. Each request samples
+in a thread of its own with its own copy of the model: the fused recurrent path swaps parameters into a template module
 during a forward pass, so two requests must never share one model. At most
 `max_workers` requests sample at once; more wait their turn.
 """

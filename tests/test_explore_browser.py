@@ -15,8 +15,8 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
+import test_browser  # noqa: E402
 from devtools import DevTools  # noqa: E402
-from test_browser import MARKUP, chromium  # noqa: E402, F401  (the Chromium fixture)
 
 from rnnlab.data.corpus import read_split_texts  # noqa: E402
 from rnnlab.explore import VALID_TOKENS  # noqa: E402
@@ -27,6 +27,8 @@ from rnnlab.states.record import record_model  # noqa: E402
 from rnnlab.states.units import matches, units_on  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+chromium = test_browser.chromium  # the fixture that finds (or installs) Chromium, or skips
+MARKUP = test_browser.MARKUP
 TEXT = "The king’s daughter said to the frog: ‘Go away.’\nAnd the frog went back to the well."
 RGBA = re.compile(r"rgba?\((\d+), (\d+), (\d+)(?:, ([\d.]+))?\)")
 
@@ -63,7 +65,8 @@ def test_the_explorer_colours_a_text_by_a_unit_shows_values_and_finds_units(chro
             browser.js("document.querySelector('#tokens span[tabindex=\"0\"]').focus()")
             browser.js("document.getElementById('tokens').dispatchEvent("
                        "new KeyboardEvent('keydown', {key: 'ArrowRight', bubbles: true}))")
-            focused = browser.js("[document.activeElement.dataset.index, document.getElementById('details').dataset.token]")
+            focused = browser.js("[document.activeElement.dataset.index, "
+                                 "document.getElementById('details').dataset.token]")
             live = browser.js("document.getElementById('details').getAttribute('aria-live')")
             # The range [5, 9) ("king") at threshold 0.1: units on throughout it and their matches.
             browser.js("""document.getElementById('start').value = '5';
