@@ -106,6 +106,7 @@ def test_the_explorer_colours_a_text_by_a_unit_shows_values_and_finds_units(chro
 
 
 SCRIPT = "<script>window.__xss = (window.__xss || 0) + 1</script>"
+TOKEN_MARKUP = "<img src=x onerror=window.__xss=(window.__xss||0)+1>"  # no quotes: JSON.stringify leaves it whole
 
 
 def test_a_planted_run_cannot_run_script_in_the_explorer(chromium, tiny_lm_run, tmp_path):
@@ -121,7 +122,7 @@ def test_a_planted_run_cannot_run_script_in_the_explorer(chromium, tiny_lm_run, 
     config.write_text("\n".join(lines) + "\n")
     app = create_app(run)
     vocab = app.state.playground.vocab  # the explorer's too
-    vocab.itos[vocab.stoi["e"]] = MARKUP  # the commonest letter: among the predictions after most tokens
+    vocab.itos[vocab.stoi["e"]] = TOKEN_MARKUP  # the commonest letter: among the predictions after most tokens
     text = "A king said: go, my son, go to a far land"  # no e: every character is read as it was
     with running(app) as url:
         browser = DevTools(chromium, tmp_path / "profile")
@@ -129,19 +130,22 @@ def test_a_planted_run_cannot_run_script_in_the_explorer(chromium, tiny_lm_run, 
             browser.open(f"{url}/explore?autorun=1&text={quote(text)}")
             state = browser.wait_for("['done', 'error'].includes(document.body?.dataset.state) && "
                                      "document.body.dataset.state")
-            spans = browser.js("document.querySelectorAll('#tokens span').length")
-            for t in range(spans):
-                browser.js(f"document.querySelectorAll('#tokens span')[{t}]"
-                           ".dispatchEvent(new MouseEvent('mouseover', {bubbles: true}))")
-                if "onerror" in browser.js("document.getElementById('details').textContent"):
-                    break
-            shown = browser.js("document.getElementById('details').textContent")
+            # Hover every token: the planted token is among the predictions shown for most of them.
+            images, shown = browser.js("""(() => {
+                let images = 0, shown = 0;
+                for (const span of document.querySelectorAll('#tokens span')) {
+                    span.dispatchEvent(new MouseEvent('mouseover', {bubbles: true}));
+                    images = Math.max(images, document.querySelectorAll('img, script:not([src])').length);
+                    shown += document.getElementById('details').textContent.includes(PLANTED);
+                }
+                return [images, shown];
+            })()""".replace("PLANTED", json.dumps(json.dumps(TOKEN_MARKUP))))
             time.sleep(0.3)  # an injected <img> would have fired its onerror by now
             ran = browser.js("window.__xss === undefined ? 0 : window.__xss")
-            images = browser.js("document.querySelectorAll('img, script:not([src])').length")
             model = browser.js("document.getElementById('model').textContent")
+            spans = browser.js("document.querySelectorAll('#tokens span').length")
         finally:
             browser.close()
     assert state == "done" and spans == len(text)
     assert ran == 0 and images == 0
-    assert MARKUP in model and json.dumps(MARKUP) in shown
+    assert MARKUP in model and shown > len(text) // 2
