@@ -174,7 +174,7 @@ def test_word_model_gets_embedding_views_and_phased_lstm_its_time_gate(tmp_path,
     text = out.read_text()
     assert "perplexity" in text and "(log scale)" not in text  # a 10-step run does not span a wide range
     assert "**phased-word: embedding map.**" in text and "**phased-word: time gate k(t).**" in text
-    section = text.split("### phased-word: nearest neighbours")[1]
+    section = text.split("### phased-word: nearest neighbours")[1].split("\n### ")[0]  # up to the next table
     rows = [ln.strip("| ").split(" | ") for ln in section.splitlines() if ln.startswith("| ")][1:]  # after the header
     words = {"the", "cat", "dog", "sat", "on", "mat.", "log."}  # every word of the corpus
     assert rows and all(word in words and len(near.split(", ")) == 6 for word, near in rows)
@@ -245,7 +245,8 @@ def test_title_intro_and_table_read_cleanly(experiment, tiny_lm_run, tmp_path):
     # The section intro counts what the section shows, and never "0 ...".
     report = assemble([experiment], samples=False, progress=False)
     (sec,) = report.sections
-    assert sec.intro == f"From `{experiment}`: 2 runs, {len(sec.images)} plots, 1 table."
+    # 1 table from the experiment, 1 per run from the look inside (tests/test_report_inside.py)
+    assert sec.intro == f"From `{experiment}`: 2 runs, {len(sec.images)} plots, 3 tables."
     assert sec.images and not re.search(r"\b0 \w", sec.intro)
     # The training column says what it is: an average since the previous evaluation.
     assert "best train (avg)" in report.summary.header and "average over the steps" in report.summary.caption
