@@ -119,8 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default="", help="prompt for the samples")
     p.add_argument("--sample-length", type=at.length, help="tokens per sample (default 300 characters / 60 words)")
     p.add_argument("--no-samples", action="store_true", help="skip sampling from the models")
+    p.add_argument("--no-states", action="store_true",
+                   help="skip the look inside each recurrent language model (strongest units, saturation, surprise "
+                        "over the start of its validation split; a few seconds per run)")
 
-    p = sub.add_parser("serve", help="a local web page to generate text with a run")
+    p = sub.add_parser("serve", help="a local web page to generate text with a run, and one to explore its states")
     p.add_argument("run_dir")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=at.port, default=8000)
@@ -436,7 +439,8 @@ def cmd_report(args) -> int:
     out = Path(args.out) if args.out else Path(f"{FIGURES}/report/report.md" if args.format == "md" else "report.html")
     command = shlex.join(["rnnlab", *getattr(args, "argv", sys.argv[1:])])  # shown in the report, to redo it
     out = build_report(args.paths, out, args.format, title=args.title, samples=not args.no_samples,
-                       prompt=args.prompt, sample_length=args.sample_length, command=command)
+                       prompt=args.prompt, sample_length=args.sample_length, command=command,
+                       states=not args.no_states)
     print(f"report written to {out}")
     return 0
 
