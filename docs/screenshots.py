@@ -118,12 +118,12 @@ def main() -> int:
             browser.wait_for("document.body.dataset.state === 'done'", timeout=120)
             browser.screenshot(OUT / "playground.png")
             text = "‘Who is there?’ asked the king.\nThe frog answered: ‘Open the door, the king’s youngest daughter.’"
-            browser.open(url + "explore?unit=5&autorun=1&text=" + urllib.parse.quote(text), 1280, 1000)
+            browser.open(url + "explore?unit=21&autorun=1&text=" + urllib.parse.quote(text), 1280, 1000)
             browser.wait_for("document.body?.dataset.state === 'done'", timeout=120)
             browser.js("""
-                document.querySelectorAll('#tokens span')[20].focus();
-                document.getElementById('start').value = '1';
-                document.getElementById('end').value = '14';
+                document.querySelectorAll('#tokens span')[28].focus();
+                document.getElementById('start').value = '27';
+                document.getElementById('end').value = '31';
                 document.getElementById('threshold').value = '0.3';
                 document.getElementById('find').click();""")
             browser.wait_for("document.body.dataset.state === 'done' && document.getElementById('found').textContent",

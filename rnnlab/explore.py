@@ -12,6 +12,7 @@ follow a span (issue 25; rnnlab/states, LSTMVis's select-and-match).
                         → {"units": the units above threshold throughout tokens [start, end) of the text,
                            "here": their spans in the text, "valid": {"source", "tokens", "total",
                            "matches": [{"start", "end", "before", "span", "after"}, ...]}} (`units_on`,
+                           `matches`; a long span is shown as its start … its end)
                            `matches` over the first VALID_TOKENS tokens of the run's validation split, recorded
                            once per server at the first request)
 
@@ -45,6 +46,7 @@ RECENT = 4  # recordings kept, by text
 RECORD_FIELDS = ("text", "layer", "signal")
 UNITS_FIELDS = ("text", "layer", "signal", "start", "end", "threshold")
 CONTEXT = {"char": (40, 20), "word": (12, 6)}  # tokens shown before and after a match
+SPAN_SHOWN = {"char": (60, 20), "word": (15, 5)}  # a longer match is shown as its start … its end
 
 
 class BadRequest(Exception):
@@ -226,11 +228,17 @@ class Explorer:
         valid, source = self.validation()
         found = matches(valid, layer, signal, on, threshold, min_len=max(1, min(end - start, 2)))
         before, after = CONTEXT[valid.level]
+        head, tail = SPAN_SHOWN[valid.level]
         join = "" if valid.level == "char" else " "
+
+        def shown(s: int, e: int) -> str:
+            if e - s <= head + tail:
+                return join.join(valid.tokens[s:e])
+            return join.join(valid.tokens[s : s + head]) + " … " + join.join(valid.tokens[e - tail : e])
+
         answer["valid"] = {"source": source, "tokens": len(valid), "total": len(found),
-                           "matches": [{"start": s, "end": e,
+                           "matches": [{"start": s, "end": e, "span": shown(s, e),
                                         "before": join.join(valid.tokens[max(0, s - before) : s]),
-                                        "span": join.join(valid.tokens[s:e]),
                                         "after": join.join(valid.tokens[e : e + after])}
                                        for s, e in found[:MAX_MATCHES]]}
         return answer

@@ -65,7 +65,8 @@ def test_units_on_a_span_and_their_matches_are_units_on_and_matches(server, reco
     assert valid["source"] == "the first 5,000 characters of the validation split" and valid["tokens"] == 5000
     assert valid["total"] >= len(valid["matches"]) > 0
     for m in valid["matches"]:
-        assert m["end"] - m["start"] >= 2 and len(m["span"]) == m["end"] - m["start"]
+        assert m["end"] - m["start"] >= 2
+        assert len(m["span"]) == m["end"] - m["start"] if m["end"] - m["start"] <= 80 else len(m["span"]) == 83
 
 
 @pytest.mark.parametrize("body, message", [

@@ -74,7 +74,8 @@ def samples(s: Samples) -> str:
 
 def shaded(s: Shaded) -> str:
     """The text with each piece's background as dark as its bits (8 bits or more: the darkest)."""
-    head = f"<h3>{escape(s.title)}</h3><div class=\"caption\">{inline(s.caption)}</div>\n"
+    shading = " Each token is shaded by its loss: darker, more bits (hover for the figure)." if s.pieces else ""
+    head = f"<h3>{escape(s.title)}</h3><div class=\"caption\">{inline(s.caption)}{shading}</div>\n"
     if not s.pieces:
         return head
     spans = "".join(escape(text) if bits is None else

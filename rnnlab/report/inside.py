@@ -93,8 +93,8 @@ def inside_views(label: str, loaded, names, group: str) -> tuple[list[Image], li
         pieces.append((piece, row["bits"]))
     s = summary(rec, worst=3)
     worst = "; ".join(f"{w['token']!r} {w['bits']:.1f} bits" for w in s["worst"])
+    unit = "char" if vocab.level == "char" else "word"
     shaded = Shaded(f"Inside {label}: surprise", pieces,
-                    f"the first {min(shown, len(rec))} tokens of {source}, each shaded by its loss (darker: more "
-                    f"bits; hover for the figure). Over all {len(rec):,}: {s['bits']:.3f} bits/token; the most "
-                    f"surprising: {worst}.")
+                    f"the first {min(shown, len(rec))} tokens of {source}. Over all {len(rec):,}: {s['bits']:.3f} "
+                    f"bits/{unit}; the most surprising: {worst}.")
     return images, tables, [shaded]

@@ -214,6 +214,10 @@ function span(text, marked) {
   return node;
 }
 
+function places(n) {
+  return n === 1 ? "1 place" : `${n} places`;
+}
+
 async function findUnits() {
   if (!recording) {
     setStatus("record a text first", true);
@@ -235,7 +239,7 @@ async function findUnits() {
     const found = a.units.length
       ? `${a.units.length} units of layer ${a.layer + 1}'s ${a.signal} are above ${a.threshold} throughout tokens ` +
         `[${a.start}, ${a.end}): ${a.units.map((j) => `#${j}`).join(", ")}. All of them are above it again at ` +
-        `${a.here.length} places in this text (underlined) and ${a.valid.total} in ${a.valid.source}` +
+        `${places(a.here.length)} in this text (underlined) and ${a.valid.total} in ${a.valid.source}` +
         (a.valid.total > a.valid.matches.length ? ` (the first ${a.valid.matches.length} below):` : ":")
       : `no unit of layer ${a.layer + 1}'s ${a.signal} is above ${a.threshold} throughout tokens [${a.start}, ${a.end})`;
     $("found").textContent = found;
