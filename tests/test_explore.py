@@ -124,3 +124,21 @@ def test_foreign_host_names_cannot_reach_the_explorer(tiny_lm_run):
     with running(create_app(tiny_lm_run, allowed_hosts=["127.0.0.1"])) as url:
         r = httpx.post(f"{url}/api/record", json={"text": "the king"}, headers={"Host": "attacker.example"})
         assert r.status_code == 400 and "tokens" not in r.text
+
+
+def test_a_word_model_reads_unknown_words_as_unk_and_searches_its_validation_words(tmp_path, tiny_text):
+    from conftest import TINY
+
+    from rnnlab.config import load_config
+    from rnnlab.trainer import train_config
+
+    cfg = load_config("grimm-char", None, TINY + [f"data.path={tiny_text}", "data.level=word", "train.max_steps=10",
+                                                  "train.threads=1"])
+    train_config(cfg, tmp_path / "word", progress=False)
+    with running(create_app(tmp_path / "word")) as url:
+        a = httpx.post(f"{url}/api/record", json={"text": "the zebra sat on the mat.", "layer": 0}).json()
+        u = httpx.post(f"{url}/api/units", json={"text": "the cat sat", "start": 0, "end": 2, "threshold": -1}).json()
+    assert a["tokens"] == ["the", "<unk>", "sat", "on", "the", "mat.", "<eos>"] and a["level"] == "word"
+    assert a["warnings"] == ["words not in the vocabulary, read as <unk>: zebra"]
+    assert u["valid"]["source"] == "the validation split" and u["units"] == list(range(16))  # every h is above -1
+    assert u["valid"]["total"] == 1 and u["valid"]["matches"][0]["start"] == 0  # all on throughout: one long span
