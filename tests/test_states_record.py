@@ -71,6 +71,22 @@ def test_explicit_record_equals_the_runs_forward_and_the_numpy_record(cell, labe
             assert values.min() >= -1 and values.max() <= 1, name
 
 
+@pytest.mark.parametrize("cell", ["lstm", "phased_lstm", "mingru"])
+def test_pieces_carry_the_state_and_the_time(cell, monkeypatch):
+    """The text is read CHUNK steps at a time; with pieces of 7 steps the recording is the same
+    (the state and, for the Phased LSTM, the timestamps continue across pieces)."""
+    from rnnlab.states import record
+
+    model = model_of(cell, {})
+    whole = record_model(model, vocab(), TEXT)
+    monkeypatch.setattr(record, "CHUNK", 7)
+    pieces = record_model(model, vocab(), TEXT)
+    np.testing.assert_allclose(pieces.loss, whole.loss, rtol=1e-6)
+    for l in range(2):
+        for name in whole.kinds:
+            np.testing.assert_allclose(pieces.layers[l][name], whole.layers[l][name], **TOL, err_msg=name)
+
+
 def test_loss_and_top_predictions_are_the_models_softmax():
     model = model_of("lstm", {})
     rec = record_model(model, vocab(), TEXT, top_k=4)
