@@ -62,16 +62,6 @@ def read_source(args, cfg, level: str) -> tuple[str, str]:
     return text, (f"the first {args.length:,} {unit} of {where}" if cut else where)
 
 
-def one_step_at_a_time(model) -> None:
-    """Torch's intra-op threads for a batch of one sequence: one for a small model (more only
-    add overhead), the cores for a large one (rnnlab/threads.py's rule for training)."""
-    import torch
-
-    from rnnlab import threads
-
-    torch.set_num_threads(threads.thread_ceiling(threads.model_work(model, 1), threads.usable_cores()))
-
-
 def write_json(path: Path, data) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, allow_nan=False, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -83,7 +73,6 @@ def inspect_states(args) -> int:
         from rnnlab.states.record import load_recordable, record_model
 
         model, vocab, cfg, meta = load_recordable(args.run_dir, args.checkpoint)
-    one_step_at_a_time(model)
     text, source = read_source(args, cfg, vocab.level)
     top_k = getattr(args, "top_k", 5)
     with console.counter(f"recording {cfg.model.cell} states", not args.no_progress, unit="token") as update:
@@ -101,9 +90,10 @@ def units(args, rec, run: dict, inspect_dir: Path, vocab, cfg) -> int:
     from rnnlab.states.features import descriptions, text_features
     from rnnlab.states.units import strongest_units, top_contexts, unit_feature_table
 
-    features = text_features(rec.tokens, rec.level)
-    table = unit_feature_table(rec, features)
-    best = strongest_units(table, args.per_feature)
+    with console.waiting("correlating units with the text's features", not args.no_progress):
+        features = text_features(rec.tokens, rec.level)
+        table = unit_feature_table(rec, features)
+        best = strongest_units(table, args.per_feature)
     about = descriptions(rec.level)
     width = max(map(len, features))
     for name, values in features.items():
@@ -141,7 +131,9 @@ def saturation(args, rec, run: dict, inspect_dir: Path, vocab, cfg) -> int:
     png = Path(args.out) if args.out else inspect_dir / "saturation.png"
     data = write_json(Path(args.json) if args.json else inspect_dir / "saturation.json",
                       {**run, "thresholds": THRESHOLDS, "rows": rows})
-    print(f"wrote {plot_saturation(rec, png, rows)} and {data}")
+    with console.waiting("drawing the saturation plot", not args.no_progress):
+        png = plot_saturation(rec, png, rows)
+    print(f"wrote {png} and {data}")
     return 0
 
 
