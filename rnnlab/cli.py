@@ -220,6 +220,8 @@ def _add_states_parsers(what) -> None:
             q.add_argument("--html", metavar="FILE", help="also write the text shaded by surprise as an HTML page")
             q.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                            help="print the text coloured by surprise (auto: when stdout is a terminal)")
+            q.add_argument("--kneser-ney", action="store_true",
+                           help="compare with a Kneser-Ney trigram fitted on the run's training split (seconds)")
 
 
 def _add_numpy_parsers(sub) -> None:

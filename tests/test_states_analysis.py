@@ -10,10 +10,11 @@ import torch
 from rnnlab.config import ModelConfig
 from rnnlab.data.vocab import Vocab
 from rnnlab.models import build_model
+from rnnlab.states.command import excerpt
 from rnnlab.states.features import char_features, word_features
 from rnnlab.states.record import Recording, record_model
 from rnnlab.states.saturation import plot_saturation, saturation
-from rnnlab.states.surprise import render_ansi, render_html, summary, surprise_rows
+from rnnlab.states.surprise import kneser_ney_nats, render_ansi, render_html, summary, surprise_rows
 from rnnlab.states.units import correlations, matches, strongest_units, top_contexts, unit_feature_table, units_on
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -155,3 +156,27 @@ def test_surprise_rows_summary_and_renderings():
     assert "\x1b[48;5;203m\x1b[30me\x1b[0m" in ansi and ansi.startswith("a")
     page = render_html(rec)
     assert page.startswith("<!doctype html>") and "8.00 bits" in page
+
+
+def test_the_kneser_ney_reference_scores_the_recorded_tokens():
+    from rnnlab.ngram.kneser_ney import KneserNey
+
+    vocab = Vocab.build("the cat sat on the mat <eos>".split() * 3, "word")
+    train = vocab.encode("the cat sat on the mat <eos> the mat sat <eos>".split() * 5)
+    rec = hand_made_recording()
+    rec.tokens = "the cat sat on the mat <eos> the dog sat".split()
+    nats = kneser_ney_nats(rec, vocab, train)
+    direct = KneserNey(len(vocab)).fit(train).token_logprobs(vocab.encode(rec.tokens))
+    assert np.isnan(nats[0]) and np.allclose(nats[1:], -direct)
+    s = summary(rec, reference=nats)
+    assert s["kn_bits"] == pytest.approx(-direct.mean() / np.log(2))
+    assert s["network_better"] == pytest.approx(np.mean(rec.loss[1:] < nats[1:]))
+    assert surprise_rows(rec, nats)[3]["kn_bits"] == pytest.approx(nats[3] / np.log(2))
+
+
+def test_an_excerpt_is_the_first_tokens_and_whole_lines_for_words():
+    assert excerpt("abcdef", "char", 4) == ("abcd", True) and excerpt("abc", "char", 4) == ("abc", False)
+    text = "a b c\nd e\nf g h i\n"
+    assert excerpt(text, "word", 7) == ("a b c\nd e", True)  # 4 + 3 tokens with <eos>; the third line would not fit
+    assert excerpt(text, "word", 100) == (text, False) and excerpt(text, "word", 12) == (text, False)
+    assert excerpt("one two three four five\nsix", "word", 3) == ("one two", True)  # a first line longer than that

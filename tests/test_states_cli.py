@@ -101,13 +101,14 @@ def test_saturation_writes_the_plot_and_the_fractions(runs, capsys):
 def test_surprise_writes_json_and_html_and_colours_on_request(runs, capsys, tmp_path):
     page = tmp_path / "s.html"
     code, out, err = run_cli(["inspect", runs / "word", "surprise", "--text", runs / "words.txt", "--top-k", "3",
-                              "--html", page, "--color", "always", "--no-progress"], capsys)
+                              "--html", page, "--color", "always", "--kneser-ney", "--no-progress"], capsys)
     assert code == 0, err
     data = json.loads((runs / "word" / "inspect" / "surprise.json").read_text())
     assert [r["token"] for r in data["rows"]][:8] == "the King went to the castle . <eos>".split()
     assert data["rows"][0]["bits"] is None and len(data["rows"][1]["expected"]) == 3
     assert data["summary"]["tokens"] == 15 and "bits/word on average" in out and "\x1b[48;5;" in out
     assert page.read_text().startswith("<!doctype html>")
+    assert 0 < data["summary"]["kn_bits"] < 10 and data["rows"][5]["kn_bits"] > 0 and "Kneser-Ney trigram" in out
 
 
 @pytest.mark.parametrize("argv,message", [

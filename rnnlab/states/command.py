@@ -2,8 +2,8 @@
 
 The text is --text FILE, or else the start of the run's validation split; either is cut to its
 first --length tokens (word models: whole lines). Results go to RUN_DIR/inspect/ unless --out
-says otherwise; stdout gets a summary. The word models' comparison with a Kneser-Ney model is
-not offered here: `rnnlab experiment ngram` and `rnnlab eval` compare them on whole splits.
+says otherwise; stdout gets a summary. `surprise --kneser-ney` also scores the text with a Kneser-Ney trigram
+fitted on the run's training split (counting takes seconds on Brown's million words).
 """
 
 from __future__ import annotations
@@ -62,16 +62,6 @@ def read_source(args, cfg, level: str) -> tuple[str, str]:
     return text, (f"the first {args.length:,} {unit} of {where}" if cut else where)
 
 
-def one_step_at_a_time(model) -> None:
-    """Torch's intra-op threads for a batch of one sequence: one for a small model (more only
-    add overhead), the cores for a large one (rnnlab/threads.py's rule for training)."""
-    import torch
-
-    from rnnlab import threads
-
-    torch.set_num_threads(threads.thread_ceiling(threads.model_work(model, 1), threads.usable_cores()))
-
-
 def write_json(path: Path, data) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, allow_nan=False, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -83,7 +73,6 @@ def inspect_states(args) -> int:
         from rnnlab.states.record import load_recordable, record_model
 
         model, vocab, cfg, meta = load_recordable(args.run_dir, args.checkpoint)
-    one_step_at_a_time(model)
     text, source = read_source(args, cfg, vocab.level)
     top_k = getattr(args, "top_k", 5)
     with console.counter(f"recording {cfg.model.cell} states", not args.no_progress, unit="token") as update:
@@ -94,16 +83,17 @@ def inspect_states(args) -> int:
           f"{cfg.model.hidden} {rec.cell}) over {source} ({len(rec):,} tokens):")
     inspect_dir = Path(args.run_dir) / "inspect"
     return {"units": units, "saturation": saturation, "surprise": surprise}[args.inspect_command](
-        args, rec, run, inspect_dir)
+        args, rec, run, inspect_dir, vocab, cfg)
 
 
-def units(args, rec, run: dict, inspect_dir: Path) -> int:
+def units(args, rec, run: dict, inspect_dir: Path, vocab, cfg) -> int:
     from rnnlab.states.features import descriptions, text_features
     from rnnlab.states.units import strongest_units, top_contexts, unit_feature_table
 
-    features = text_features(rec.tokens, rec.level)
-    table = unit_feature_table(rec, features)
-    best = strongest_units(table, args.per_feature)
+    with console.waiting("correlating units with the text's features", not args.no_progress):
+        features = text_features(rec.tokens, rec.level)
+        table = unit_feature_table(rec, features)
+        best = strongest_units(table, args.per_feature)
     about = descriptions(rec.level)
     width = max(map(len, features))
     for name, values in features.items():
@@ -126,7 +116,7 @@ def units(args, rec, run: dict, inspect_dir: Path) -> int:
     return 0
 
 
-def saturation(args, rec, run: dict, inspect_dir: Path) -> int:
+def saturation(args, rec, run: dict, inspect_dir: Path, vocab, cfg) -> int:
     from rnnlab.states.saturation import THRESHOLDS, plot_saturation
     from rnnlab.states.saturation import saturation as fractions
 
@@ -141,26 +131,42 @@ def saturation(args, rec, run: dict, inspect_dir: Path) -> int:
     png = Path(args.out) if args.out else inspect_dir / "saturation.png"
     data = write_json(Path(args.json) if args.json else inspect_dir / "saturation.json",
                       {**run, "thresholds": THRESHOLDS, "rows": rows})
-    print(f"wrote {plot_saturation(rec, png, rows)} and {data}")
+    with console.waiting("drawing the saturation plot", not args.no_progress):
+        png = plot_saturation(rec, png, rows)
+    print(f"wrote {png} and {data}")
     return 0
 
 
-def surprise(args, rec, run: dict, inspect_dir: Path) -> int:
+def kneser_ney_reference(args, rec, vocab, cfg):
+    """The Kneser-Ney trigram's nats on the recorded text, fitted on the run's training split."""
+    from rnnlab.data.corpus import load_corpus
+    from rnnlab.states.surprise import kneser_ney_nats
+
+    with console.waiting("fitting a Kneser-Ney trigram on the training split", not args.no_progress):
+        return kneser_ney_nats(rec, vocab, load_corpus(cfg.data, vocab).train)
+
+
+def surprise(args, rec, run: dict, inspect_dir: Path, vocab, cfg) -> int:
     from rnnlab.states.surprise import render_ansi, render_html, summary, surprise_rows
 
-    s = summary(rec)
+    reference = kneser_ney_reference(args, rec, vocab, cfg) if args.kneser_ney else None
+    s = summary(rec, reference=reference)
     unit = "char" if rec.level == "char" else "word"
     if args.color == "always" or (args.color == "auto" and sys.stdout.isatty()):
         print(render_ansi(rec))
-    print(f"{s['tokens']:,} tokens scored: {s['nats']:.4f} nats, {s['bits']:.4f} bits/{unit} on average; "
-          "the most surprising:")
+    print(f"{s['tokens']:,} tokens scored: {s['nats']:.4f} nats, {s['bits']:.4f} bits/{unit} on average")
+    if reference is not None:
+        print(f"the Kneser-Ney trigram of the training split: {s['kn_bits']:.4f} bits/{unit}; the network gives "
+              f"{s['network_better']:.1%} of the tokens a higher probability")
+    print("the most surprising:")
     for row in s["worst"]:
         expected = ", ".join(f"{w!r} {p:.2f}" for w, p in row["expected"])
         shown = rec.tokens[max(0, row["position"] - 20) : row["position"]]
         before = ("" if rec.level == "char" else " ").join(shown)
-        print(f"  {row['bits']:6.2f} bits  {row['token']!r} after {before[-30:]!r}; expected {expected}")
+        kn = f" (Kneser-Ney {row['kn_bits']:.2f})" if reference is not None else ""
+        print(f"  {row['bits']:6.2f} bits{kn}  {row['token']!r} after {before[-30:]!r}; expected {expected}")
     out = write_json(Path(args.out) if args.out else inspect_dir / "surprise.json",
-                     {**run, "summary": s, "rows": surprise_rows(rec)})
+                     {**run, "summary": s, "rows": surprise_rows(rec, reference)})
     wrote = [str(out)]
     if args.html:
         page = Path(args.html)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,6 +101,23 @@ def encode(vocab, text: str, max_tokens: int) -> tuple[list[str], np.ndarray]:
         warnings.warn(f"{len(unknown)} of {len(tokens)} {unit} are not in the model's vocabulary and are read as "
                       f"{UNK}: {shown}", stacklevel=2)
     return tokens, ids
+
+
+@contextmanager
+def one_sequence_threads(model):
+    """Torch's intra-op threads while one sequence is read a step at a time: one for a small
+    model (more only add overhead, a lot of it on a busy machine), the cores for a large one
+    (rnnlab/threads.py's rule for training); the caller's setting is restored after."""
+    import torch
+
+    from rnnlab import threads
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads.thread_ceiling(threads.model_work(model, 1), threads.usable_cores()))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _pieces(T: int):
@@ -203,7 +221,7 @@ def record_model(model, vocab, text: str, *, backend: str = "torch", top_k: int 
         if progress is not None:
             progress(done[0], total)
 
-    with torch.no_grad():
+    with torch.no_grad(), one_sequence_threads(model):
         loss, top = _model_outputs(model, x, vocab, top_k, tick)
         layers = (_torch_signals if backend == "torch" else _numpy_signals)(model, x, tick)
     ordered = []

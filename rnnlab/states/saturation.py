@@ -11,7 +11,8 @@ the MGU's h̃, h of the tanh cells) use the same thresholds carried over by a = 
 high = 0.8. Unbounded signals (kind "free": the cell state c, relu or the minimal cells' h and
 h̃) are not reported: they have no saturation. Kinds come from the cell table (Cell.signals).
 
-In the plot each panel is one signal of one layer, each dot one unit (x: left-saturated
+In the plot each panel is one signal of one layer (layers numbered from 0, as the parameters
+rnn.layers.0, ... and the JSON are), each dot one unit (x: left-saturated
 fraction, y: right-saturated fraction): a unit on the x axis rarely opens, one on the y axis
 rarely closes, one near the diagonal x + y = 1 is always saturated, switching; one near the
 origin lives in the middle. Under each panel, the histogram of all its activations.
@@ -65,7 +66,7 @@ def plot_saturation(rec: Recording, out: Path, rows: list[dict] | None = None) -
             scatter.plot([0, 1], [1, 0], color="0.8", lw=0.8, zorder=0)
             scatter.scatter(row["left"], row["right"], s=10, alpha=0.6, color=f"C{l_index}")
             scatter.set(xlim=(-0.03, 1.03), ylim=(-0.03, 1.03), aspect="equal",
-                        title=f"layer {l + 1}: {row['signal']}", xlabel=f"fraction < {row['low']:g}",
+                        title=f"layer {l}: {row['signal']}", xlabel=f"fraction < {row['low']:g}",
                         ylabel=f"fraction > {row['high']:g}")
             low, high = (0, 1) if row["kind"] == "gate" else (-1, 1)
             histogram.hist(rec.layers[l][row["signal"]].ravel(), bins=40, range=(low, high), color=f"C{l_index}")

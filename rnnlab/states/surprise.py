@@ -5,6 +5,10 @@
 Token 0 has no loss (nothing precedes it). With each token, the model's top-k predictions for
 it (made after reading the tokens before it). `render_ansi` colours a token by its bits (a
 terminal), `render_html` likewise with the predictions in a tooltip.
+
+`kneser_ney_nats` gives a reference for the same tokens: the interpolated Kneser-Ney trigram
+(rnnlab/ngram/kneser_ney.py) fitted on the run's training split, which reads the text as one
+stream as the network does; `surprise_rows` and `summary` then report both.
 """
 
 from __future__ import annotations
@@ -21,9 +25,19 @@ LN2 = math.log(2)
 BANDS = ((1.0, None), (3.0, 229), (6.0, 215), (math.inf, 203))
 
 
-def surprise_rows(rec: Recording) -> list[dict]:
+def kneser_ney_nats(rec: Recording, vocab, train_ids: np.ndarray, order: int = 3) -> np.ndarray:
+    """−ln p_KN(token_t | the tokens before it) [T] (NaN at t = 0) of a Kneser-Ney model of
+    `order` fitted on `train_ids` (the run's training split in the run's vocabulary)."""
+    from rnnlab.ngram.kneser_ney import KneserNey
+
+    model = KneserNey(len(vocab), order).fit(np.asarray(train_ids))
+    return np.concatenate([[np.nan], -model.token_logprobs(vocab.encode(rec.tokens))])
+
+
+def surprise_rows(rec: Recording, reference: np.ndarray | None = None) -> list[dict]:
     """One row per token: {"position", "token", "nats", "bits", "p", "expected": [[token, p], ...]}
-    (nats, bits, p and expected are None for token 0)."""
+    (nats, bits, p and expected are None for token 0), and "kn_bits", the reference's bits
+    (`kneser_ney_nats`), where one is given."""
     rows = []
     for t, token in enumerate(rec.tokens):
         nats = float(rec.loss[t])
@@ -31,16 +45,24 @@ def surprise_rows(rec: Recording) -> list[dict]:
         rows.append({"position": t, "token": token, "nats": nats if scored else None,
                      "bits": nats / LN2 if scored else None, "p": math.exp(-nats) if scored else None,
                      "expected": [[w, p] for w, p in rec.top[t - 1]] if t > 0 else None})
+        if reference is not None:
+            rows[-1]["kn_bits"] = float(reference[t]) / LN2 if scored else None
     return rows
 
 
-def summary(rec: Recording, worst: int = 10) -> dict:
-    """Mean loss over the scored tokens (1..T−1) in nats and bits, and the `worst` tokens (rows of `surprise_rows`)."""
+def summary(rec: Recording, worst: int = 10, reference: np.ndarray | None = None) -> dict:
+    """Mean loss over the scored tokens (1..T−1) in nats and bits, and the `worst` tokens (rows of
+    `surprise_rows`); with a reference (`kneser_ney_nats`), its mean bits and the share of tokens
+    the network gives a higher probability than the reference does."""
     scored = rec.loss[1:]
-    rows = surprise_rows(rec)[1:]
+    rows = surprise_rows(rec, reference)[1:]
     order = np.argsort(-scored, kind="stable")[:worst]
-    return {"tokens": len(scored), "nats": float(scored.mean()), "bits": float(scored.mean() / LN2),
-            "worst": [rows[i] for i in order]}
+    result = {"tokens": len(scored), "nats": float(scored.mean()), "bits": float(scored.mean() / LN2),
+              "worst": [rows[i] for i in order]}
+    if reference is not None:
+        result["kn_bits"] = float(reference[1:].mean() / LN2)
+        result["network_better"] = float((scored < reference[1:]).mean())
+    return result
 
 
 def _band(bits: float | None) -> int | None:

@@ -20,35 +20,43 @@ import numpy as np
 from rnnlab.states.record import Recording
 
 
-def correlations(activations: np.ndarray, feature: np.ndarray) -> np.ndarray:
-    """Pearson's r of each column of activations [T, H] with feature [T]; NaN for a constant column."""
+def correlations(activations: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """Pearson's r of each column of activations [T, H] with each column of features [T, F]
+    (or one feature [T]): [H, F] (or [H]); NaN where a column is constant."""
     a = np.asarray(activations, dtype=np.float64)
-    f = np.asarray(feature, dtype=np.float64)
+    f = np.asarray(features, dtype=np.float64)
+    one = f.ndim == 1
+    f = f[:, None] if one else f
     a = a - a.mean(axis=0)
-    f = f - f.mean()
-    norms = np.sqrt((a * a).sum(axis=0) * (f @ f))
+    f = f - f.mean(axis=0)
+    norms = np.sqrt(np.outer((a * a).sum(axis=0), (f * f).sum(axis=0)))
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = (a.T @ f) / norms
-    return np.where(norms > 1e-12, r, np.nan)
+        r = np.where(norms > 1e-12, (a.T @ f) / norms, np.nan)
+    return r[:, 0] if one else r
 
 
 def unit_feature_table(rec: Recording, features: dict[str, np.ndarray]) -> list[dict]:
     """One row per feature, layer, signal and unit: {"feature", "layer", "signal", "unit", "r"}
     (layers from 0; units without a correlation, constant ones, are left out; so is a feature
     constant over the text)."""
-    rows = []
+    names = []
     for name, feature in features.items():
-        feature = np.asarray(feature, dtype=np.float64)
-        if feature.shape != (len(rec),):
-            raise ValueError(f"feature {name} has shape {feature.shape}, the recording {len(rec)} steps")
-        if np.ptp(feature) == 0:
-            continue
-        for l, signals in enumerate(rec.layers):
-            for signal, values in signals.items():
-                r = correlations(values, feature)
-                rows.extend({"feature": name, "layer": l, "signal": signal, "unit": int(j), "r": float(r[j])}
-                            for j in np.flatnonzero(np.isfinite(r)))
-    return rows
+        if np.shape(feature) != (len(rec),):
+            raise ValueError(f"feature {name} has shape {np.shape(feature)}, the recording {len(rec)} steps")
+        if np.ptp(feature) > 0:
+            names.append(name)
+    if not names:
+        return []
+    matrix = np.stack([np.asarray(features[name], dtype=np.float64) for name in names], axis=1)  # [T, F]
+    rows = []
+    for l, signals in enumerate(rec.layers):
+        for signal, values in signals.items():
+            r = correlations(values, matrix)  # [H, F]
+            for k, name in enumerate(names):
+                rows.extend({"feature": name, "layer": l, "signal": signal, "unit": int(j), "r": float(r[j, k])}
+                            for j in np.flatnonzero(np.isfinite(r[:, k])))
+    order = {name: k for k, name in enumerate(names)}
+    return sorted(rows, key=lambda row: order[row["feature"]])  # feature by feature, as features lists them
 
 
 def strongest_units(table: list[dict], per_feature: int = 3) -> dict[str, list[dict]]:
