@@ -63,7 +63,7 @@ def saturation_rows(rec) -> list[dict]:
     rows = []
     for row in saturation(rec):
         left, right = np.asarray(row["left"]), np.asarray(row["right"])
-        rows.append({"layer": row["layer"] + 1, "signal": row["signal"], "low": row["low"], "high": row["high"],
+        rows.append({"layer": row["layer"], "signal": row["signal"], "low": row["low"], "high": row["high"],
                      "left": round(float(left.mean()), 4), "right": round(float(right.mean()), 4),
                      "either": round(float(left.mean() + right.mean()), 4),
                      "units_left": int((left > 0.5).sum()), "units_right": int((right > 0.5).sum()),
@@ -84,13 +84,13 @@ def plot_units(rec, features, picks: list[dict], out: Path, span: int = 600) -> 
     for ax, pick in zip(axes[:, 0], picks, strict=True):
         values = rec.layers[pick["layer"]][pick["signal"]][t, pick["unit"]]
         feature = features[pick["feature"]][t]
-        ax.plot(t, values, color="C3", lw=1, label=f"layer {pick['layer'] + 1} {pick['signal']}[{pick['unit']}]")
+        ax.plot(t, values, color="C3", lw=1, label=f"layer {pick['layer']} {pick['signal']}[{pick['unit']}]")
         twin = ax.twinx()
         twin.plot(t, feature, color="0.6", lw=1, ls="--", label=pick["feature"])
         twin.set_ylabel(pick["feature"], color="0.4")
         for x in newlines:
             ax.axvline(x, color="0.85", lw=0.6, zorder=0)
-        ax.set_title(f"{pick['feature']}: layer {pick['layer'] + 1} {pick['signal']}[{pick['unit']}], "
+        ax.set_title(f"{pick['feature']}: layer {pick['layer']} {pick['signal']}[{pick['unit']}], "
                      f"r = {pick['r']:+.2f} over the whole excerpt (grey lines: newlines)", fontsize=10)
         ax.set_ylabel("activation", color="C3")
     axes[-1, 0].set_xlabel("character position in the validation text")
@@ -148,8 +148,8 @@ def main() -> None:
         "figures": [str(png.relative_to(RESULTS.parents[1])) for png in (saturation_png, units_png)],
     }
     headers = ["feature", "what it is", "strongest unit (trained)", "r", "strongest unit (untrained control)", "r"]
-    rows = [[name, about[name], f"layer {row['layer'] + 1} {row['signal']}[{row['unit']}]", f"{row['r']:+.3f}",
-             f"layer {control_best[name]['layer'] + 1} {control_best[name]['signal']}[{control_best[name]['unit']}]",
+    rows = [[name, about[name], f"layer {row['layer']} {row['signal']}[{row['unit']}]", f"{row['r']:+.3f}",
+             f"layer {control_best[name]['layer']} {control_best[name]['signal']}[{control_best[name]['unit']}]",
              f"{control_best[name]['r']:+.3f}"] for name, row in best.items()]
     notes = [f"Run `{args.run}` (checkpoint 'best', step {meta['step']}; {cfg.model.layers} × {cfg.model.hidden} "
              f"{trained.cell}) over {results['source']} ({results['units_scanned']:,} units scanned: every layer's "
@@ -159,8 +159,8 @@ def main() -> None:
     notes += [f"- {name}: `{row['context_high']!r}`" for name, row in best.items()]
     notes += ["", f"Lines: {len(widths)} non-empty lines, median width {np.median(widths):g} characters, "
               f"at most {widths.max()} (Grimm is hard-wrapped). Strongest h or c unit for line_position: "
-              f"layer {lp['layer'] + 1} {lp['signal']}[{lp['unit']}], r = {lp['r']:+.3f}; for since_newline: "
-              f"layer {sn['layer'] + 1} {sn['signal']}[{sn['unit']}], r = {sn['r']:+.3f}.",
+              f"layer {lp['layer']} {lp['signal']}[{lp['unit']}], r = {lp['r']:+.3f}; for since_newline: "
+              f"layer {sn['layer']} {sn['signal']}[{sn['unit']}], r = {sn['r']:+.3f}.",
               "", "Gate saturation (fraction of all unit-steps below low / above high; units saturated more than half "
               "the time), trained and untrained control:", "",
               "| layer | signal | low / high | below | above | units mostly below | units mostly above | "

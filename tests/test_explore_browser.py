@@ -91,12 +91,12 @@ def test_the_explorer_colours_a_text_by_a_unit_shows_values_and_finds_units(chro
     bits = rec.loss[high] / np.log(2)
     assert f"token {high}" in hovered and f"loss {bits:.2f} bits" in hovered
     top_unit = int(np.argmax(np.abs(h[high])))
-    listed_units = re.search(r"largest \|h\| in layer 1: #(\d+) (-?[\d.]+)", hovered).groups()
+    listed_units = re.search(r"largest \|h\| in layer 0: #(\d+) (-?[\d.]+)", hovered).groups()
     assert int(listed_units[0]) == top_unit and float(listed_units[1]) == pytest.approx(h[high, top_unit], abs=1e-3)
     assert json.dumps(rec.top[high][0][0]) in hovered  # the model's first prediction after this token
     assert focused == ["1", "1"] and live == "polite"
     on = units_on(rec, 0, "h", 5, 9, 0.1)
-    assert on and f"{len(on)} units of layer 1's h are above 0.1 throughout tokens [5, 9)" in found
+    assert on and f"{len(on)} units of layer 0's h are above 0.1 throughout tokens [5, 9)" in found
     assert set(range(5, 9)) <= set(underlined)
     text, _ = excerpt(read_split_texts(cfg.data)[0]["valid"], "char", VALID_TOKENS["char"])
     valid = record_model(model, vocab, text, top_k=0)

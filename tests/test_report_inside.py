@@ -29,7 +29,7 @@ def test_the_report_shows_the_strongest_units_saturation_and_surprise(tiny_lm_ru
     assert [row[0] for row in table.rows] == list(best)
     for row in table.rows:
         (top,) = best[row[0]]
-        assert row[2] == f"layer {top['layer'] + 1} {top['signal']}[{top['unit']}]" and row[3] == f"{top['r']:+.3f}"
+        assert row[2] == f"layer {top['layer']} {top['signal']}[{top['unit']}]" and row[3] == f"{top['r']:+.3f}"
     assert any(i.title == "grimm-tiny: gate saturation" and i.png.startswith(b"\x89PNG") for i in sec.images)
     (shaded,) = sec.shaded
     assert "".join(piece for piece, _ in shaded.pieces) == text[:600]

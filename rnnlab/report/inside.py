@@ -71,7 +71,7 @@ def inside_views(label: str, loaded, names, group: str) -> tuple[list[Image], li
     rows = []
     for name, (row, *_) in strongest_units(unit_feature_table(rec, features), 1).items():
         where = top_contexts(rec, row["layer"], row["signal"], row["unit"], k=1, sign=1 if row["r"] > 0 else -1)
-        rows.append([name, about[name], f"layer {row['layer'] + 1} {row['signal']}[{row['unit']}]",
+        rows.append([name, about[name], f"layer {row['layer']} {row['signal']}[{row['unit']}]",
                      f"{row['r']:+.3f}", where[0]["context"].replace("\n", "↵")])
     tables = [Table(f"Inside {label}: the strongest unit per feature",
                     ["feature", "what it is", "unit", "r", "where it is most extreme"], rows,

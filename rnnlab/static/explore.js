@@ -70,7 +70,7 @@ async function loadInfo() {
   line.append(bold(`${info.name} (${info.run})`),
     ` — ${info.cell} ${info.layers}×${info.hidden}, ${info.level}-level, vocabulary ${info.vocab_size}`);
   $("model").replaceChildren(line);
-  $("layer").replaceChildren(...Array.from({ length: info.layers }, (_, l) => new Option(`${l + 1}`, `${l}`)));
+  $("layer").replaceChildren(...Array.from({ length: info.layers }, (_, l) => new Option(`${l}`, `${l}`)));
   $("layer").value = `${info.layers - 1}`;
   $("signal").replaceChildren(new Option("h", "h"));
   $("unit").max = info.hidden - 1;
@@ -100,7 +100,7 @@ function paint() {
   const spans = $("tokens").children;
   for (let t = 0; t < spans.length; t++) spans[t].style.backgroundColor = colour(recording.values[t][j], scale);
   $("tokens-title").textContent =
-    `The text, coloured by unit ${j} of layer ${recording.layer + 1}'s ${recording.signal}`;
+    `The text, coloured by unit ${j} of layer ${recording.layer}'s ${recording.signal}`;
 }
 
 function shownToken(token) {
@@ -157,7 +157,7 @@ function describe(t) {
   lines.push(next);
   const units = document.createElement("div");
   units.className = "top-units";
-  units.append(`largest |${r.signal}| in layer ${r.layer + 1}: `,
+  units.append(`largest |${r.signal}| in layer ${r.layer}: `,
     order.map((j) => `#${j} ${row[j].toFixed(3)}`).join(", "));
   lines.push(units);
   $("details").replaceChildren(...lines);
@@ -237,11 +237,11 @@ async function findUnits() {
     for (const s of spans) s.classList.remove("picked");
     for (const [s, e] of a.here) for (let t = s; t < e && t < spans.length; t++) spans[t].classList.add("picked");
     const found = a.units.length
-      ? `${a.units.length} units of layer ${a.layer + 1}'s ${a.signal} are above ${a.threshold} throughout tokens ` +
+      ? `${a.units.length} units of layer ${a.layer}'s ${a.signal} are above ${a.threshold} throughout tokens ` +
         `[${a.start}, ${a.end}): ${a.units.map((j) => `#${j}`).join(", ")}. All of them are above it again at ` +
         `${places(a.here.length)} in this text (underlined) and ${a.valid.total} in ${a.valid.source}` +
         (a.valid.total > a.valid.matches.length ? ` (the first ${a.valid.matches.length} below):` : ":")
-      : `no unit of layer ${a.layer + 1}'s ${a.signal} is above ${a.threshold} throughout tokens [${a.start}, ${a.end})`;
+      : `no unit of layer ${a.layer}'s ${a.signal} is above ${a.threshold} throughout tokens [${a.start}, ${a.end})`;
     $("found").textContent = found;
     $("matches").replaceChildren(...a.valid.matches.map((m) => {
       const item = document.createElement("li");
