@@ -234,14 +234,15 @@ def test_title_intro_and_table_read_cleanly(experiment, tiny_lm_run, tmp_path):
     from rnnlab.report.build import assemble
 
     # The title names the runs, not the folders they sit in.
-    assert assemble([experiment], samples=False, progress=False).title == "rnnlab report: lstm-a, lstm-b"
-    assert assemble([tiny_lm_run], samples=False, progress=False).title == "rnnlab report: grimm-tiny"
-    assert assemble([tiny_lm_run], title="Mine", samples=False, progress=False).title == "Mine"
+    assert assemble([experiment], samples=False, progress=False, states=False).title == "rnnlab report: lstm-a, lstm-b"
+    assert assemble([tiny_lm_run], samples=False, progress=False, states=False).title == "rnnlab report: grimm-tiny"
+    assert assemble([tiny_lm_run], title="Mine", samples=False, progress=False, states=False).title == "Mine"
     # Many runs: a count and the first names.
     root = tmp_path / "study"
     for i in range(5):
         shutil.copytree(tiny_lm_run, root / f"r{i}")
-    assert assemble([root], samples=False, progress=False).title == "rnnlab report: 5 runs (r0, r1, r2, …)"
+    title = assemble([root], samples=False, progress=False, states=False).title
+    assert title == "rnnlab report: 5 runs (r0, r1, r2, …)"
     # The section intro counts what the section shows, and never "0 ...".
     report = assemble([experiment], samples=False, progress=False)
     (sec,) = report.sections
