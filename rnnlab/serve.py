@@ -457,5 +457,6 @@ def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8000, checkpoint: 
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     p = app.state.playground.info
     print(f"rnnlab playground: {p['name']} ({p['cell']} {p['layers']}x{p['hidden']}, {p['parameters']} parameters) "
-          f"from {run_dir}\n  open http://{shown}:{bound_port}/  (Ctrl-C to stop)", file=sys.stderr)
+          f"from {run_dir}\n  open http://{shown}:{bound_port}/  (the explorer: /explore; Ctrl-C to stop)",
+          file=sys.stderr)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
