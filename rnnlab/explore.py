@@ -193,6 +193,10 @@ class Explorer:
                 raise BadRequest(f"all signals of this text are {need:,} values, more than {MAX_VALUES:,}: "
                                  "ask for one signal or a shorter text")
         rec = self.recording(text)
+        chosen = rec.layers if signal == "all" else [{signal: rec.layers[layer][signal]}]
+        if not all(np.isfinite(values).all() for signals in chosen for values in signals.values()):
+            raise BadRequest("the model's states are not finite over this text (NaN or infinity): its weights are "
+                             "broken, nothing to show")
         answer = {"tokens": rec.tokens, "level": rec.level, "cell": rec.cell, "layers": len(rec.layers),
                   "hidden": self.hidden, "signals": dict(rec.kinds), "layer": layer, "signal": signal,
                   "loss": [None if not math.isfinite(x) else round(float(x), 6) for x in rec.loss],

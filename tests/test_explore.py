@@ -142,3 +142,14 @@ def test_a_word_model_reads_unknown_words_as_unk_and_searches_its_validation_wor
     assert a["warnings"] == ["words not in the vocabulary, read as <unk>: zebra"]
     assert u["valid"]["source"] == "the validation split" and u["units"] == list(range(16))  # every h is above -1
     assert u["valid"]["total"] == 1 and u["valid"]["matches"][0]["start"] == 0  # all on throughout: one long span
+
+
+def test_a_model_with_broken_weights_is_a_400_not_a_500(tiny_lm_run):
+    import torch
+
+    app = create_app(tiny_lm_run)
+    with torch.no_grad():
+        next(app.state.playground.model.rnn.parameters()).fill_(float("nan"))
+    with running(app) as url:
+        r = httpx.post(f"{url}/api/record", json={"text": "the king"})
+    assert r.status_code == 400 and "not finite" in r.json()["error"]
