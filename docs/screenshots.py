@@ -1,11 +1,12 @@
-"""Screenshots of the report and the playground, for the README (docs/screenshots/*.png).
+"""Screenshots of the report, the playground and the explorer, for the README (docs/screenshots/*.png).
 
     python docs/screenshots.py            # ~2-4 min on 2 cores: three small runs, a report, the playground
 
 Trains three small character models on the bundled Grimm text (LSTM, GRU, RNN; runs/screenshots/),
 builds `rnnlab report` of the three, starts `rnnlab serve` on the LSTM, and takes headless
 Chromium screenshots: the report's top, and the playground after a side-by-side comparison
-of three temperatures. Chromium is found as tests/test_browser.py finds it (`chromium`,
+of three temperatures, and the explorer (`/explore`) colouring a text by one unit with a token's
+values shown and the units on throughout a span found. Chromium is found as tests/test_browser.py finds it (`chromium`,
 `chromium-browser` or `google-chrome` on the PATH) and driven through the DevTools protocol
 over a pipe, so no Python package beyond rnnlab's own is needed.
 """
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -115,6 +117,18 @@ def main() -> int:
                 document.getElementById('compare-go').click();""")
             browser.wait_for("document.body.dataset.state === 'done'", timeout=120)
             browser.screenshot(OUT / "playground.png")
+            text = "‘Who is there?’ asked the king.\nThe frog answered: ‘Open the door, the king’s youngest daughter.’"
+            browser.open(url + "explore?unit=21&autorun=1&text=" + urllib.parse.quote(text), 1280, 1000)
+            browser.wait_for("document.body?.dataset.state === 'done'", timeout=120)
+            browser.js("""
+                document.querySelectorAll('#tokens span')[28].focus();
+                document.getElementById('start').value = '27';
+                document.getElementById('end').value = '31';
+                document.getElementById('threshold').value = '0.3';
+                document.getElementById('find').click();""")
+            browser.wait_for("document.body.dataset.state === 'done' && document.getElementById('found').textContent",
+                             timeout=120)
+            browser.screenshot(OUT / "explorer.png")
         finally:
             browser.close()
             server.terminate()

@@ -21,6 +21,7 @@ INFERENCE_COPIES = 2  # the tensors read from the checkpoint and the model they 
 PARALLEL_PER_CPU = 4  # threads (train.threads), processes (--nproc) or jobs (--jobs) per usable CPU, at most
 MAX_SAMPLES = 1_000  # samples drawn at once (generate --num, Run.generate(num=...)): one batch of states and logits
 MAX_STOP = 1_000  # characters of a stop string (generate --stop, Run.generate(stop=...); serve allows 100)
+MAX_RECORD = 20_000  # tokens of one recording of a network's states (rnnlab inspect units|saturation|surprise)
 
 
 def max_parallel() -> int:
@@ -65,3 +66,14 @@ def check_model_memory(model, vocab_size: int, dtype_bytes: int = 4, copies: int
         raise UserError(f"the model is too large for this machine: {parameter_count(model, vocab_size):,} parameters "
                         f"need about {need / 2**30:,.1f} GiB, {free / 2**30:,.1f} GiB are available "
                         "(lower model.hidden, model.layers, model.embed or data.max_vocab)")
+
+
+def check_recording_memory(tokens: int, layers: int, signals: int, hidden: int) -> None:
+    """A recording holds tokens × layers × signals × hidden float32 values, made three times over
+    (the steps' tensors, their stack, the NumPy copy): refused in one line when that exceeds the
+    memory available now (rnnlab/states/record.py)."""
+    need = tokens * layers * signals * hidden * 4 * 3
+    free = available_memory()
+    if free is not None and need > free:
+        raise UserError(f"recording {tokens:,} tokens of {layers} layer(s) × {signals} signals × {hidden} units needs "
+                        f"about {need / 2**30:,.1f} GiB, {free / 2**30:,.1f} GiB are available (record fewer tokens)")

@@ -7,8 +7,9 @@ options it reads (and their allowed values, default first), the PyTorch
 fused kernel that computes it (if any, per option setting), whether it
 gates on timestamps, whether it has recurrent weights at all, which gate
 keeps the memory (`model.forget_bias`) and which biases chrono init sets, the
-NumPy sampling step (if any), and the option settings ("variants") that the
-tests and `rnnlab gradcheck` cover. Nothing else in rnnlab decides anything
+NumPy sampling step (if any), the option settings ("variants") that the
+tests and `rnnlab gradcheck` cover, and the signals `rnnlab inspect` records
+(rnnlab/states). Nothing else in rnnlab decides anything
 by a cell's name: an unknown name is an error (`resolve`).
 
 Configuration validation, the recurrent stack, the sampling stepper, the
@@ -65,6 +66,13 @@ class Cell:
     # runs the PyTorch model one token at a time
     stepper: str | None = None
     variants: tuple[tuple[str, dict], ...] = ()  # (label, options) that tests and gradcheck run
+    # Per option setting, what `rnnlab inspect` records at every step (rnnlab/states/record.py), in
+    # order: signal name -> the range of its values, "gate" ([0, 1]: a sigmoid, the time gate k),
+    # "tanh" ([−1, 1]) or "free" (unbounded: the cell state c, relu, the minimal cells' g(k)).
+    # "h" (the hidden state, the layer's output) first, then "c" where the cell carries one, then the
+    # gates by their row names; a gate row named "h" that is a candidate h̃ (MGU, minGRU, minLSTM) is
+    # recorded as "h_tilde". Both layers of the cell record exactly these names. {}: not recordable.
+    signals: Callable[[dict], dict[str, str]] = lambda options: {}
 
     def defaults(self) -> dict:
         return {key: values[0] for key, values in self.options.items()}
@@ -82,6 +90,9 @@ class Cell:
         if self.stepper is None:
             raise ValueError(f"the cell table names no NumPy sampling step for {self.name}")
         return _load(self.stepper)
+
+    def recorded_signals(self, options: dict) -> dict[str, str]:
+        return self.signals({**self.defaults(), **options})
 
     def chrono_gates(self, options: dict) -> Chrono | None:
         return self.chrono({**self.defaults(), **options})
@@ -111,10 +122,12 @@ CELLS: dict[str, Cell] = {
         Cell("rnn", "rnnlab.models.cells:RNNLayer", "rnnlab.numpy.cells:RNNLayer", gates=("h",), n_states=1,
              options={"nonlinearity": ("tanh", "relu")},
              kernel=lambda o: f"rnn_{o['nonlinearity']}", stepper="rnnlab.models.stepper:RNNStep",
+             signals=lambda o: {"h": "tanh" if o["nonlinearity"] == "tanh" else "free"},
              variants=(("rnn_tanh", {"nonlinearity": "tanh"}), ("rnn_relu", {"nonlinearity": "relu"}))),
         Cell("lstm", "rnnlab.models.cells:LSTMLayer", "rnnlab.numpy.cells:LSTMLayer",
              gates=("i", "f", "g", "o"), n_states=2, kernel=lambda o: "lstm", stepper="rnnlab.models.stepper:LSTMStep",
              forget_gate="f", chrono=lambda o: Chrono("f", keeps=True, opposite="i"),
+             signals=lambda o: {"h": "tanh", "c": "free", "i": "gate", "f": "gate", "g": "tanh", "o": "gate"},
              variants=(("lstm", {}),)),
         # PyTorch's and cuDNN's kernels apply the reset gate after the recurrent product,
         # r ⊙ (W_hn h + b_hn); Cho et al.'s "before", W_hn (r ⊙ h) + b_hn, has no kernel.
@@ -123,6 +136,7 @@ CELLS: dict[str, Cell] = {
              kernel=lambda o: "gru" if o["gru_reset"] == "after" else None, stepper="rnnlab.models.stepper:GRUStep",
              # z keeps h_{t-1} when open with gru_z="old" (h = (1 − z) n + z h), overwrites it with "new"
              chrono=lambda o: Chrono("z", keeps=o["gru_z"] == "old"),
+             signals=lambda o: {"h": "tanh", "r": "gate", "z": "gate", "n": "tanh"},
              variants=(("gru_old", {"gru_z": "old"}), ("gru_new", {"gru_z": "new"}),
                        ("gru_reset_before", {"gru_reset": "before"}),
                        ("gru_new_reset_before", {"gru_z": "new", "gru_reset": "before"}))),
@@ -130,19 +144,25 @@ CELLS: dict[str, Cell] = {
              gates=("i", "f", "g", "o"), n_states=2, unit_params=("tau", "shift", "r_on"),
              layer_kwargs=("leak", "tau_log_range", "r_on_init"), needs_times=True,
              forget_gate="f", chrono=lambda o: Chrono("f", keeps=True, opposite="i"),
+             # k: the time gate's openness (0 closed, 1 open), after the LSTM's gates
+             signals=lambda o: {"h": "tanh", "c": "free", "i": "gate", "f": "gate", "g": "tanh", "o": "gate",
+                                "k": "gate"},
              variants=(("phased_lstm", {}),)),
         # Minimal gated unit (Zhou et al. 2016): one gate f, which overwrites h when open.
         Cell("mgu", "rnnlab.models.mgu:MGULayer", "rnnlab.numpy.mgu:MGULayer", gates=("f", "h"), n_states=1,
              chrono=lambda o: Chrono("f", keeps=False), stepper="rnnlab.models.mgu:MGUStep",
+             signals=lambda o: {"h": "tanh", "f": "gate", "h_tilde": "tanh"},
              variants=(("mgu", {}),)),
         # Feng et al. 2024: gates of x_t only, trained as a parallel scan (rnnlab/models/minimal.py).
         Cell("mingru", "rnnlab.models.minimal:MinGRULayer", "rnnlab.numpy.minimal:MinGRULayer", gates=("z", "h"),
              n_states=1, recurrent_weights=False, chrono=lambda o: Chrono("z", keeps=False),
-             stepper="rnnlab.models.minimal:MinGRUStep", variants=(("mingru", {}),)),
+             stepper="rnnlab.models.minimal:MinGRUStep", variants=(("mingru", {}),),
+             signals=lambda o: {"h": "free", "z": "gate", "h_tilde": "free"}),
         Cell("minlstm", "rnnlab.models.minimal:MinLSTMLayer", "rnnlab.numpy.minimal:MinLSTMLayer",
              gates=("f", "i", "h"), n_states=1, recurrent_weights=False, forget_gate="f",
              chrono=lambda o: Chrono("f", keeps=True, opposite="i"),
-             stepper="rnnlab.models.minimal:MinLSTMStep", variants=(("minlstm", {}),)),
+             stepper="rnnlab.models.minimal:MinLSTMStep", variants=(("minlstm", {}),),
+             signals=lambda o: {"h": "free", "f": "gate", "i": "gate", "h_tilde": "free"}),
     )
 }
 

@@ -119,8 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default="", help="prompt for the samples")
     p.add_argument("--sample-length", type=at.length, help="tokens per sample (default 300 characters / 60 words)")
     p.add_argument("--no-samples", action="store_true", help="skip sampling from the models")
+    p.add_argument("--no-states", action="store_true",
+                   help="skip the look inside each recurrent language model (strongest units, saturation, surprise "
+                        "over the start of its validation split; a few seconds per run)")
 
-    p = sub.add_parser("serve", help="a local web page to generate text with a run")
+    p = sub.add_parser("serve", help="a local web page to generate text with a run, and one to explore its states")
     p.add_argument("run_dir")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=at.port, default=8000)
@@ -165,9 +168,11 @@ def _add_data_parsers(sub) -> None:
     g.add_argument("--min-count", type=at.positive, default=1,
                    help="words seen fewer times become <unk> (default 1: Brown's files already have <unk>)")
     g.add_argument("--plot", metavar="PNG", help="also draw the frequency histogram (count of counts) to this file")
-    p = sub.add_parser("inspect", help="a word model's embeddings: nearest neighbours, 2-D map")
+    p = sub.add_parser("inspect", help="look inside a run: units, saturation, surprise (recurrent models); "
+                                         "neighbors, embeddings (word models)")
     p.add_argument("run_dir", help="a run directory (rnnlab train, or a neural n-gram run)")
     what = p.add_subparsers(dest="inspect_command", metavar="WHAT", required=True)
+    _add_states_parsers(what)
     n = what.add_parser("neighbors", help="the words whose embeddings are closest (cosine) to each WORD")
     n.add_argument("words", nargs="+", metavar="WORD")
     n.add_argument("-k", type=at.positive, default=5, help="neighbours per word (default 5)")
@@ -177,6 +182,46 @@ def _add_data_parsers(sub) -> None:
     e.add_argument("--method", choices=["pca", "tsne", "raw"], default="pca",
                    help="pca, tsne, or raw: a 2-dimensional embedding as it is (model.embed=2)")
     e.add_argument("--out", help="PNG file (default RUN_DIR/plots/embeddings.png)")
+
+
+def _add_states_parsers(what) -> None:
+    """`rnnlab inspect RUN units|saturation|surprise`: a recording of the run's states over a text (rnnlab/states)."""
+    from rnnlab.bounds import MAX_RECORD
+
+    helps = {"units": "each unit's correlation with features of the text (quotes, brackets, line position, capitals, "
+                      "...): the strongest units per feature, and a JSON table of all",
+             "saturation": "how often each gate unit is below 0.1 or above 0.9 (Karpathy et al. 2016): a plot and a JSON",
+             "surprise": "the loss of every token of a text (nats, bits) and the model's top predictions: a JSON, "
+                         "the text coloured by surprise, optionally an HTML page"}
+    defaults = {"units": 5000, "saturation": 5000, "surprise": 1000}
+    for name, text in helps.items():
+        q = what.add_parser(name, help=text, description=text + ". The states come from the cell's explicit "
+                            "equations with the run's weights (rnnlab/states/record.py).")
+        q.add_argument("--text", metavar="FILE", help="a UTF-8 text file (default: the start of the run's validation split)")
+        q.add_argument("--length", type=at.integer(2, MAX_RECORD), default=defaults[name], metavar="N",
+                       help=f"record the first N tokens of the text (default {defaults[name]}, at most {MAX_RECORD:,}; "
+                            "word models: whole lines)")
+        q.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                       help="best (lowest validation loss; last where there is none yet) or last")
+        q.add_argument("--backend", choices=["torch", "numpy"], default="torch",
+                       help="the layers that compute the states: PyTorch's explicit cells or the NumPy reference")
+        q.add_argument("--no-progress", action="store_true", help="no progress bar")
+        if name == "units":
+            q.add_argument("--per-feature", type=at.positive, default=3, metavar="K",
+                           help="units printed per feature (default 3)")
+            q.add_argument("--out", help="JSON file (default RUN_DIR/inspect/units.json)")
+        elif name == "saturation":
+            q.add_argument("--out", help="PNG file (default RUN_DIR/inspect/saturation.png)")
+            q.add_argument("--json", metavar="FILE", help="JSON file of the fractions (default RUN_DIR/inspect/saturation.json)")
+        else:
+            q.add_argument("--top-k", type=at.integer(1, 100), default=5, metavar="K",
+                           help="the model's top predictions kept per token (default 5)")
+            q.add_argument("--out", help="JSON file (default RUN_DIR/inspect/surprise.json)")
+            q.add_argument("--html", metavar="FILE", help="also write the text shaded by surprise as an HTML page")
+            q.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                           help="print the text coloured by surprise (auto: when stdout is a terminal)")
+            q.add_argument("--kneser-ney", action="store_true",
+                           help="compare with a Kneser-Ney trigram fitted on the run's training split (seconds)")
 
 
 def _add_numpy_parsers(sub) -> None:
@@ -396,7 +441,8 @@ def cmd_report(args) -> int:
     out = Path(args.out) if args.out else Path(f"{FIGURES}/report/report.md" if args.format == "md" else "report.html")
     command = shlex.join(["rnnlab", *getattr(args, "argv", sys.argv[1:])])  # shown in the report, to redo it
     out = build_report(args.paths, out, args.format, title=args.title, samples=not args.no_samples,
-                       prompt=args.prompt, sample_length=args.sample_length, command=command)
+                       prompt=args.prompt, sample_length=args.sample_length, command=command,
+                       states=not args.no_states)
     print(f"report written to {out}")
     return 0
 
@@ -458,6 +504,10 @@ def cmd_data(args) -> int:
 
 
 def cmd_inspect(args) -> int:
+    if args.inspect_command in ("units", "saturation", "surprise"):
+        from rnnlab.states.command import inspect_states
+
+        return inspect_states(args)
     from rnnlab.report.embeddings import nearest_neighbors, plot_embeddings, run_embedding
 
     embedding, tokens = run_embedding(args.run_dir)

@@ -1,4 +1,5 @@
-"""`rnnlab serve RUN_DIR`: a local web page for sampling text from a trained run.
+"""`rnnlab serve RUN_DIR`: a local web page for sampling text from a trained run, and one for
+looking at its states.
 
     GET  /              the playground page (rnnlab/static/playground.html)
     GET  /playground.js its script (rnnlab/static/playground.js): the page's CSP forbids inline script
@@ -7,14 +8,16 @@
                         "stop": a string that ends the sample where it appears)
                         → newline-delimited JSON as tokens are sampled: {"text": piece} per token,
                           then {"done": true, "tokens": n, "seconds": s}; bad parameters → 400 {"error": ...}
+    GET  /explore, /explore.js, POST /api/record, /api/units
+                        the explorer: a text's recorded states, units that follow a span (rnnlab/explore.py)
 
 Starlette serves the app and uvicorn runs it, bound to 127.0.0.1 unless told
 otherwise. Every request's Host header must name this machine (a loopback
 name or address) or a name given with --allow-host, which stops DNS-rebinding
 pages from reaching the server through a browser. Request bodies are read
 with a size cap and parsed with bounded depth (rnnlab/safejson.py), and every
-parameter is validated before the 200 of a stream is sent. Each request samples in a thread of its own with its own copy of
-the model: the fused recurrent path swaps parameters into a template module
+parameter is validated before the 200 of a stream is sent. Each request samples
+in a thread of its own with its own copy of the model: the fused recurrent path swaps parameters into a template module
 during a forward pass, so two requests must never share one model. At most
 `max_workers` requests sample at once; more wait their turn.
 """
@@ -290,6 +293,56 @@ async def _read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     return bytes(body)
 
 
+async def _json_body(request: Request):
+    """The request's JSON body (size-capped, depth-bounded), or the 400/413 response that refuses it."""
+    # JSON only: a cross-site form (text/plain, no CORS preflight) must not be able to start work here.
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return _error("send the parameters as JSON with 'Content-Type: application/json'")
+    try:
+        raw = await _read_body(request)
+    except BadRequest as e:
+        return _error(str(e), 413)
+    try:
+        return safejson.loads(raw or b"{}", max_depth=8)
+    except ValueError as e:
+        return _error(f"the request body is not valid JSON: {e}")
+
+
+def _explorer_routes(playground: Playground, max_workers: int) -> list[Route]:
+    """The explorer's page, script and API (rnnlab/explore.py), on the playground's loaded model."""
+    from starlette.concurrency import run_in_threadpool
+
+    from rnnlab import explore
+
+    explorer = explore.Explorer(playground.model, playground.vocab, playground.cfg, max_workers)
+    static = resources.files("rnnlab.static")
+    page = (static / "explore.html").read_text(encoding="utf-8")
+    script = (static / "explore.js").read_text(encoding="utf-8")
+
+    async def explore_page(request: Request) -> HTMLResponse:
+        return HTMLResponse(page, headers=PAGE_HEADERS)
+
+    async def explore_code(request: Request) -> Response:
+        return Response(script, media_type="text/javascript", headers=PAGE_HEADERS)
+
+    def answering(work):
+        async def endpoint(request: Request) -> Response:
+            body = await _json_body(request)
+            if isinstance(body, Response):
+                return body
+            try:
+                answer = await run_in_threadpool(work, body)  # recording takes a while: off the event loop
+            except explore.BadRequest as e:
+                return _error(str(e))
+            return Response(json.dumps(answer, allow_nan=False), media_type="application/json",
+                            headers={"Cache-Control": "no-store"})
+        return endpoint
+
+    return [Route("/explore", explore_page), Route("/explore.js", explore_code),
+            Route("/api/record", answering(explorer.record), methods=["POST"]),
+            Route("/api/units", answering(explorer.units), methods=["POST"])]
+
+
 class NoSniff:
     """ASGI middleware: `X-Content-Type-Options: nosniff` on every response (errors, 404s and the
     Host check's 400s too), so that no browser reads a JSON or text reply as HTML or script."""
@@ -333,17 +386,9 @@ def create_app(run_dir: Path, checkpoint: str = "best", device: str = "cpu", max
         return Response(info_body[0], media_type="application/json")
 
     async def sample(request: Request):
-        # JSON only: a cross-site form (text/plain, no CORS preflight) must not be able to start work here.
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return _error("send the parameters as JSON with 'Content-Type: application/json'")
-        try:
-            raw = await _read_body(request)
-        except BadRequest as e:
-            return _error(str(e), 413)
-        try:
-            body = safejson.loads(raw or b"{}", max_depth=8)
-        except ValueError as e:
-            return _error(f"the request body is not valid JSON: {e}")
+        body = await _json_body(request)
+        if isinstance(body, Response):
+            return body
         try:
             params, warnings = playground.parse(body)
         except BadRequest as e:
@@ -352,7 +397,7 @@ def create_app(run_dir: Path, checkpoint: str = "best", device: str = "cpu", max
                                  headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
     routes = [Route("/", index), Route("/playground.js", code), Route("/api/info", info),
-              Route("/api/generate", sample, methods=["POST"])]
+              Route("/api/generate", sample, methods=["POST"]), *_explorer_routes(playground, max_workers)]
     middleware = [Middleware(NoSniff)]  # outermost: on every response, the Host check's refusals included
     if allowed_hosts:
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts))
@@ -412,5 +457,6 @@ def serve(run_dir: Path, host: str = "127.0.0.1", port: int = 8000, checkpoint: 
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
     p = app.state.playground.info
     print(f"rnnlab playground: {p['name']} ({p['cell']} {p['layers']}x{p['hidden']}, {p['parameters']} parameters) "
-          f"from {run_dir}\n  open http://{shown}:{bound_port}/  (Ctrl-C to stop)", file=sys.stderr)
+          f"from {run_dir}\n  open http://{shown}:{bound_port}/  (the explorer: /explore; Ctrl-C to stop)",
+          file=sys.stderr)
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

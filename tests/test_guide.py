@@ -10,7 +10,7 @@ from conftest import REPO
 
 GUIDE = REPO / "docs" / "guide"
 TOPICS = ["bptt", "gates", "lstm-vs-gru", "parameter-counts", "gru-gradients", "variable-length",
-          "optimizers", "dropout", "neural-ngram", "time-gate", "sampling", "minimal-cells"]
+          "optimizers", "dropout", "neural-ngram", "time-gate", "sampling", "minimal-cells", "see-inside"]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 # rnnlab/models/cells.py:95 or rnnlab/numpy/cells.py:205-230 (a path with a directory, then a line)
 LINE_REF = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)+[\w.-]+\.\w+):(\d+)(?:-(\d+))?")
@@ -163,3 +163,12 @@ def test_the_output_comparison_catches_a_changed_number_or_word():
                     [lines[0], "  2   4.535e-01   1.119e-01"]):  # integers are words: exact
         with pytest.raises(AssertionError):
             assert_same_output(changed, lines, 42, (4,))
+
+
+def test_see_inside_names_the_units_its_result_file_names():
+    # The quoted r values are checked by tests/test_quoted_figures.py; the units they belong to
+    # ("layer 2 c[85]") are checked here against benchmarks/results/see_inside.md.
+    page = (GUIDE / "see-inside.md").read_text(encoding="utf-8")
+    results = (REPO / "benchmarks" / "results" / "see_inside.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"layer \d [a-z]+\[\d+\]", page))
+    assert len(named) >= 10 and named <= set(re.findall(r"layer \d [a-z]+\[\d+\]", results)), named

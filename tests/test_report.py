@@ -176,7 +176,7 @@ def test_word_model_gets_embedding_views_and_phased_lstm_its_time_gate(tmp_path,
     text = out.read_text()
     assert "perplexity" in text and "(log scale)" not in text  # a 10-step run does not span a wide range
     assert "**phased-word: embedding map.**" in text and "**phased-word: time gate k(t).**" in text
-    section = text.split("### phased-word: nearest neighbours")[1]
+    section = text.split("### phased-word: nearest neighbours")[1].split("\n### ")[0]  # up to the next table
     rows = [ln.strip("| ").split(" | ") for ln in section.splitlines() if ln.startswith("| ")][1:]  # after the header
     words = {"the", "cat", "dog", "sat", "on", "mat.", "log."}  # every word of the corpus
     assert rows and all(word in words and len(near.split(", ")) == 6 for word, near in rows)
@@ -238,18 +238,20 @@ def test_title_intro_and_table_read_cleanly(experiment, tiny_lm_run, tmp_path):
     from rnnlab.report.build import assemble
 
     # The title names the runs, not the folders they sit in.
-    assert assemble([experiment], samples=False, progress=False).title == "rnnlab report: lstm-a, lstm-b"
-    assert assemble([tiny_lm_run], samples=False, progress=False).title == "rnnlab report: grimm-tiny"
-    assert assemble([tiny_lm_run], title="Mine", samples=False, progress=False).title == "Mine"
+    assert assemble([experiment], samples=False, progress=False, states=False).title == "rnnlab report: lstm-a, lstm-b"
+    assert assemble([tiny_lm_run], samples=False, progress=False, states=False).title == "rnnlab report: grimm-tiny"
+    assert assemble([tiny_lm_run], title="Mine", samples=False, progress=False, states=False).title == "Mine"
     # Many runs: a count and the first names.
     root = tmp_path / "study"
     for i in range(5):
         shutil.copytree(tiny_lm_run, root / f"r{i}")
-    assert assemble([root], samples=False, progress=False).title == "rnnlab report: 5 runs (r0, r1, r2, …)"
+    title = assemble([root], samples=False, progress=False, states=False).title
+    assert title == "rnnlab report: 5 runs (r0, r1, r2, …)"
     # The section intro counts what the section shows, and never "0 ...".
     report = assemble([experiment], samples=False, progress=False)
     (sec,) = report.sections
-    assert sec.intro == f"From `{experiment}`: 2 runs, {len(sec.images)} plots, 1 table."
+    # 1 table from the experiment, 1 per run from the look inside (tests/test_report_inside.py)
+    assert sec.intro == f"From `{experiment}`: 2 runs, {len(sec.images)} plots, 3 tables."
     assert sec.images and not re.search(r"\b0 \w", sec.intro)
     # The training column says what it is: an average since the previous evaluation.
     assert "best train (avg)" in report.summary.header and "average over the steps" in report.summary.caption

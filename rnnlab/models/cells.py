@@ -53,18 +53,35 @@ class RecurrentLayer(nn.Module):
         bias_hh = self.bias_hh if self.bias_hh is not None else torch.zeros_like(self.bias_ih)
         return [self.weight_ih, self.weight_hh, self.bias_ih, bias_hh]
 
-    def step(self, xp: torch.Tensor, state: tuple) -> tuple:
-        """One time step given the input projection xp = W_ih x_t + b_ih."""
+    def step(self, xp: torch.Tensor, state: tuple, record: dict | None = None) -> tuple:
+        """One time step given the input projection xp = W_ih x_t + b_ih. With `record` (a
+        dict), the step also puts its gates there by name ([B, H] each)."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, state: tuple, times: torch.Tensor | None = None):
-        """x: [T, B, I]; state: tuple of [B, H]. Returns ([T, B, H], final state)."""
+    def forward(self, x: torch.Tensor, state: tuple, times: torch.Tensor | None = None,
+                record: dict | None = None):
+        """x: [T, B, I]; state: tuple of [B, H]. Returns ([T, B, H], final state).
+        With `record` (a dict), also fills record[name] = [T, B, H] for every signal of every
+        step: "h", "c" (two-state cells) and the gates (rnnlab/states/record.py reads them)."""
         xp = F.linear(x, self.weight_ih, self.bias_ih)
-        outputs = []
+        outputs, steps = [], []
         for t in range(x.shape[0]):
-            state = self.step(xp[t], state)
-            outputs.append(state[0])
-        return torch.stack(outputs), state
+            gates = None if record is None else {}
+            state = self.step(xp[t], state, gates)
+            outputs.append(state)
+            steps.append(gates)
+        if record is not None:
+            record_steps(record, outputs, steps)
+        return torch.stack([s[0] for s in outputs]), state
+
+
+def record_steps(record: dict, states: list[tuple], gates: list[dict]) -> None:
+    """record["h"] (and record["c"] for (h, c) states) and each gate, stacked over the steps: [T, B, H]."""
+    record["h"] = torch.stack([s[0] for s in states])
+    if len(states[0]) == 2:
+        record["c"] = torch.stack([s[1] for s in states])
+    for name in gates[0]:
+        record[name] = torch.stack([g[name] for g in gates])
 
 
 class RNNLayer(RecurrentLayer):
@@ -78,8 +95,8 @@ class RNNLayer(RecurrentLayer):
         self.nonlinearity = nonlinearity
         self.phi = torch.tanh if nonlinearity == "tanh" else torch.relu
 
-    def step(self, xp, state):
-        return (self.phi(xp + self.recurrent(state[0])),)
+    def step(self, xp, state, record=None):
+        return (self.phi(xp + self.recurrent(state[0])),)  # the gate row "h" is h itself: nothing more to record
 
 
 class LSTMLayer(RecurrentLayer):
@@ -93,11 +110,14 @@ class LSTMLayer(RecurrentLayer):
 
     gates, n_states = 4, 2
 
-    def step(self, xp, state):
+    def step(self, xp, state, record=None):
         h, c = state
-        i, f, g, o = (xp + self.recurrent(h)).chunk(4, dim=1)
-        c = torch.tanh(g) * torch.sigmoid(i) + c * torch.sigmoid(f)
-        return torch.tanh(c) * torch.sigmoid(o), c
+        a_i, a_f, a_g, a_o = (xp + self.recurrent(h)).chunk(4, dim=1)
+        i, f, g, o = torch.sigmoid(a_i), torch.sigmoid(a_f), torch.tanh(a_g), torch.sigmoid(a_o)
+        if record is not None:
+            record.update(i=i, f=f, g=g, o=o)
+        c = g * i + c * f
+        return torch.tanh(c) * o, c
 
 
 class GRULayer(RecurrentLayer):
@@ -121,7 +141,7 @@ class GRULayer(RecurrentLayer):
         super().__init__(input_size, hidden, bias)
         self.gru_z, self.gru_reset = gru_z, gru_reset
 
-    def step(self, xp, state):
+    def step(self, xp, state, record=None):
         h, H = state[0], self.hidden
         xr, xz, xn = xp.chunk(3, dim=1)
         if self.gru_reset == "after":
@@ -135,6 +155,8 @@ class GRULayer(RecurrentLayer):
             r = torch.sigmoid(xr + hr)
             z = torch.sigmoid(xz + hz)
             n = torch.tanh(xn + F.linear(r * h, self.weight_hh[2 * H :], None if b_hh is None else b_hh[2 * H :]))
+        if record is not None:
+            record.update(r=r, z=z, n=n)
         if self.gru_z == "old":
             return (n + z * (h - n),)
         return (h + z * (n - h),)

@@ -28,11 +28,13 @@ from rnnlab.models.stepper import recurrent_weights, sigmoid_of_negated
 class MGULayer(RecurrentLayer):
     gates = 2
 
-    def step(self, xp, state):
+    def step(self, xp, state, record=None):
         h, H, b_hh = state[0], self.hidden, self.bias_hh
         xf, xh = xp.chunk(2, dim=1)
         f = torch.sigmoid(xf + F.linear(h, self.weight_hh[:H], None if b_hh is None else b_hh[:H]))
         h_tilde = torch.tanh(xh + F.linear(f * h, self.weight_hh[H:], None if b_hh is None else b_hh[H:]))
+        if record is not None:
+            record.update(f=f, h_tilde=h_tilde)
         return (h + f * (h_tilde - h),)
 
 

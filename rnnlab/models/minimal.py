@@ -36,6 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from rnnlab.models.cells import record_steps
 from rnnlab.models.stepper import recurrent_weights, sigmoid_of_negated
 
 
@@ -93,14 +94,30 @@ class ParallelLayer(nn.Module):
         """(log a, log b) of h_t = a_t ⊙ h_{t-1} + b_t from the projections k [..., G·H]."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor, state: tuple, times: torch.Tensor | None = None):
-        """x: [T, B, I]; state: (h0,) [B, H]. Returns ([T, B, H], (h_T,)): the parallel scan."""
-        log_a, log_b = self.log_coefficients(F.linear(x, self.weight_ih, self.bias_ih))
+    def forward(self, x: torch.Tensor, state: tuple, times: torch.Tensor | None = None,
+                record: dict | None = None):
+        """x: [T, B, I]; state: (h0,) [B, H]. Returns ([T, B, H], (h_T,)): the parallel scan.
+        With `record` (a dict): the recurrence step by step instead (`step`), filling
+        record[name] = [T, B, H] for "h" and every gate (rnnlab/states/record.py reads them)."""
+        k = F.linear(x, self.weight_ih, self.bias_ih)
+        if record is not None:
+            return self._recorded(k, state, record)
+        log_a, log_b = self.log_coefficients(k)
         h = scan(log_a, log_b, state[0])
         return h, (h[-1],)
 
-    def step(self, xp: torch.Tensor, state: tuple) -> tuple:
-        """One step of the recurrence, given xp = W_ih x_t + b_ih."""
+    def _recorded(self, k: torch.Tensor, state: tuple, record: dict):
+        states, steps = [], []
+        for t in range(k.shape[0]):
+            gates = {}
+            state = self.step(k[t], state, gates)
+            states.append(state)
+            steps.append(gates)
+        record_steps(record, states, steps)
+        return record["h"], state
+
+    def step(self, xp: torch.Tensor, state: tuple, record: dict | None = None) -> tuple:
+        """One step of the recurrence, given xp = W_ih x_t + b_ih; with `record` (a dict), its gates go there."""
         raise NotImplementedError
 
 
@@ -111,9 +128,11 @@ class MinGRULayer(ParallelLayer):
         k_z, k_h = k.chunk(2, dim=-1)
         return -F.softplus(k_z), -F.softplus(-k_z) + log_g(k_h)  # log(1 − z), log z + log h̃
 
-    def step(self, xp, state):
+    def step(self, xp, state, record=None):
         k_z, k_h = xp.chunk(2, dim=1)
         z, h_tilde, h = torch.sigmoid(k_z), g(k_h), state[0]
+        if record is not None:
+            record.update(z=z, h_tilde=h_tilde)
         return ((1 - z) * h + z * h_tilde,)
 
 
@@ -128,9 +147,11 @@ class MinLSTMLayer(ParallelLayer):
         d = F.softplus(-k_f) - F.softplus(-k_i)  # log i − log f
         return -F.softplus(d), -F.softplus(-d) + log_g(k_h)  # log f', log i' + log h̃
 
-    def step(self, xp, state):
+    def step(self, xp, state, record=None):
         k_f, k_i, k_h = xp.chunk(3, dim=1)
         f, i, h_tilde, h = torch.sigmoid(k_f), torch.sigmoid(k_i), g(k_h), state[0]
+        if record is not None:
+            record.update(f=f, i=i, h_tilde=h_tilde)
         return ((f * h + i * h_tilde) / (f + i),)
 
 

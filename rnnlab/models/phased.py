@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rnnlab.models.cells import RecurrentLayer
+from rnnlab.models.cells import RecurrentLayer, record_steps
 
 
 def time_gate(times: torch.Tensor, tau: torch.Tensor, shift: torch.Tensor, r_on: torch.Tensor,
@@ -80,8 +80,11 @@ class PhasedLSTMLayer(RecurrentLayer):
     def gate(self, times: torch.Tensor) -> torch.Tensor:
         return time_gate(times, self.tau, self.shift, self.r_on, self.leak if self.training else 0.0)
 
-    def forward(self, x: torch.Tensor, state: tuple, times: torch.Tensor | None = None):
-        """x: [T, B, I]; state (h, c) of [B, H]; times [T, B] (None: steps 0..T−1)."""
+    def forward(self, x: torch.Tensor, state: tuple, times: torch.Tensor | None = None,
+                record: dict | None = None):
+        """x: [T, B, I]; state (h, c) of [B, H]; times [T, B] (None: steps 0..T−1). With `record`
+        (a dict), also fills record[name] = [T, B, H] for h, c, the gates i, f, g, o and the time
+        gate k (rnnlab/states/record.py reads them)."""
         T, B = x.shape[:2]
         if times is None:
             times = torch.arange(T, dtype=x.dtype, device=x.device)[:, None].expand(T, B)
@@ -93,13 +96,19 @@ class PhasedLSTMLayer(RecurrentLayer):
             xp = xp + self.bias_hh
         w_hh, H = self.weight_hh.t(), self.hidden
         h, c = state
-        outputs = []
+        outputs, states, steps = [], [], []
         for t in range(T):
             a = torch.addmm(xp[t], h, w_hh)
             s = torch.sigmoid(a)  # i, f, o (one kernel; its g block goes unused)
-            c_new = torch.addcmul(c * s[:, H : 2 * H], torch.tanh(a[:, 2 * H : 3 * H]), s[:, :H])
+            g = torch.tanh(a[:, 2 * H : 3 * H])
+            c_new = torch.addcmul(c * s[:, H : 2 * H], g, s[:, :H])
             h_new = torch.tanh(c_new) * s[:, 3 * H :]
             c = torch.lerp(c, c_new, k[t])  # c + k (c̃ − c)
             h = torch.lerp(h, h_new, k[t])
             outputs.append(h)
+            if record is not None:
+                states.append((h, c))
+                steps.append({"i": s[:, :H], "f": s[:, H : 2 * H], "g": g, "o": s[:, 3 * H :], "k": k[t]})
+        if record is not None:
+            record_steps(record, states, steps)
         return torch.stack(outputs), (h, c)

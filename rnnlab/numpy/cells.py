@@ -159,6 +159,12 @@ class _Recurrent:
             grads["bias_hh"] = grads["bias_ih"].copy()
         return da @ params["weight_ih"], grads
 
+    def signals(self, cache: dict) -> dict[str, np.ndarray]:
+        """What the forward pass computed at every step, [T, B, H] each, by the names of the cell
+        table's `signals` (rnnlab/states/record.py records them): the hidden state h_t, and in
+        the cells below c_t and the gates. The RNN's one gate row "h" is h_t itself."""
+        return {"h": cache["h"][1:]}
+
 
 class RNNLayer(_Recurrent):
     """Elman RNN layer (PyTorch ``nn.RNN``).
@@ -301,6 +307,10 @@ class LSTMLayer(_Recurrent):
         cache = {"x": x, "i": i, "f": f, "g": g, "o": o, "c": c, "h": h, "tanh_c": tanh_c}
         return h[1:], (h[T].copy(), c[T].copy()), cache
 
+    def signals(self, cache):
+        """h_t, c_t and the gates i, f, g, o of every step."""
+        return {"h": cache["h"][1:], "c": cache["c"][1:], **{name: cache[name] for name in ("i", "f", "g", "o")}}
+
     def backward(self, params, cache, dout=None, dstate=None):
         x, i, f, g, o = cache["x"], cache["i"], cache["f"], cache["g"], cache["o"]
         c, h, tanh_c = cache["c"], cache["h"], cache["tanh_c"]
@@ -394,6 +404,10 @@ class GRULayer(_Recurrent):
                     h[t + 1] = h[t] + z[t] * (n[t] - h[t])
         cache = {"x": x, "r": r, "z": z, "n": n, "hn": hn, "u": u, "h": h}
         return h[1:], (h[T].copy(),), cache
+
+    def signals(self, cache):
+        """h_t and the gates r, z and the candidate n of every step."""
+        return {"h": cache["h"][1:], "r": cache["r"], "z": cache["z"], "n": cache["n"]}
 
     def backward(self, params, cache, dout=None, dstate=None):
         x, r, z, n, hn, u, h = (cache[k] for k in ("x", "r", "z", "n", "hn", "u", "h"))
@@ -576,6 +590,10 @@ class PhasedLSTMLayer(LSTMLayer):
         cache = {"x": x, "i": i, "f": f, "g": g, "o": o, "c": c, "h": h, "c_tilde": c_tilde,
                  "tanh_c": tanh_c, "h_tilde": h_tilde, "gate": gate}
         return h[1:], (h[T].copy(), c[T].copy()), cache
+
+    def signals(self, cache):
+        """The LSTM's (h_t, c_t, i, f, g, o) and the time gate's openness k of every step."""
+        return {**super().signals(cache), "k": cache["gate"].k}
 
     def backward(self, params, cache, dout=None, dstate=None):
         x, i, f, g, o = cache["x"], cache["i"], cache["f"], cache["g"], cache["o"]

@@ -49,6 +49,10 @@ class MGULayer(_Recurrent):
         cache = {"x": x, "f": f, "u": u, "h_tilde": h_tilde, "h": h}
         return h[1:], (h[T].copy(),), cache
 
+    def signals(self, cache):
+        """h_t, the gate f and the candidate h̃ of every step."""
+        return {"h": cache["h"][1:], "f": cache["f"], "h_tilde": cache["h_tilde"]}
+
     def backward(self, params, cache, dout=None, dstate=None):
         x, f, u, h_tilde, h = (cache[k] for k in ("x", "f", "u", "h_tilde", "h"))
         T, B, _ = x.shape

@@ -104,6 +104,12 @@ class _Parallel(_Recurrent):
     def gate_grads(self, k, dz) -> np.ndarray:
         raise NotImplementedError
 
+    def signals(self, cache):
+        """h_t, the gates and the candidate h̃ of every step (the gates from the cache's projections k)."""
+        H = self.hidden_size
+        gates = {name: sigmoid(cache["k"][..., j * H : (j + 1) * H]) for j, name in enumerate(self.gate_names)}
+        return {"h": cache["h"][1:], **gates, "h_tilde": cache["h_tilde"]}
+
 
 class MinGRULayer(_Parallel):
     """minGRU, rows (z, h):  z = σ(k_z)   h̃ = g(k_h)   h_t = (1 − z) ⊙ h_{t-1} + z ⊙ h̃
@@ -111,6 +117,7 @@ class MinGRULayer(_Parallel):
     Backward: dk_z = dz ⊙ z(1 − z), dk_h = dh̃ ⊙ g'(k_h)."""
 
     gates = 2
+    gate_names = ("z",)  # σ rows, before the candidate's
     name = "mingru"
 
     def gates_of(self, k):
@@ -134,6 +141,7 @@ class MinLSTMLayer(_Parallel):
         dk_i = dd ⊙ (1 − i)   dk_f = −dd ⊙ (1 − f)   dk_h = dh̃ ⊙ g'(k_h)."""
 
     gates = 3
+    gate_names = ("f", "i")
     name = "minlstm"
 
     def _d(self, k):

@@ -5,8 +5,10 @@
 
 The report has a summary table of every run, then one section per group of
 runs (an experiment): convergence plots, whatever plots and tables the
-experiment wrote, and samples from each language model at temperatures
-0.5 / 1.0 / 2.0.
+experiment wrote, samples from each language model at temperatures
+0.5 / 1.0 / 2.0, and a look inside each recurrent language model
+(rnnlab/report/inside.py: the strongest unit per text feature, gate
+saturation, an excerpt shaded by loss; `states=False` leaves it out).
 """
 
 from __future__ import annotations
@@ -170,14 +172,15 @@ def kgate_views(label: str, loaded, names, group: str) -> list[Image]:
                   f"unit {unit} of layer 0 (the median learned period), as trained")]
 
 
-def model_views(run: Run, names, group: str, samples: bool, prompt: str, sample_length: int | None):
-    """What needs the trained weights: samples, embedding views, k(t). (images, tables, samples)"""
+def model_views(run: Run, names, group: str, samples: bool, prompt: str, sample_length: int | None,
+                states: bool = False):
+    """What needs the trained weights: samples, embedding views, k(t), the states. (images, tables, samples, shaded)"""
     from rnnlab.runs import load_run
 
     try:
         loaded = load_run(run.dir)
     except UserError as e:  # one unreadable checkpoint should not sink the whole report
-        return [], [], [Samples(run.label, prompt, [], f"no samples: {e}")] if samples else []
+        return [], [], [Samples(run.label, prompt, [], f"no samples: {e}")] if samples else [], []
     images, tables = [], []
     if loaded[1].level == "word":
         images, tables = embedding_views(run.label, loaded, names, group)
@@ -186,7 +189,13 @@ def model_views(run: Run, names, group: str, samples: bool, prompt: str, sample_
             images += kgate_views(run.label, loaded, names, group)
         except UserError:  # learned parameters outside the plot's range
             pass
-    return images, tables, [run_samples(run.label, loaded, prompt, sample_length)] if samples else []
+    shaded = []
+    if states:
+        from rnnlab.report.inside import inside_views
+
+        more_images, more_tables, shaded = inside_views(run.label, loaded, names, group)
+        images, tables = images + more_images, tables + more_tables
+    return images, tables, [run_samples(run.label, loaded, prompt, sample_length)] if samples else [], shaded
 
 
 # ------------------------------------------------------------------ sections
@@ -206,7 +215,7 @@ class _Names:
 
 
 def section(exp: Experiment, names: _Names, samples: bool, prompt: str, sample_length: int | None, bar,
-            runs_table: bool = True) -> Section:
+            runs_table: bool = True, states: bool = True) -> Section:
     sec = Section(exp.name, slug(exp.name))
     if exp.runs and runs_table:
         sec.runs = Table("Runs", SUMMARY_HEADER[1:], [run_row(r, exp.name)[1:] for r in exp.runs], SUMMARY_CAPTION)
@@ -242,10 +251,12 @@ def section(exp: Experiment, names: _Names, samples: bool, prompt: str, sample_l
         sec.notes.append((path.name, path.read_text(encoding="utf-8", errors="replace")))
     for run in exp.runs:
         if run.has_checkpoint():
-            images, tables, texts = model_views(run, names, exp.name, samples, prompt, sample_length)
+            bar.set_postfix_str(run.label)  # sampling and recording a large model take seconds
+            images, tables, texts, shaded = model_views(run, names, exp.name, samples, prompt, sample_length, states)
             sec.images += images
             sec.tables += tables
             sec.samples += texts
+            sec.shaded += shaded
         bar.update(1)
     counts = [plural(n, noun) for n, noun in ((len(exp.runs), "run"), (len(sec.images), "plot"), (len(sec.tables), "table"))
               if n]  # only what the section shows: no "0 plots" above a Plots heading
@@ -264,14 +275,15 @@ def default_title(experiments: list[Experiment]) -> str:
 
 
 def assemble(paths: list[Path], title: str | None = None, samples: bool = True, prompt: str = "",
-             sample_length: int | None = None, progress: bool = True, command: str = "") -> Report:
+             sample_length: int | None = None, progress: bool = True, command: str = "", states: bool = True) -> Report:
     experiments = find_experiments(paths)
     names = _Names()
     rows = [run_row(run, exp.name) for exp in experiments for run in exp.runs]
     total = sum(len(e.runs) for e in experiments)
     with tqdm(total=total, desc="reading models", unit="run", disable=not progress or not total, file=sys.stderr) as bar:
         # With one group, its table of runs would repeat the summary table.
-        sections = [section(e, names, samples, prompt, sample_length, bar, len(experiments) > 1) for e in experiments]
+        sections = [section(e, names, samples, prompt, sample_length, bar, len(experiments) > 1, states)
+                    for e in experiments]
     return Report(title or default_title(experiments), time.strftime("%Y-%m-%d %H:%M"), [str(p) for p in paths],
                   Table("Summary", SUMMARY_HEADER, rows, SUMMARY_CAPTION), sections, command)
 

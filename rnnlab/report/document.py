@@ -31,6 +31,15 @@ class Samples:
 
 
 @dataclass
+class Shaded:
+    """A text with each piece shaded by a number of bits (a token's loss; None: not shaded), or,
+    with no pieces, a one-line note in the caption (rnnlab/report/inside.py)."""
+    title: str
+    pieces: list[tuple[str, float | None]]  # (text, bits)
+    caption: str = ""
+
+
+@dataclass
 class Section:
     name: str
     anchor: str
@@ -40,6 +49,7 @@ class Section:
     tables: list[Table] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)  # (file name, markdown text)
     samples: list[Samples] = field(default_factory=list)
+    shaded: list[Shaded] = field(default_factory=list)
 
 
 @dataclass

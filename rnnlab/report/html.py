@@ -8,7 +8,7 @@ import base64
 import re
 from html import escape
 
-from rnnlab.report.document import Image, Report, Samples, Section, Table
+from rnnlab.report.document import Image, Report, Samples, Section, Shaded, Table
 
 CSS = """
 body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0; background: #fafafa; }
@@ -72,6 +72,18 @@ def samples(s: Samples) -> str:
             f"<tbody>\n{rows}</tbody></table>\n")
 
 
+def shaded(s: Shaded) -> str:
+    """The text with each piece's background as dark as its bits (8 bits or more: the darkest)."""
+    shading = " Each token is shaded by its loss: darker, more bits (hover for the figure)." if s.pieces else ""
+    head = f"<h3>{escape(s.title)}</h3><div class=\"caption\">{inline(s.caption)}{shading}</div>\n"
+    if not s.pieces:
+        return head
+    spans = "".join(escape(text) if bits is None else
+                    f'<span title="{bits:.2f} bits" style="background: rgba(220, 60, 40, {min(bits / 8, 1):.2f})">'
+                    f"{escape(text)}</span>" for text, bits in s.pieces)
+    return head + f"<pre>{spans}</pre>\n"
+
+
 def section(sec: Section) -> str:
     parts = [f'<section id="{sec.anchor}"><h2>{escape(sec.name)}</h2>', f'<p class="meta">{inline(sec.intro)}</p>']
     if sec.runs:
@@ -83,6 +95,7 @@ def section(sec: Section) -> str:
     for name, text in sec.notes:
         parts.append(f"<details><summary>Notes: {escape(name)}</summary><pre>{escape(text)}</pre></details>")
     parts += [samples(s) for s in sec.samples]
+    parts += [shaded(s) for s in sec.shaded]
     parts.append("</section>")
     return "\n".join(parts)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rnnlab.report.document import Report, Samples, Section, Table
+from rnnlab.report.document import Report, Samples, Section, Shaded, Table
 
 IMAGE_LINK = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 
@@ -44,6 +44,14 @@ def samples(s: Samples) -> str:
     return "\n".join(lines)
 
 
+def shaded(s: Shaded) -> str:
+    """Markdown has no colours: the text as it is, under its caption (which names the most surprising tokens)."""
+    lines = [f"### {s.title}", "", s.caption, ""]
+    if s.pieces:
+        lines += [fence("".join(text for text, _ in s.pieces)), ""]
+    return "\n".join(lines)
+
+
 def section(sec: Section) -> str:
     parts = [f"## {sec.name}", "", sec.intro, ""]
     if sec.runs:
@@ -57,6 +65,7 @@ def section(sec: Section) -> str:
         text = IMAGE_LINK.sub("", text).strip()
         parts += [f"<details><summary>Notes: {name}</summary>", "", text, "", "</details>", ""]
     parts += [samples(s) for s in sec.samples]
+    parts += [shaded(s) for s in sec.shaded]
     return "\n".join(parts)
 
 
