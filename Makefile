@@ -32,12 +32,12 @@ demo: install
 	$(BIN)/rnnlab generate runs/demo --prompt "The sleeping beauty is" --length 200 --temperature 0.5 --seed 0
 
 test: install
-	$(BIN)/ruff check rnnlab tests benchmarks docs
+	$(BIN)/ruff check rnnlab tests benchmarks docs notebooks
 	$(BIN)/python -m pytest -q -m "not slow"
 	$(AVX2) $(BIN)/python -m pytest -q -m "not slow"
 
 test-all: install
-	$(BIN)/ruff check rnnlab tests benchmarks docs
+	$(BIN)/ruff check rnnlab tests benchmarks docs notebooks
 	$(BIN)/python -m pytest -q
 
 clean:

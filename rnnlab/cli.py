@@ -89,10 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=at.finite, default=None)
     p.add_argument("--length", type=at.length, nargs="+", default=None, help="tokens to generate (one or more lengths)")
     p.add_argument("--num", type=at.positive, default=1, help="samples per setting (at most 1,000)")
-    p.add_argument("--stop", default="", metavar="TEXT",
-                   help='end each sample where TEXT appears (not printed; at most 1,000 characters); "\\n" is a newline, '
-                        'so "\\n\\n" ends it at a paragraph break (Grimm\'s lines are hard-wrapped: "\\n" would end '
-                        'mid-sentence)')
+    p.add_argument(
+        "--stop",
+        default="",
+        metavar="TEXT",
+        help='end each sample where TEXT appears (not printed; at most 1,000 characters); "\\n" is a newline, '
+        'so "\\n\\n" ends it at a paragraph break (Grimm\'s lines are hard-wrapped: "\\n" would end '
+        "mid-sentence)",
+    )
     p.add_argument("--seed", type=at.seed, default=None)
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--json", action="store_true")
@@ -157,7 +161,9 @@ def _add_data_parsers(sub) -> None:
     p = sub.add_parser("data", help="dataset recipes: list them, or download and prepare one")
     kinds = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     kinds.add_parser("list", help="known datasets and whether they are in the cache")
-    f = kinds.add_parser("fetch", help="download (once), check and prepare a dataset; prints the path to use as data.path")
+    f = kinds.add_parser(
+        "fetch", help="download (once), check and prepare a dataset; prints the path to use as data.path"
+    )
     f.add_argument("name", help="dataset name (see 'rnnlab data list')")
     f.add_argument("--cache-dir", help="cache directory (default $RNNLAB_DATA or ~/.cache/rnnlab)")
     g = kinds.add_parser("ngrams", help="the most frequent n-grams of a corpus's training split, and their histogram")
@@ -176,7 +182,9 @@ def _add_data_parsers(sub) -> None:
     n = what.add_parser("neighbors", help="the words whose embeddings are closest (cosine) to each WORD")
     n.add_argument("words", nargs="+", metavar="WORD")
     n.add_argument("-k", type=at.positive, default=5, help="neighbours per word (default 5)")
-    n.add_argument("--top", type=at.count, default=10000, help="search among the TOP most frequent words (0: all; default 10000)")
+    n.add_argument(
+        "--top", type=at.count, default=10000, help="search among the TOP most frequent words (0: all; default 10000)"
+    )
     e = what.add_parser("embeddings", help="2-D map (PCA or t-SNE) of the most frequent words' embeddings")
     e.add_argument("--top", type=at.positive, default=500, help="words to plot (default 500)")
     e.add_argument("--method", choices=["pca", "tsne", "raw"], default="pca",
@@ -188,16 +196,20 @@ def _add_states_parsers(what) -> None:
     """`rnnlab inspect RUN units|saturation|surprise`: a recording of the run's states over a text (rnnlab/states)."""
     from rnnlab.bounds import MAX_RECORD
 
-    helps = {"units": "each unit's correlation with features of the text (quotes, brackets, line position, capitals, "
-                      "...): the strongest units per feature, and a JSON table of all",
-             "saturation": "how often each gate unit is below 0.1 or above 0.9 (Karpathy et al. 2016): a plot and a JSON",
-             "surprise": "the loss of every token of a text (nats, bits) and the model's top predictions: a JSON, "
-                         "the text coloured by surprise, optionally an HTML page"}
+    helps = {
+        "units": "each unit's correlation with features of the text (quotes, brackets, line position, capitals, "
+        "...): the strongest units per feature, and a JSON table of all",
+        "saturation": "how often each gate unit is below 0.1 or above 0.9 (Karpathy et al. 2016): a plot and a JSON",
+        "surprise": "the loss of every token of a text (nats, bits) and the model's top predictions: a JSON, "
+        "the text coloured by surprise, optionally an HTML page",
+    }
     defaults = {"units": 5000, "saturation": 5000, "surprise": 1000}
     for name, text in helps.items():
         q = what.add_parser(name, help=text, description=text + ". The states come from the cell's explicit "
                             "equations with the run's weights (rnnlab/states/record.py).")
-        q.add_argument("--text", metavar="FILE", help="a UTF-8 text file (default: the start of the run's validation split)")
+        q.add_argument(
+            "--text", metavar="FILE", help="a UTF-8 text file (default: the start of the run's validation split)"
+        )
         q.add_argument("--length", type=at.integer(2, MAX_RECORD), default=defaults[name], metavar="N",
                        help=f"record the first N tokens of the text (default {defaults[name]}, at most {MAX_RECORD:,}; "
                             "word models: whole lines)")
@@ -212,7 +224,9 @@ def _add_states_parsers(what) -> None:
             q.add_argument("--out", help="JSON file (default RUN_DIR/inspect/units.json)")
         elif name == "saturation":
             q.add_argument("--out", help="PNG file (default RUN_DIR/inspect/saturation.png)")
-            q.add_argument("--json", metavar="FILE", help="JSON file of the fractions (default RUN_DIR/inspect/saturation.json)")
+            q.add_argument(
+                "--json", metavar="FILE", help="JSON file of the fractions (default RUN_DIR/inspect/saturation.json)"
+            )
         else:
             q.add_argument("--top-k", type=at.integer(1, 100), default=5, metavar="K",
                            help="the model's top predictions kept per token (default 5)")
@@ -242,8 +256,12 @@ def _add_numpy_parsers(sub) -> None:
     p.add_argument("--bias", choices=["single", "double"], default="single",
                    help="single: one bias per gate (the textbook count); double: PyTorch's b_ih and b_hh")
     p = sub.add_parser("gradflow", help="the vanishing-gradient picture: ||dL_T/dh_t|| against T - t")
-    p.add_argument("--cells", type=at.cells, default="rnn_tanh,lstm,gru",
-                   help="comma list of cells of the cell table: rnn (= rnn_tanh), rnn_relu, lstm, gru (default rnn_tanh,lstm,gru)")
+    p.add_argument(
+        "--cells",
+        type=at.cells,
+        default="rnn_tanh,lstm,gru",
+        help="comma list of cells of the cell table: rnn (= rnn_tanh), rnn_relu, lstm, gru (default rnn_tanh,lstm,gru)",
+    )
     p.add_argument("--hidden", type=at.positive, default=64)
     p.add_argument("--steps", type=at.positive, default=50, metavar="T")
     p.add_argument("--seed", type=at.seed, default=0)
@@ -252,7 +270,8 @@ def _add_numpy_parsers(sub) -> None:
 
 
 def _add_experiment_parsers(sub) -> None:
-    """`rnnlab experiment NAME`, one per entry of the registry (rnnlab/experiments/__init__.py), and `rnnlab plot kgate`."""
+    """`rnnlab experiment NAME`, one per entry of the registry (rnnlab/experiments/__init__.py),
+    and `rnnlab plot kgate`."""
     from rnnlab.experiments import EXPERIMENTS, experiment
 
     p = sub.add_parser("experiment", help="experiments: " + ", ".join(EXPERIMENTS))
@@ -266,7 +285,9 @@ def _add_experiment_parsers(sub) -> None:
     k.add_argument("--tau", type=at.positive_number, default=5.0, help="period (default 5)")
     k.add_argument("--r-on", type=at.number(0.0, 1.0, low_open=True), default=0.2, help="open ratio (default 0.2)")
     k.add_argument("--s", "--shift", dest="shift", type=at.finite, default=1.0, help="phase shift (default 1)")
-    k.add_argument("--alpha", type=at.nonnegative_number, default=0.0, help="leak while closed (1e-3 in training; default 0)")
+    k.add_argument(
+        "--alpha", type=at.nonnegative_number, default=0.0, help="leak while closed (1e-3 in training; default 0)"
+    )
     k.add_argument("--periods", type=at.positive_number, default=3.0, help="periods to draw (default 3)")
     k.add_argument("--out", default=f"{FIGURES}/kgate.png", help=f"PNG file (default {FIGURES}/kgate.png)")
     c = kinds.add_parser("cell", help="a diagram of one cell's step, with the cell's equations")
@@ -319,7 +340,10 @@ def cmd_train(args) -> int:
                 print(f"{split}: loss {m['loss']:.4f}  perplexity {m['perplexity']:.2f}  {unit} {m['bpc']:.4f}  "
                       f"accuracy {m['accuracy']:.4f}  ({m['tokens']} tokens)")
     unit = "sequences" if summary.get("task") else "tokens"
-    print(f"{summary['steps']} steps in {summary['wall_seconds']:.0f} s ({summary['tokens_per_s']:.0f} {unit}/s); run: {run_dir}")
+    print(
+        f"{summary['steps']} steps in {summary['wall_seconds']:.0f} s ({summary['tokens_per_s']:.0f} {unit}/s); "
+        f"run: {run_dir}"
+    )
     return 0
 
 
@@ -347,8 +371,11 @@ def cmd_eval(args) -> int:
         print(json.dumps(result))
     else:
         unit = "bits/char" if vocab.level == "char" else "bits/word"
-        print(f"{args.split}: loss {m['loss']:.4f}  perplexity {m['perplexity']:.2f}  {unit} {m['bpc']:.4f}  "
-              f"accuracy {m['accuracy']:.4f}  ({m['tokens']} tokens, checkpoint '{args.checkpoint}' at step {meta['step']})")
+        print(
+            f"{args.split}: loss {m['loss']:.4f}  perplexity {m['perplexity']:.2f}  {unit} {m['bpc']:.4f}  "
+            f"accuracy {m['accuracy']:.4f}  "
+            f"({m['tokens']} tokens, checkpoint '{args.checkpoint}' at step {meta['step']})"
+        )
     return 0
 
 

@@ -135,7 +135,14 @@ def test_lstm_gates_equal_the_equations_from_the_weights(l):
     c_prev = np.vstack([np.zeros(6), r["c"][:-1]])
     a_i, a_f, a_g, a_o = np.split(x @ W_ih.T + h_prev @ W_hh.T + b, 4, axis=1)
     i, f, g, o = sigmoid(a_i), sigmoid(a_f), np.tanh(a_g), sigmoid(a_o)
-    for name, value in {"i": i, "f": f, "g": g, "o": o, "c": f * c_prev + i * g, "h": o * np.tanh(f * c_prev + i * g)}.items():
+    for name, value in {
+        "i": i,
+        "f": f,
+        "g": g,
+        "o": o,
+        "c": f * c_prev + i * g,
+        "h": o * np.tanh(f * c_prev + i * g),
+    }.items():
         np.testing.assert_allclose(r[name], value, **TOL, err_msg=name)
 
 

@@ -30,5 +30,11 @@ def build_model(cfg: ModelConfig, vocab_size: int, task: TaskConfig | None = Non
     return LanguageModel(vocab_size, cfg)
 
 
-__all__ = ["LanguageModel", "NeuralNgramModel", "NumpyBackedLanguageModel", "NumpyBackedNgramModel", "SequenceClassifier",
-           "build_model"]
+__all__ = [
+    "LanguageModel",
+    "NeuralNgramModel",
+    "NumpyBackedLanguageModel",
+    "NumpyBackedNgramModel",
+    "SequenceClassifier",
+    "build_model",
+]

@@ -77,7 +77,9 @@ class NeuralNgramModel(nn.Module):
     def init_state(self, batch_size: int) -> tuple[torch.Tensor]:
         """The context before a stream starts: c `<eos>` tokens per stream."""
         start = min(START, self.vocab_size - 1)
-        return (torch.full((1, batch_size, self.context), start, dtype=torch.long, device=self.embedding.weight.device),)
+        return (
+            torch.full((1, batch_size, self.context), start, dtype=torch.long, device=self.embedding.weight.device),
+        )
 
     def contexts(self, x: torch.Tensor, state=None) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
         """x [T, B] → the c words ending at each x_t [T, B, c] (oldest first), and the new state."""

@@ -104,8 +104,10 @@ def fit_output_to_corpus(m: ModelConfig, corpus) -> None:
 class AdaptiveSoftmax(nn.AdaptiveLogSoftmaxWithLoss):
     def __init__(self, hidden: int, vocab_size: int, cutoffs: list[int], div_value: float = 4.0):
         if cutoffs[-1] >= vocab_size:
-            raise UserError(f"model.cutoffs={','.join(map(str, cutoffs))} needs a vocabulary larger than "
-                            f"{cutoffs[-1]} tokens; this one has {vocab_size} (lower the cutoffs or use model.softmax=full)")
+            raise UserError(
+                f"model.cutoffs={','.join(map(str, cutoffs))} needs a vocabulary larger than "
+                f"{cutoffs[-1]} tokens; this one has {vocab_size} (lower the cutoffs or use model.softmax=full)"
+            )
         super().__init__(hidden, vocab_size, cutoffs, div_value=div_value, head_bias=True)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:

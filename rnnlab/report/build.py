@@ -107,11 +107,19 @@ def run_row(run: Run, experiment: str) -> list[str]:
     epochs = run.summary.get("epochs", last.get("epoch"))
     steps = run.summary.get("steps", last.get("step"))
     label = run.label if run.summary else f"{run.label} (unfinished)"
-    return [experiment, label, f"{run.config.name} ({run.level})", *m.kind_and_size(),
-            fmt_count(_parameters(run)), "–" if epochs is None else f"{epochs:.2f}", "–" if steps is None else fmt_int(steps),
-            fmt_seconds(run.summary.get("wall_seconds", last.get("elapsed"))), run.score_name,
-            *(fmt_score(run.best(split), run.level) for split in ("train", "valid", "test")),
-            "–" if run.best("valid", "accuracy") is None else f"{100 * run.best('valid', 'accuracy'):.1f}%"]
+    return [
+        experiment,
+        label,
+        f"{run.config.name} ({run.level})",
+        *m.kind_and_size(),
+        fmt_count(_parameters(run)),
+        "–" if epochs is None else f"{epochs:.2f}",
+        "–" if steps is None else fmt_int(steps),
+        fmt_seconds(run.summary.get("wall_seconds", last.get("elapsed"))),
+        run.score_name,
+        *(fmt_score(run.best(split), run.level) for split in ("train", "valid", "test")),
+        "–" if run.best("valid", "accuracy") is None else f"{100 * run.best('valid', 'accuracy'):.1f}%",
+    ]
 
 
 def run_samples(label: str, loaded, prompt: str = "", length: int | None = None, temperatures=TEMPERATURES,
@@ -124,14 +132,18 @@ def run_samples(label: str, loaded, prompt: str = "", length: int | None = None,
     model, vocab, cfg, meta = loaded
     length = length or SAMPLE_LENGTH[vocab.level]
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one-token steps: extra threads only add synchronisation (17x slower on a busy 2-core box)
+    torch.set_num_threads(
+        1
+    )  # one-token steps: extra threads only add synchronisation (17x slower on a busy 2-core box)
     try:
         rows = [(t, generate(model, vocab, prompt, length, temperature=t, seed=seed)[0]) for t in temperatures]
     finally:
         torch.set_num_threads(threads)
     unit = "characters" if vocab.level == "char" else "words at most"
-    caption = (f"checkpoint at step {fmt_int(meta['step'])}, {length} {unit}, the same seed ({seed}) at every temperature"
-               + (f", prompt {prompt!r}" if prompt else ""))
+    caption = (
+        f"checkpoint at step {fmt_int(meta['step'])}, {length} {unit}, the same seed ({seed}) at every temperature"
+        + (f", prompt {prompt!r}" if prompt else "")
+    )
     shown = prompt + " " if prompt and vocab.level == "word" else prompt  # word samples start without a space
     return Samples(label, shown, rows, caption)
 
@@ -148,12 +160,18 @@ def embedding_views(label: str, loaded, names, group: str) -> tuple[list[Image],
     with tempfile.TemporaryDirectory() as tmp:
         png = plot_embeddings(matrix, vocab.itos, top=150, path=Path(tmp) / "map.png",
                               title=f"{label}: 150 most frequent words, PCA of the input embedding").read_bytes()
-    image = Image(f"{label}: embedding map", png, names(group, label, "embeddings"),
-                  "The input embeddings of the 150 most frequent words projected on their first two principal components.")
+    image = Image(
+        f"{label}: embedding map",
+        png,
+        names(group, label, "embeddings"),
+        "The input embeddings of the 150 most frequent words projected on their first two principal components.",
+    )
     probes = [w for w in PROBE_WORDS if w in vocab.stoi]
     ordinary = [t for t in vocab.itos if t.isalpha() and t not in probes]  # by frequency, specials excluded
     probes += (ordinary[10:40] + ordinary[:10])[: max(0, 8 - len(probes))]  # past the commonest function words first
-    rows = [[w, ", ".join(f"{n} ({c:.2f})" for n, c in nearest_neighbors(matrix, vocab.itos, w, k=6))] for w in probes[:8]]
+    rows = [
+        [w, ", ".join(f"{n} ({c:.2f})" for n, c in nearest_neighbors(matrix, vocab.itos, w, k=6))] for w in probes[:8]
+    ]
     table = Table(f"{label}: nearest neighbours", ["word", "nearest words by cosine similarity of the input embedding"],
                   rows, "among the 10,000 most frequent words")
     return [image], [table]
@@ -258,8 +276,11 @@ def section(exp: Experiment, names: _Names, samples: bool, prompt: str, sample_l
             sec.samples += texts
             sec.shaded += shaded
         bar.update(1)
-    counts = [plural(n, noun) for n, noun in ((len(exp.runs), "run"), (len(sec.images), "plot"), (len(sec.tables), "table"))
-              if n]  # only what the section shows: no "0 plots" above a Plots heading
+    counts = [
+        plural(n, noun)
+        for n, noun in ((len(exp.runs), "run"), (len(sec.images), "plot"), (len(sec.tables), "table"))
+        if n
+    ]  # only what the section shows: no "0 plots" above a Plots heading
     sec.intro = f"From `{exp.dir}`: " + (", ".join(counts) or "nothing to show") + "."
     return sec
 
@@ -280,7 +301,9 @@ def assemble(paths: list[Path], title: str | None = None, samples: bool = True, 
     names = _Names()
     rows = [run_row(run, exp.name) for exp in experiments for run in exp.runs]
     total = sum(len(e.runs) for e in experiments)
-    with tqdm(total=total, desc="reading models", unit="run", disable=not progress or not total, file=sys.stderr) as bar:
+    with tqdm(
+        total=total, desc="reading models", unit="run", disable=not progress or not total, file=sys.stderr
+    ) as bar:
         # With one group, its table of runs would repeat the summary table.
         sections = [section(e, names, samples, prompt, sample_length, bar, len(experiments) > 1, states)
                     for e in experiments]

@@ -11,7 +11,8 @@ from html import escape
 from rnnlab.report.document import Image, Report, Samples, Section, Shaded, Table
 
 CSS = """
-body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0; background: #fafafa; }
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #222; margin: 0;
+       background: #fafafa; }
 main { max-width: 1180px; margin: 0 auto; padding: 1.5rem 2rem 4rem; background: #fff; }
 h1 { font-size: 1.7rem; margin-bottom: .2rem; }
 h2 { font-size: 1.35rem; margin-top: 2.5rem; border-bottom: 2px solid #e5e5e5; padding-bottom: .25rem; }
@@ -26,7 +27,8 @@ td.short { white-space: nowrap; }
 tr:hover td { background: #f8fbff; }
 figure { margin: 1rem 0 1.5rem; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
-pre { background: #f6f6f6; padding: .6rem .8rem; white-space: pre-wrap; word-break: break-word; margin: 0; font-size: .85rem; }
+pre { background: #f6f6f6; padding: .6rem .8rem; white-space: pre-wrap; word-break: break-word; margin: 0;
+      font-size: .85rem; }
 code { background: #f3f3f3; padding: 0 .2rem; border-radius: 3px; }
 td.temp { white-space: nowrap; font-weight: 600; }
 .prompt { color: #888; }
@@ -63,8 +65,11 @@ def image(img: Image) -> str:
 
 
 def samples(s: Samples) -> str:
-    rows = "".join(f'<tr><td class="temp">T = {t:g}</td><td><pre><span class="prompt">{escape(s.prompt)}</span>{escape(text)}</pre></td></tr>\n'
-                   for t, text in s.rows)
+    rows = "".join(
+        f'<tr><td class="temp">T = {t:g}</td>'
+        f'<td><pre><span class="prompt">{escape(s.prompt)}</span>{escape(text)}</pre></td></tr>\n'
+        for t, text in s.rows
+    )
     head = f"<h3>Samples: {escape(s.run)}</h3><div class=\"caption\">{inline(s.caption)}</div>\n"
     if not s.rows:
         return head

@@ -141,7 +141,9 @@ def _model_outputs(model, x, vocab, top_k: int, tick: Callable[[int], None]):
         h, state = model.features(xs, state, positions(start, xs))
         logp = torch.log_softmax(model.decoder.logits(h)[:, 0].double(), dim=-1)  # [t, V]
         following = x[start + 1 : end + 1, 0]  # token t+1 for every t of the piece that has one
-        loss[start + 1 : start + 1 + len(following)] = -logp[: len(following)].gather(1, following[:, None])[:, 0].numpy()
+        loss[start + 1 : start + 1 + len(following)] = (
+            -logp[: len(following)].gather(1, following[:, None])[:, 0].numpy()
+        )
         if k:
             p, ids = logp.exp().topk(k, dim=-1)
             top.extend([(vocab.itos[int(j)], float(q)) for j, q in zip(row_ids, row_p)]
@@ -243,7 +245,9 @@ def load_recordable(run_dir, checkpoint: str = "best"):
         raise UserError(f"checkpoint must be 'best' or 'last', got {checkpoint!r}")
     cfg = read_config(Path(run_dir))
     if cfg.model.arch != "rnn":
-        what = "a neural n-gram model" if cfg.model.arch == "nplm" else f"a {cfg.task.kind or cfg.model.arch} classifier"
+        what = (
+            "a neural n-gram model" if cfg.model.arch == "nplm" else f"a {cfg.task.kind or cfg.model.arch} classifier"
+        )
         raise UserError(f"{run_dir} is {what} (model.arch={cfg.model.arch}): only a recurrent language model's states "
                         "are recorded")
     return load_run(Path(run_dir), checkpoint, "cpu", backend="torch")
