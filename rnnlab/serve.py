@@ -308,6 +308,21 @@ async def _json_body(request: Request):
         return _error(f"the request body is not valid JSON: {e}")
 
 
+def _page_routes(path: str, name: str) -> list[Route]:
+    """A page and its script (rnnlab/static/NAME.html, NAME.js at /NAME.js), under the pages' CSP."""
+    static = resources.files("rnnlab.static")
+    page = (static / f"{name}.html").read_text(encoding="utf-8")
+    script = (static / f"{name}.js").read_text(encoding="utf-8")
+
+    async def html(request: Request) -> HTMLResponse:
+        return HTMLResponse(page, headers=PAGE_HEADERS)
+
+    async def code(request: Request) -> Response:
+        return Response(script, media_type="text/javascript", headers=PAGE_HEADERS)
+
+    return [Route(path, html), Route(f"/{name}.js", code)]
+
+
 def _explorer_routes(playground: Playground, max_workers: int) -> list[Route]:
     """The explorer's page, script and API (rnnlab/explore.py), on the playground's loaded model."""
     from starlette.concurrency import run_in_threadpool
@@ -315,15 +330,6 @@ def _explorer_routes(playground: Playground, max_workers: int) -> list[Route]:
     from rnnlab import explore
 
     explorer = explore.Explorer(playground.model, playground.vocab, playground.cfg, max_workers)
-    static = resources.files("rnnlab.static")
-    page = (static / "explore.html").read_text(encoding="utf-8")
-    script = (static / "explore.js").read_text(encoding="utf-8")
-
-    async def explore_page(request: Request) -> HTMLResponse:
-        return HTMLResponse(page, headers=PAGE_HEADERS)
-
-    async def explore_code(request: Request) -> Response:
-        return Response(script, media_type="text/javascript", headers=PAGE_HEADERS)
 
     def answering(work):
         async def endpoint(request: Request) -> Response:
@@ -338,7 +344,7 @@ def _explorer_routes(playground: Playground, max_workers: int) -> list[Route]:
                             headers={"Cache-Control": "no-store"})
         return endpoint
 
-    return [Route("/explore", explore_page), Route("/explore.js", explore_code),
+    return [*_page_routes("/explore", "explore"),
             Route("/api/record", answering(explorer.record), methods=["POST"]),
             Route("/api/units", answering(explorer.units), methods=["POST"])]
 
@@ -368,16 +374,6 @@ def create_app(run_dir: Path, checkpoint: str = "best", device: str = "cpu", max
     """The playground app. `allowed_hosts`: accepted Host headers (None: any), which
     stops DNS-rebinding pages from reaching a server bound to localhost."""
     playground = Playground(run_dir, checkpoint, device, max_workers)
-    static = resources.files("rnnlab.static")
-    page = (static / "playground.html").read_text(encoding="utf-8")
-    script = (static / "playground.js").read_text(encoding="utf-8")
-
-    async def index(request: Request) -> HTMLResponse:
-        return HTMLResponse(page, headers=PAGE_HEADERS)
-
-    async def code(request: Request) -> Response:
-        return Response(script, media_type="text/javascript", headers=PAGE_HEADERS)
-
     info_body: list[bytes] = []  # serialised at the first request, then reused: the model does not change
 
     async def info(request: Request) -> Response:
@@ -396,7 +392,7 @@ def create_app(run_dir: Path, checkpoint: str = "best", device: str = "cpu", max
         return StreamingResponse(playground.stream(params, warnings), media_type="application/x-ndjson",
                                  headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
-    routes = [Route("/", index), Route("/playground.js", code), Route("/api/info", info),
+    routes = [*_page_routes("/", "playground"), Route("/api/info", info),
               Route("/api/generate", sample, methods=["POST"]), *_explorer_routes(playground, max_workers)]
     middleware = [Middleware(NoSniff)]  # outermost: on every response, the Host check's refusals included
     if allowed_hosts:
