@@ -170,9 +170,10 @@ def render_brown_long(run_dir: Path, results: Path) -> None:
           data["command"], "python benchmarks/course_runs.py --render --work RUNS", "```", "",
           f"{s['steps']:,} steps ({s['epochs']:.1f} epochs) in {s['wall_seconds'] / 60:.1f} minutes of training "
           f"on one thread of {data['machine']['cpu']}, beside other work on the machine; the run {done}.",
-          "", f"Best validation perplexity **{valid[best]['perplexity']:.1f}** at epoch {best:g}, test perplexity "
+          "", f"Best validation perplexity **{valid[best]['perplexity']:.1f}** at epoch {best:.4g}, test perplexity "
           f"there **{test[best]['perplexity']:.1f}**. In the 6-epoch study (brown_lm_study.md, Zaremba decay) the "
-          f"same model reached {six.get('best_test_ppl', float('nan')):.1f}, and the LSTM with dropout 0.3 and SGD "
+          f"same model reached a test perplexity of {six.get('best_test_ppl', float('nan')):.1f} at its "
+          "best-validation checkpoint, and the LSTM with dropout 0.3 and SGD "
           f"{study.get('lstm-dropout', {}).get('best_test_ppl', float('nan')):.1f}.", "",
           "Learning rate: Adam 1e-3, halved after every epoch whose validation loss did not improve "
           "(train.schedule=plateau).", "", markdown_table(rows, ["epoch", "valid_ppl", "test_ppl", "lr"]), ""]

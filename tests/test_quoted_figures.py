@@ -151,7 +151,7 @@ def test_every_side_by_side_row_has_both_figures_and_a_verdict():
 
 def test_side_by_side_figures_are_the_course_reports_and_the_result_files():
     page = REPO / "docs" / "guide" / "reproductions.md"
-    for where, course, ours, _ in side_by_side_rows():
+    for where, course, ours, verdict in side_by_side_rows():
         values = numbers(sources(page, ours))
         quoted = figures(ours)
         verified = [float(q) for q in quoted if from_file(q, values)]
@@ -163,6 +163,12 @@ def test_side_by_side_figures_are_the_course_reports_and_the_result_files():
         values = numbers([report])
         bad = [q for q in figures(course) if not from_file(q, values)]
         assert not bad, f"{where}: course figures not in {report.name}: {bad}"
+        # the verdict's figures: from the result files of the row (its own links and rnnlab's column's) or the report
+        values = numbers([*sources(page, ours), *sources(page, verdict), report])
+        quoted = figures(verdict)
+        verified = [float(q) for q in quoted if from_file(q, values)]
+        bad = [q for q in quoted if not from_file(q, values) and not derived(q, verified)]
+        assert not bad, f"{where}: verdict figures in neither the linked result files nor {report.name}: {bad}"
 
 
 def test_the_check_fails_when_a_result_file_changes(tmp_path):
