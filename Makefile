@@ -4,8 +4,8 @@
 # `make test` runs the suite twice: as this CPU runs it, then with the kernels limited to AVX2
 # (no AVX-512, no native bf16), so that the float32 path of CPUs without them is tested on every
 # machine, whatever its own CPU. The AVX2 pass is the whole suite again: kernels reach most tests
-# through training. Measured on a fresh clone of this 2-core AMD EPYC, beside one training process:
-# 6.5 + 6.3 minutes, 14.2 minutes with the install.
+# through training. Measured on a fresh clone of this 2-core AMD EPYC, nothing else running:
+# 6.4 + 6.2 minutes, 14.1 minutes with the install.
 AVX2   := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2
 
 PYTHON ?= python3
