@@ -27,7 +27,6 @@ does not record the text again.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import threading
 from collections import OrderedDict
@@ -35,6 +34,7 @@ from collections import OrderedDict
 import numpy as np
 
 from rnnlab.errors import UserError
+from rnnlab.request_fields import BadRequest, integer, known_fields, number, shown
 
 MAX_TEXT = 2000  # characters of one text
 MAX_VALUES = 1_000_000  # activations in one answer with "signal": "all"
@@ -47,32 +47,6 @@ RECORD_FIELDS = ("text", "layer", "signal")
 UNITS_FIELDS = ("text", "layer", "signal", "start", "end", "threshold")
 CONTEXT = {"char": (40, 20), "word": (12, 6)}  # tokens shown before and after a match
 SPAN_SHOWN = {"char": (60, 20), "word": (15, 5)}  # a longer match is shown as its start … its end
-
-
-class BadRequest(Exception):
-    """A request the explorer refuses: answered with 400 and its message."""
-
-
-def _known_fields(body, fields: tuple[str, ...]) -> dict:
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    unknown = sorted(set(body) - set(fields))
-    if unknown:
-        raise BadRequest(f"unknown parameter {unknown[0]!r}; expected some of {', '.join(fields)}")
-    return body
-
-
-def _integer(body: dict, key: str, default: int | None, low: int, high: int) -> int:
-    value = body.get(key, default)
-    if value is None:
-        raise BadRequest(f"{key} is required")
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"{key} must be an integer, got {json.dumps(value)[:60]}")
-    if not low <= value <= high:
-        raise BadRequest(f"{key} must be between {low} and {high}, got {value}")
-    return value
 
 
 def _rounded(values: np.ndarray) -> list:
@@ -102,7 +76,7 @@ class Explorer:
         """The text to record, with unknown words as <unk> (word models), and warnings."""
         text = body.get("text")
         if not isinstance(text, str):
-            raise BadRequest(f"text must be a string, got {json.dumps(text)[:60]}")
+            raise BadRequest(f"text must be a string, got {shown(text)}")
         if len(text) > MAX_TEXT:
             raise BadRequest(f"text is too long: {len(text):,} characters, at most {MAX_TEXT:,}")
         from rnnlab.data.vocab import UNK, tokenize
@@ -113,8 +87,8 @@ class Explorer:
             raise BadRequest(f"text has {len(tokens)} {unit}; give at least 2")
         unknown = sorted({t for t in tokens if t not in self.vocab.stoi and t != UNK})
         if unknown and self.vocab.level == "char":
-            shown = ", ".join(repr(c) for c in unknown[:10])
-            raise BadRequest(f"text has characters the model has never seen: {shown}")
+            listed = ", ".join(repr(c) for c in unknown[:10])
+            raise BadRequest(f"text has characters the model has never seen: {listed}")
         if not unknown:
             return text, []
         lines = [" ".join(w if w in self.vocab.stoi else UNK for w in line.split()) for line in text.split("\n")]
@@ -122,13 +96,13 @@ class Explorer:
 
     def _where(self, body: dict, allow_all: bool = False) -> tuple[int, str]:
         """(layer, signal): the last layer's h unless the body names others."""
-        layer = _integer(body, "layer", self.layers - 1, 0, self.layers - 1)
+        layer = integer(body, "layer", self.layers - 1, 0, self.layers - 1)
         signal = body.get("signal", "h")
         if allow_all and signal == "all":
             return layer, signal
         if not isinstance(signal, str) or signal not in self.kinds:
             raise BadRequest(f"signal must be one of {', '.join(self.kinds)}"
-                             f"{' or all' if allow_all else ''}, got {json.dumps(signal)[:60]}")
+                             f"{' or all' if allow_all else ''}, got {shown(signal)}")
         return layer, signal
 
     def _check_recordable(self) -> None:
@@ -182,7 +156,7 @@ class Explorer:
     def record(self, body) -> dict:
         """POST /api/record (module docstring)."""
         self._check_recordable()
-        body = _known_fields(body, RECORD_FIELDS)
+        body = known_fields(body, RECORD_FIELDS)
         text, warnings = self._text(body)
         layer, signal = self._where(body, allow_all=True)
         if signal == "all":
@@ -212,15 +186,12 @@ class Explorer:
         from rnnlab.states.units import matches, units_on
 
         self._check_recordable()
-        body = _known_fields(body, UNITS_FIELDS)
+        body = known_fields(body, UNITS_FIELDS)
         text, _ = self._text(body)
         layer, signal = self._where(body)
-        threshold = body.get("threshold", 0.5)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold) \
-                or abs(threshold) > 100:
-            raise BadRequest(f"threshold must be a number in [-100, 100], got {json.dumps(threshold)[:60]}")
-        start = _integer(body, "start", None, 0, MAX_TEXT - 1)
-        end = _integer(body, "end", None, 1, MAX_TEXT)
+        threshold = number(body, "threshold", 0.5, -100, 100)
+        start = integer(body, "start", None, 0, MAX_TEXT - 1, required=True)
+        end = integer(body, "end", None, 1, MAX_TEXT, required=True)
         if end <= start:
             raise BadRequest(f"end must be after start, got start {start}, end {end}")
         rec = self.recording(text)

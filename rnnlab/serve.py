@@ -53,6 +53,7 @@ from rnnlab.config import validate_generation
 from rnnlab.data.vocab import UNK
 from rnnlab.errors import UserError
 from rnnlab.generate import generate
+from rnnlab.request_fields import BadRequest, integer, known_fields, number
 from rnnlab.runs import load_run
 
 MAX_LENGTH = 2000  # tokens per request
@@ -69,10 +70,6 @@ CSP = ("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'se
 PAGE_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
-class BadRequest(Exception):
-    """A request parameter is missing its type or range; answered with 400."""
-
-
 @dataclass
 class Params:
     prompt: str
@@ -82,28 +79,6 @@ class Params:
     length: int
     seed: int | None
     stop: str = ""
-
-
-def _number(body: dict, key: str, default: float, low: float, high: float, low_open: bool = False) -> float:
-    value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadRequest(f"{key} must be a number, got {json.dumps(value)}")
-    if value > high or value < low or (low_open and value == low):
-        raise BadRequest(f"{key} must be in {'(' if low_open else '['}{low:g}, {high:g}], got {value:g}")
-    return float(value)
-
-
-def _integer(body: dict, key: str, default: int | None, low: int, high: int) -> int | None:
-    value = body.get(key, default)
-    if value is None and default is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise BadRequest(f"{key} must be an integer, got {json.dumps(value)}")
-    if not low <= value <= high:
-        raise BadRequest(f"{key} must be between {low} and {high}, got {value}")
-    return value
 
 
 class Playground:
@@ -131,11 +106,7 @@ class Playground:
 
     def parse(self, body) -> tuple[Params, list[str]]:
         """Validated parameters and warnings (words a word model does not know)."""
-        if not isinstance(body, dict):
-            raise BadRequest("the request body must be a JSON object")
-        unknown = sorted(set(body) - set(FIELDS))
-        if unknown:
-            raise BadRequest(f"unknown parameter {unknown[0]!r}; expected some of {', '.join(FIELDS)}")
+        known_fields(body, FIELDS)
         prompt = body.get("prompt", "")
         if not isinstance(prompt, str):
             raise BadRequest(f"prompt must be a string, got {json.dumps(prompt)}")
@@ -146,11 +117,11 @@ class Playground:
             raise BadRequest(f"stop must be a string of at most {MAX_STOP} characters, got {json.dumps(stop)[:120]}")
         d = self.defaults
         params = Params(prompt,
-                        _number(body, "temperature", d["temperature"], 0.0, MAX_TEMPERATURE),
-                        _integer(body, "top_k", d["top_k"], 0, len(self.vocab)),
-                        _number(body, "top_p", d["top_p"], 0.0, 1.0, low_open=True),
-                        _integer(body, "length", d["length"], 1, MAX_LENGTH),
-                        _integer(body, "seed", None, 0, 2**63 - 1), stop)
+                        number(body, "temperature", d["temperature"], 0.0, MAX_TEMPERATURE),
+                        integer(body, "top_k", d["top_k"], 0, len(self.vocab)),
+                        number(body, "top_p", d["top_p"], 0.0, 1.0, low_open=True),
+                        integer(body, "length", d["length"], 1, MAX_LENGTH),
+                        integer(body, "seed", None, 0, 2**63 - 1), stop)
         try:  # the sampler's own bounds (temperature and top_p that would underflow), before any 200 is sent
             validate_generation(params.temperature, params.top_k, params.top_p, params.length)
         except UserError as e:
@@ -338,7 +309,7 @@ def _explorer_routes(playground: Playground, max_workers: int) -> list[Route]:
                 return body
             try:
                 answer = await run_in_threadpool(work, body)  # recording takes a while: off the event loop
-            except explore.BadRequest as e:
+            except BadRequest as e:
                 return _error(str(e))
             return Response(json.dumps(answer, allow_nan=False), media_type="application/json",
                             headers={"Cache-Control": "no-store"})
