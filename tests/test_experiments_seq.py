@@ -72,7 +72,8 @@ def test_chrono_init_sets_carry_biases():
 def test_parse_lengths_and_first_below():
     assert parse_lengths("5:40:5") == [5, 10, 15, 20, 25, 30, 35, 40]
     assert parse_lengths("3,7") == [3, 7]
-    for bad in ("a:b", "1:4", ""):
+    assert parse_lengths("5:8, 10:14:2,9,12") == [5, 6, 7, 8, 9, 10, 12, 14]
+    for bad in ("a:b", "1:4", "", "5:10:0", "5:10:2:1", "5,x"):
         with pytest.raises(UserError):
             parse_lengths(bad)
     rows = [{"cell": "rnn", "length": L, "accuracy": a} for L, a in [(5, 1.0), (10, 0.4), (15, 0.6), (20, 0.1)]]

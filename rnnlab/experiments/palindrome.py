@@ -87,19 +87,25 @@ class PalindromeConfig:
 
 
 def parse_lengths(text: str) -> list[int]:
-    """'5:40:5' (start:stop:step, stop included) or '5,10,20'."""
+    """A comma list whose items are lengths or start:stop:step ranges (stop included, step 1 if left out):
+    '5:40:5', '5,10,20', '5:20,22:40:2'. Sorted, each length once."""
+    lengths: set[int] = set()
     try:
-        if ":" in text:
-            parts = [int(p) for p in text.split(":")]
-            start, stop, step = (parts + [1])[:3] if len(parts) == 2 else parts
-            lengths = list(range(start, stop + 1, step))
-        else:
-            lengths = [int(p) for p in text.split(",") if p.strip()]
+        for item in (p.strip() for p in text.split(",") if p.strip()):
+            if ":" in item:
+                parts = [int(p) for p in item.split(":")]
+                if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] < 1):
+                    raise ValueError(item)
+                start, stop, step = (parts + [1])[:3]
+                lengths.update(range(start, stop + 1, step))
+            else:
+                lengths.add(int(item))
     except ValueError:
-        raise UserError(f"--lengths expects start:stop:step or a comma list of integers, got '{text}'") from None
+        expected = "lengths and start:stop:step ranges separated by commas"
+        raise UserError(f"--lengths expects {expected}, got '{text}'") from None
     if not lengths or min(lengths) < 2:
         raise UserError(f"--lengths must give lengths >= 2, got '{text}'")
-    return lengths
+    return sorted(lengths)
 
 
 def finished(run_dir: Path, run_cfg) -> dict | None:
@@ -125,7 +131,8 @@ def add_arguments(p) -> None:
     add_task_arguments(p, "palindrome")
     p.add_argument("--cells", type=at.cells,
                    help="comma list of cells of the cell table, e.g. rnn, rnn_relu, lstm, gru (default rnn,lstm,gru)")
-    p.add_argument("--lengths", help="start:stop:step (stop included) or a comma list (default 5:40:5)")
+    p.add_argument("--lengths", help="lengths and start:stop:step ranges (stop included), comma-separated, e.g. "
+                                      "5:20,22:40:2 (default 5:40:5)")
     p.add_argument("--backend", choices=["torch", "numpy"], default="torch")
     p.add_argument("--max-steps", type=at.positive, help="step budget per training run")
     p.add_argument("--optimizer", choices=["sgd", "adagrad", "rmsprop", "adam"], help="(default rmsprop)")
