@@ -7,6 +7,8 @@ On all of Brown's training text:
     linear-h128   the assignment's model: D 16, 128 linear hidden units (preset nplm)
     rnn-e16       the RNN extension: a vanilla RNN (128 units) reads the same
                   three words (preset nplm-rnn)
+    linear-h256, linear-h512, rnn-e128   the report's hidden sizes and the RNN's
+                  largest embedding (ngram_sizes.md)
 
 The sweeps, on the first SUBSET_LINES lines of the training text (~137,000
 words; the validation and test text unchanged), so that ten of them fit in
@@ -22,6 +24,7 @@ minutes on one core here):
     python benchmarks/ngram_assignment.py --train linear-h128   # one run (finished runs are kept)
     python benchmarks/ngram_assignment.py --train all           # every missing run, one after another
     python benchmarks/ngram_assignment.py --render              # tables, curves, samples, neighbours, maps
+    python benchmarks/ngram_assignment.py --render-sizes        # ngram_sizes.md: the sizes on all of Brown
 
 Rendering writes benchmarks/results/ngram_assignment.{json,md} and its figures
 (curves, embedding maps, the 4-gram histogram) next to them.
@@ -55,6 +58,10 @@ SUBSET_LINES = 6400
 FULL = {  # name: (preset, overrides)
     "linear-h128": ("nplm", []),
     "rnn-e16": ("nplm-rnn", []),
+    # the report's hidden sizes and the RNN's largest embedding on all of Brown (the subset sweeps below are cheaper)
+    "linear-h256": ("nplm", ["model.hidden=256"]),
+    "linear-h512": ("nplm", ["model.hidden=512"]),
+    "rnn-e128": ("nplm-rnn", ["model.embed=128"]),
 }
 SMALL = {
     "small-linear-h128": ("nplm", []),
@@ -190,6 +197,50 @@ def render(work: Path, results: Path, data: str) -> None:
     print("\n".join(md[:12 + len(rows)]))
 
 
+SIZES = {  # the sizes comparison on all of Brown: (the question, its runs)
+    "hidden units of the linear model (report 001 §3.2)": ["linear-h128", "linear-h256", "linear-h512"],
+    "embedding size of the RNN (report 001 §3.6.2)": ["rnn-e16", "rnn-e128"],
+}
+
+
+def render_sizes(work: Path, results: Path) -> None:
+    """ngram_sizes.{md,json}: the hidden sizes and the RNN's embedding sizes on all of Brown. A run that is not
+    under WORK is taken from the committed ngram_assignment.json, with the CPU that file names."""
+    here = harness.machine()["cpu"]
+    committed = json.loads((results / "ngram_assignment.json").read_text(encoding="utf-8"))
+    earlier = {r["run"]: {**r, "cpu": committed["machine"]["cpu"]} for r in committed["rows"]}
+    rows, missing = [], []
+    for question, names in SIZES.items():
+        for name in names:
+            if (work / name / "summary.json").is_file():
+                rows.append({**row(name, work / name), "cpu": here, "question": question})
+            elif name in earlier:
+                rows.append({**earlier[name], "question": question})
+            else:
+                missing.append(name)
+    columns = ["run", "model", "size", "parameters", "epochs", "train_ppl", "valid_ppl", "test_ppl",
+               "test_accuracy", "train_minutes", "cpu"]
+    md = ["# The neural n-gram model on all of Brown: hidden and embedding sizes", "", "```",
+          "python benchmarks/ngram_assignment.py --train NAME   # for each run below", "python benchmarks/"
+          "ngram_assignment.py --render-sizes", "```", "",
+          f"The settings of ngram_assignment.md (3 words of context, full softmax, Adam 1e-3 with cosine decay, "
+          f"{EPOCHS} epochs, one thread per run), on all of Brown's training text rather than the "
+          f"{SUBSET_LINES:,}-line subset of that file's sweeps. One seed per size. Rows trained on different CPUs "
+          "(the `cpu` column) compare in perplexity, not in `train_minutes`.", ""]
+    for question in SIZES:
+        part = [r for r in rows if r["question"] == question]
+        if part:
+            best = min(part, key=lambda r: r["valid_ppl"])
+            md += [f"## The {question}", "", markdown_table(part, columns), "",
+                   f"Lowest validation perplexity: **{best['run']}** ({best['valid_ppl']:.1f}).", ""]
+    if missing:
+        md += [f"Not run yet: {', '.join(missing)}.", ""]
+    (results / "ngram_sizes.md").write_text("\n".join(md), encoding="utf-8")
+    (results / "ngram_sizes.json").write_text(json.dumps({"rows": rows, "epochs": EPOCHS}, indent=1) + "\n",
+                                              encoding="utf-8")
+    print("\n".join(md))
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "brown"))
@@ -197,6 +248,7 @@ def parse_args(argv=None):
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--train", metavar="NAME", help="train one run (or 'all'): " + ", ".join(RUNS))
     ap.add_argument("--render", action="store_true", help="write the results from the finished runs")
+    ap.add_argument("--render-sizes", action="store_true", help="write ngram_sizes.md: the sizes on all of Brown")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting of every run")
     return ap.parse_args(argv)
 
@@ -209,8 +261,10 @@ def main(argv=None) -> int:
             train_unless_finished(name, run_config(name, args.data, args.set, work), work / name, progress=False)
     if args.render:
         render(work, Path(args.results), args.data)
+    if args.render_sizes:
+        render_sizes(work, Path(args.results))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.run_script(main, "ngram_assignment"))
