@@ -143,10 +143,9 @@ def train_unless_finished(name: str, cfg, run_dir: Path, progress: bool = True) 
 
 def time_note(wall: float, run_seconds: list[float], workers: int = 1) -> str:
     """The wall time of this command, and the training time summed over its runs (each run's
-    summary.json): a run found finished is not retrained, so the two differ when runs are reused."""
-    import torch
-
-    how = f"{workers} processes x 1 torch thread" if workers > 1 else f"{torch.get_num_threads()} torch thread(s)"
+    summary.json): a run found finished is not retrained, so the two differ when runs are reused. In one process
+    the runs' thread counts are their own (each summary.json records them), not this process's."""
+    how = f"{workers} processes x 1 torch thread" if workers > 1 else "one process, one run after another"
     return (f"Wall time: {wall / 60:.1f} min for this command ({how}); training time summed over its "
             f"{len(run_seconds)} runs: {sum(run_seconds) / 60:.1f} min (a run found finished under runs/ is not "
             f"retrained, and counts with the time its summary records).")
