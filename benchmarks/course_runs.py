@@ -1,4 +1,4 @@
-"""Two character LSTMs of the course, trained as rnnlab runs and written up:
+"""The course's long runs, trained as rnnlab runs and written up:
 
     grimm-course  the UvA report's Grimm generator (preset grimm-course: 2x128, dropout 0.3,
                   Adam 2e-3 x0.95 every 10,000 steps), at most 46,000 steps, stopped after 30 minutes of training;
@@ -8,10 +8,13 @@
     tv-script     the TV-script report's 3x200 char LSTM (preset tv-script) on Tiny Shakespeare,
                   train/valid/test loss and accuracy every epoch; speeches that start with a
                   speaker's name and stop at the end of the speech; the teacher-forced view
+    brown-gru-dropout-adam-long, brown-lstm-dropout-long
+                  report 002's two dropout-0.5 word models on Brown (GRU + Adam, LSTM + SGD), the rate
+                  halved on a validation plateau, compared at an equal number of steps (brown_lm_long.md)
 
     python benchmarks/course_runs.py --train grimm-course     # a finished run is kept
     python benchmarks/course_runs.py --train tv-script
-    python benchmarks/course_runs.py --render                 # benchmarks/results/{grimm_course,tv_script}.md
+    python benchmarks/course_runs.py --render                 # benchmarks/results/{grimm_course,tv_script,...}.md
 
 --render also collects two experiments run in the course's settings (their
 commands are in COURSE_EXPERIMENTS) into benchmarks/results: the palindromes
