@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 import rnnlab  # noqa: E402
 from benchmarks import harness  # noqa: E402
 from rnnlab.config import load_config  # noqa: E402
+from rnnlab.errors import run_command  # noqa: E402
 from rnnlab.experiments import markdown_table, train_unless_finished  # noqa: E402
 from rnnlab.report.collect import read_run  # noqa: E402
 from rnnlab.report.plots import epoch_curves_figure, run_curves_figure, save  # noqa: E402
@@ -357,4 +358,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_script(main, "course_runs"))
+    sys.exit(run_command(main, "course_runs"))

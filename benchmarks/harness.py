@@ -24,21 +24,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
 
-def run_script(main, name: str) -> int:
-    """A training script's main, ended as `rnnlab` ends a command: a user error is one line and exit 2, a run
-    stopped by Ctrl-C or SIGTERM one line (how to resume it) and exit 130."""
-    from rnnlab.errors import Interrupted, UserError
-
-    try:
-        return main()
-    except UserError as e:
-        print(f"{name}: error: {e}", file=sys.stderr)
-        return 2
-    except Interrupted as e:
-        print(f"{name}: {e}", file=sys.stderr)
-        return 130
-
-
 def data_path(name: str) -> Path | None:
     """../shared/data/NAME relative to the repository root, or None (the caller skips)."""
     path = (DATA / name).resolve()

@@ -46,6 +46,7 @@ import rnnlab  # noqa: E402
 from benchmarks import harness  # noqa: E402
 from rnnlab.config import load_config  # noqa: E402
 from rnnlab.data.corpus import load_corpus  # noqa: E402
+from rnnlab.errors import run_command  # noqa: E402
 from rnnlab.experiments import markdown_table, train_unless_finished  # noqa: E402
 from rnnlab.experiments.ngram import kn_row  # noqa: E402
 from rnnlab.ngram.counts import count_of_counts, ngram_counts, plot_histogram  # noqa: E402
@@ -267,4 +268,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(harness.run_script(main, "ngram_assignment"))
+    sys.exit(run_command(main, "ngram_assignment"))

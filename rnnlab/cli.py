@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rnnlab import argtypes as at
 from rnnlab import console, threads
-from rnnlab.errors import Interrupted, UserError
+from rnnlab.errors import UserError, run_command
 
 threads.prefer_short_spin()  # before anything imports torch: libgomp reads it once, at load
 
@@ -668,18 +668,4 @@ def main(argv: list[str] | None = None) -> int:
     warnings.formatwarning = lambda message, category, *rest: f"rnnlab: warning: {message}\n"
     if argv is None:  # the process's own command line (not a caller's, a test's or a script's)
         _stop_on_signals()
-    try:
-        return COMMANDS[args.command](args)
-    except UserError as e:
-        print(f"rnnlab: error: {e}", file=sys.stderr)
-        return 2
-    except Interrupted as e:
-        print(f"rnnlab: {e}", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print("rnnlab: interrupted", file=sys.stderr)
-        return 130
-    except OSError as e:  # disk full, permissions, ... while writing a run
-        where = f": {e.filename}" if e.filename else ""
-        print(f"rnnlab: error: {e.strerror or e}{where}", file=sys.stderr)
-        return 2
+    return run_command(lambda: COMMANDS[args.command](args), "rnnlab")
