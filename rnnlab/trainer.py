@@ -363,7 +363,7 @@ def train_config(cfg: Config, run_dir: Path, progress: bool = True, overwrite: b
     return Trainer(cfg, run_dir, progress=progress, overwrite=overwrite).run()
 
 
-def resume(run_dir: Path, overrides=(), progress: bool = True) -> dict:
+def resume(run_dir: Path, overrides=(), progress: bool = True, echo=echo) -> dict:
     """Continue a run from its 'last' checkpoint (`overrides`: KEY=VALUE strings); its summary."""
     from rnnlab.config import apply, validate
 
@@ -372,7 +372,7 @@ def resume(run_dir: Path, overrides=(), progress: bool = True) -> dict:
         key, _, value = item.partition("=")
         apply(cfg, key.strip(), value)
     validate(cfg)
-    return Trainer(cfg, run_dir, resume=True, progress=progress).run()
+    return Trainer(cfg, run_dir, resume=True, progress=progress, echo=echo).run()
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

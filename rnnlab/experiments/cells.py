@@ -116,9 +116,8 @@ def train_char_until(cfg: CellsConfig, cell: str, hidden: int, seconds: float, p
     """Train the cell's char run until its training time reaches `seconds`: start it, or resume it
     with that time limit; a run already that far is left as it is (a re-run only fills the gaps)."""
     from rnnlab import checkpoint
-    from rnnlab.config import apply
     from rnnlab.runs import read_config
-    from rnnlab.trainer import Trainer
+    from rnnlab.trainer import Trainer, resume
 
     run_dir = cfg.runs / f"char-{cell}"
     if (run_dir / "summary.json").is_file():
@@ -127,9 +126,7 @@ def train_char_until(cfg: CellsConfig, cell: str, hidden: int, seconds: float, p
             return
     quiet = dict(progress=progress, echo=lambda text: None)
     if checkpoint.exists(run_dir, "last"):
-        run_cfg = read_config(run_dir)
-        apply(run_cfg, "train.max_minutes", str(seconds / 60))
-        Trainer(run_cfg, run_dir, resume=True, **quiet).run()
+        resume(run_dir, [f"train.max_minutes={seconds / 60}"], **quiet)
     else:
         Trainer(char_config(cfg, cell, hidden, seconds), run_dir, overwrite=True, **quiet).run()
 
