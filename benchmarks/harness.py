@@ -31,17 +31,13 @@ def data_path(name: str) -> Path | None:
 
 
 def machine() -> dict:
-    flags = ""
+    from rnnlab.devices import cpu_name
+
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = line
-                break
-        model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                      if ln.startswith("model name")), platform.processor())
+        flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags")), "")
     except OSError:
-        model = platform.processor()
-    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        flags = ""
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "avx512": "avx512f" in flags, "avx512_bf16": "avx512_bf16" in flags, "amx": "amx_bf16" in flags,
             "python": platform.python_version()}

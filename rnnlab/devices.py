@@ -1,11 +1,25 @@
-"""Where a run computes: the torch device, and whether bf16 autocast pays on it."""
+"""Where a run computes: the CPU's name, the torch device, and whether bf16 autocast pays on it."""
 
 from __future__ import annotations
+
+import platform
+from pathlib import Path
 
 import torch
 
 from rnnlab.config import Config
 from rnnlab.errors import UserError
+
+
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), as result files record it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def resolve_device(name: str) -> torch.device:

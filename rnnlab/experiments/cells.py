@@ -30,13 +30,12 @@ table that needs no timestamps; `--cells` takes any of the table's.
 from __future__ import annotations
 
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnlab import argtypes as at
-from rnnlab import cell_registry, safejson
+from rnnlab import cell_registry, devices, safejson
 from rnnlab.errors import UserError
 from rnnlab.experiments import Budget, command_line, markdown_table, parse_names, run_jobs, write_results
 
@@ -195,16 +194,6 @@ def measure(cfg: CellsConfig, out: Path, command: str, progress: bool = True) ->
     return rows, paths
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def summary(rows: list[dict], cfg: CellsConfig, wall: float, load_before, load_after) -> str:
     import torch
 
@@ -227,7 +216,7 @@ def summary(rows: list[dict], cfg: CellsConfig, wall: float, load_before, load_a
               f"Palindromes: one seed, {b.optimizer} lr {b.lr:g}, at most {b.max_steps} steps, early stop at "
               f"{b.target:.1%} validation accuracy or after {b.patience} steps without a 1-point gain; chrono init "
               f"(horizon T−1) where the cell table names a carry gate (not the RNN).",
-              "", f"Machine: {cpu_name()}, {torch.get_num_threads()} torch thread(s); load average "
+              "", f"Machine: {devices.cpu_name()}, {torch.get_num_threads()} torch thread(s); load average "
               f"{load_before[0]:.1f} before and {load_after[0]:.1f} after ({os.cpu_count()} logical CPUs). "
               f"On a shared machine tokens/s is noisy: compare cells within this table, not across machines.",
               "", f"Wall time: {wall / 60:.1f} min."]
