@@ -72,6 +72,8 @@ def bar_postfix(loss: float, level: str, rate: float) -> str:
 
 def summary(trainer, results: dict) -> dict:
     """summary.json: what the run was, how far it got, how fast, and its final evaluation."""
+    from rnnlab.data.source import vocab_size
+
     cfg, p, m = trainer.cfg, trainer.progress, trainer.cfg.model
     nplm = m.arch == "nplm"  # one hidden layer; a recurrent one only with model.reader=recurrent
     vocab = trainer.source.vocab
@@ -79,7 +81,7 @@ def summary(trainer, results: dict) -> dict:
     return {"name": cfg.name, "level": vocab.level if vocab else None, "arch": m.arch,
             "task": cfg.task.kind or None, "cell": m.cell if not nplm or m.reader == "recurrent" else None,
             "model": " ".join(m.kind_and_size()), "hidden": m.hidden, "layers": 1 if nplm else m.layers,
-            "parameters": trainer.model.num_parameters(), "vocab_size": len(vocab) if vocab else 0,
+            "parameters": trainer.model.num_parameters(), "vocab_size": vocab_size(trainer.source),
             "steps": p.step, "step_seconds": p.step_seconds, "early_stop": p.early_stop or None,
             "epochs": p.epoch + p.index / trainer.batcher.steps_per_epoch, "wall_seconds": p.elapsed,
             "tokens_per_s": p.step * tokens_per_step / max(p.elapsed, 1e-9), "faults": p.faults,

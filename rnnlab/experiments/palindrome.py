@@ -209,7 +209,6 @@ def first_below(rows: list[dict], cell: str, level: float = 0.5) -> int | None:
 
 
 def summary(rows: list[dict], cfg: PalindromeConfig, wall: float, workers: int = 1) -> str:
-
     b = cfg.budget
     lines = ["Where each cell falls below 50% accuracy (chance is 10%):", ""]
     for cell in cfg.cells:
