@@ -53,8 +53,9 @@ def log_g(k: torch.Tensor) -> torch.Tensor:
 def prefix_logsumexp(v: torch.Tensor) -> torch.Tensor:
     """logcumsumexp over dim 0. On a GPU, torch's parallel kernel. On a CPU, a running
     logaddexp over time, the same sums in the same order of magnitude: for the short
-    sequences of training (T ≈ 30) it runs ~10x faster there, forward and backward, than
-    torch.logcumsumexp's CPU kernel (measured with torch 2.13; benchmarks/results/cells.md)."""
+    sequences of training it runs about 6x faster there, forward and backward, than
+    torch.logcumsumexp's CPU kernel (T = 30, batch 64, 503 units, one thread, torch 2.13,
+    AMD EPYC; 2.6x for a whole minGRU layer)."""
     if v.device.type != "cpu":
         return torch.logcumsumexp(v, dim=0)
     acc, out = v[0], [v[0]]
