@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rnnlab import argtypes as at
-from rnnlab import cell_registry, devices, safejson
+from rnnlab import cell_registry, safejson
 from rnnlab.errors import UserError
 from rnnlab.experiments import Budget, command_line, markdown_table, parse_names, run_jobs, write_results
 
@@ -197,6 +197,8 @@ def measure(cfg: CellsConfig, out: Path, command: str, progress: bool = True) ->
 def summary(rows: list[dict], cfg: CellsConfig, wall: float, load_before, load_after) -> str:
     import torch
 
+    from rnnlab.devices import cpu_name
+
     char = {r["cell"]: r for r in rows if r["task"] == "char"}
     ref = char.get(cfg.reference)
     lines = [f"Every cell has the parameter count of the {cfg.reference} (char job: hidden "
@@ -216,7 +218,7 @@ def summary(rows: list[dict], cfg: CellsConfig, wall: float, load_before, load_a
               f"Palindromes: one seed, {b.optimizer} lr {b.lr:g}, at most {b.max_steps} steps, early stop at "
               f"{b.target:.1%} validation accuracy or after {b.patience} steps without a 1-point gain; chrono init "
               f"(horizon T−1) where the cell table names a carry gate (not the RNN).",
-              "", f"Machine: {devices.cpu_name()}, {torch.get_num_threads()} torch thread(s); load average "
+              "", f"Machine: {cpu_name()}, {torch.get_num_threads()} torch thread(s); load average "
               f"{load_before[0]:.1f} before and {load_after[0]:.1f} after ({os.cpu_count()} logical CPUs). "
               f"On a shared machine tokens/s is noisy: compare cells within this table, not across machines.",
               "", f"Wall time: {wall / 60:.1f} min."]
